@@ -1,0 +1,55 @@
+# payledger: PGXS build.  The version is read from payledger.control only.
+
+EXTENSION = payledger
+EXTVERSION = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" payledger.control)
+
+MODULE_big = payledger
+OBJS = \
+	src/payledger.o \
+	src/args.o \
+	src/spi_plans.o \
+	src/uuid_v7.o \
+	src/currency.o \
+	src/pii.o \
+	src/audit.o \
+	src/idempotency.o \
+	src/accounts.o \
+	src/transfer.o \
+	src/check.o
+
+DATA = $(wildcard sql/payledger--*.sql)
+
+REGRESS = \
+	uuid_v7 \
+	accounts \
+	transfer \
+	transfer_errors \
+	idempotency \
+	audit_append_only \
+	statement \
+	check_ledger
+REGRESS_OPTS = --load-extension=payledger
+
+ISOLATION = \
+	transfer_no_double_spend \
+	transfer_no_deadlock \
+	idempotency_same_key_concurrent \
+	transfer_vs_freeze
+ISOLATION_OPTS = --inputdir=test/isolation --load-extension=payledger
+
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# pgTAP suite, run with pg_prove against the server in PGHOST/PGPORT.
+PGTAP_DB ?= payledger_pgtap
+.PHONY: pgtap
+pgtap:
+	dropdb --if-exists $(PGTAP_DB)
+	createdb $(PGTAP_DB)
+	psql -X -q -v ON_ERROR_STOP=1 -d $(PGTAP_DB) -c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION payledger'
+	pg_prove -d $(PGTAP_DB) test/pgtap/*.sql
+	dropdb $(PGTAP_DB)

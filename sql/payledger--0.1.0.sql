@@ -1,0 +1,248 @@
+/* sql/payledger--0.1.0.sql: payledger 0.1.0, the ledger core */
+
+\echo Use "CREATE EXTENSION payledger" to load this file. \quit
+
+/*
+ * Tables belong to the extension's owner and are granted to nobody: money
+ * moves only through the functions below, which run their statements as the
+ * owner (the C code switches user the way PostgreSQL's RI triggers do), so
+ * an application role needs USAGE on the schema and EXECUTE, nothing more.
+ */
+
+CREATE TYPE payledger.transfer_result AS (
+	transfer_id uuid,
+	status text,
+	reason_code text,
+	replayed boolean
+);
+COMMENT ON TYPE payledger.transfer_result IS
+	'Outcome of a money-moving call: id, posted/pending/voided/expired/rejected, decline reason, whether it was replayed';
+
+CREATE TABLE payledger.accounts (
+	id uuid PRIMARY KEY,
+	currency text NOT NULL,
+	kind text NOT NULL,
+	min_balance bigint,
+	status text NOT NULL CHECK (status IN ('active', 'frozen', 'closed')),
+	balance bigint NOT NULL DEFAULT 0,
+	pending_debits bigint NOT NULL DEFAULT 0 CHECK (pending_debits >= 0),
+	pending_credits bigint NOT NULL DEFAULT 0 CHECK (pending_credits >= 0),
+	version bigint NOT NULL,
+	metadata jsonb NOT NULL DEFAULT '{}',
+	frozen_reason text,
+	created_at timestamptz NOT NULL,
+	updated_at timestamptz NOT NULL
+);
+COMMENT ON TABLE payledger.accounts IS
+	'Ledger accounts; balance = credits - debits, changed only by payledger functions';
+
+CREATE TABLE payledger.transfers (
+	id uuid PRIMARY KEY,
+	kind text NOT NULL,
+	status text NOT NULL CHECK (status IN ('posted', 'rejected')),
+	reason_code text,
+	currency text NOT NULL,
+	amount bigint NOT NULL CHECK (amount > 0),
+	from_account uuid,
+	to_account uuid,
+	idempotency_key text,
+	request_hash bytea NOT NULL,
+	metadata jsonb NOT NULL,
+	created_at timestamptz NOT NULL
+);
+COMMENT ON TABLE payledger.transfers IS
+	'Every transfer attempt, posted or rejected (append-only)';
+
+CREATE TABLE payledger.entries (
+	account_id uuid NOT NULL,
+	account_version bigint NOT NULL,
+	transfer_id uuid NOT NULL,
+	amount bigint NOT NULL CHECK (amount <> 0),
+	balance_after bigint NOT NULL,
+	created_at timestamptz NOT NULL,
+	PRIMARY KEY (account_id, account_version)
+);
+COMMENT ON TABLE payledger.entries IS
+	'Double-entry postings: one signed row per account a transfer touches (append-only)';
+
+CREATE TABLE payledger.idempotency_keys (
+	scope uuid NOT NULL,
+	key text NOT NULL,
+	operation text NOT NULL,
+	request_hash bytea NOT NULL,
+	result_id uuid NOT NULL,
+	status text NOT NULL,
+	reason_code text,
+	created_at timestamptz NOT NULL,
+	PRIMARY KEY (scope, key)
+);
+COMMENT ON TABLE payledger.idempotency_keys IS
+	'Stored results of keyed calls; scope is the merchant for payment functions, the nil UUID for ledger functions';
+
+CREATE TABLE payledger.payment_audit_log (
+	id bigserial PRIMARY KEY,
+	event_id uuid NOT NULL UNIQUE,
+	correlation_id uuid,
+	idempotency_key text,
+	event_time timestamptz NOT NULL,
+	server_time timestamptz NOT NULL,
+	event_type text NOT NULL,
+	previous_state text,
+	new_state text,
+	actor_type text NOT NULL,
+	actor_id text NOT NULL,
+	payment_id uuid,
+	account_id uuid,
+	counterparty_account_id uuid,
+	amount_cents bigint,
+	currency text,
+	merchant_id uuid,
+	customer_id uuid,
+	ip_address text,
+	user_agent_hash text,
+	device_id text,
+	success boolean NOT NULL,
+	reason_code text,
+	error_message text,
+	metadata jsonb NOT NULL DEFAULT '{}',
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE payledger.payment_audit_log IS
+	'Append-only audit trail of every state change and every decline';
+
+-- pg_dump must carry the money: register every table and sequence
+SELECT pg_catalog.pg_extension_config_dump('payledger.accounts', '');
+SELECT pg_catalog.pg_extension_config_dump('payledger.transfers', '');
+SELECT pg_catalog.pg_extension_config_dump('payledger.entries', '');
+SELECT pg_catalog.pg_extension_config_dump('payledger.idempotency_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('payledger.payment_audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('payledger.payment_audit_log_id_seq', '');
+
+-- Guards.  Statement-level, so that even a DELETE matching no row is refused,
+-- and ENABLE ALWAYS, so that session_replication_role = replica does not
+-- walk past them.
+CREATE FUNCTION payledger.forbid_mutation()
+	RETURNS trigger
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'forbid_mutation';
+COMMENT ON FUNCTION payledger.forbid_mutation() IS
+	'Trigger: makes a table append-only (UPDATE, DELETE and TRUNCATE raise PY003)';
+
+CREATE FUNCTION payledger.guard_accounts()
+	RETURNS trigger
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'guard_accounts';
+COMMENT ON FUNCTION payledger.guard_accounts() IS
+	'Trigger: accounts change only through payledger functions (PY003 otherwise)';
+
+CREATE TRIGGER transfers_append_only
+	BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.transfers
+	FOR EACH STATEMENT EXECUTE FUNCTION payledger.forbid_mutation();
+CREATE TRIGGER entries_append_only
+	BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.entries
+	FOR EACH STATEMENT EXECUTE FUNCTION payledger.forbid_mutation();
+CREATE TRIGGER audit_append_only
+	BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.payment_audit_log
+	FOR EACH STATEMENT EXECUTE FUNCTION payledger.forbid_mutation();
+CREATE TRIGGER accounts_guard
+	BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.accounts
+	FOR EACH STATEMENT EXECUTE FUNCTION payledger.guard_accounts();
+
+ALTER TABLE payledger.transfers ENABLE ALWAYS TRIGGER transfers_append_only;
+ALTER TABLE payledger.entries ENABLE ALWAYS TRIGGER entries_append_only;
+ALTER TABLE payledger.payment_audit_log ENABLE ALWAYS TRIGGER audit_append_only;
+ALTER TABLE payledger.accounts ENABLE ALWAYS TRIGGER accounts_guard;
+
+-- Functions
+
+CREATE FUNCTION payledger.uuid_v7()
+	RETURNS uuid
+	LANGUAGE c VOLATILE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'uuid_v7';
+COMMENT ON FUNCTION payledger.uuid_v7() IS 'A new time-ordered UUID (RFC 9562 version 7)';
+
+CREATE FUNCTION payledger.create_account(
+	currency text,
+	kind text DEFAULT 'generic',
+	min_balance bigint DEFAULT 0,
+	metadata jsonb DEFAULT '{}',
+	account_id uuid DEFAULT NULL)
+	RETURNS uuid
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'create_account';
+COMMENT ON FUNCTION payledger.create_account(text, text, bigint, jsonb, uuid) IS
+	'Opens an account in one currency with a floor (NULL: no floor); idempotent on a caller-supplied id';
+
+CREATE FUNCTION payledger.freeze_account(account_id uuid, reason text)
+	RETURNS void
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'freeze_account';
+COMMENT ON FUNCTION payledger.freeze_account(uuid, text) IS
+	'Stops an account from sending or receiving money';
+
+CREATE FUNCTION payledger.unfreeze_account(account_id uuid)
+	RETURNS void
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'unfreeze_account';
+COMMENT ON FUNCTION payledger.unfreeze_account(uuid) IS 'Lets a frozen account move money again';
+
+CREATE FUNCTION payledger.close_account(account_id uuid)
+	RETURNS void
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'close_account';
+COMMENT ON FUNCTION payledger.close_account(uuid) IS
+	'Closes an account for good; only with a zero balance and nothing pending';
+
+CREATE FUNCTION payledger.get_balance(account_id uuid)
+	RETURNS TABLE(balance bigint, pending_debits bigint, pending_credits bigint,
+				  available bigint, version bigint)
+	LANGUAGE c VOLATILE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'get_balance';
+COMMENT ON FUNCTION payledger.get_balance(uuid) IS
+	'Current balance, pending amounts, available (balance - pending_debits) and version of an account';
+
+CREATE FUNCTION payledger.balance_at(account_id uuid, at timestamptz)
+	RETURNS bigint
+	LANGUAGE c VOLATILE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'balance_at';
+COMMENT ON FUNCTION payledger.balance_at(uuid, timestamptz) IS
+	'Posted balance of an account as of a past instant';
+
+CREATE FUNCTION payledger.account_entries(
+	account_id uuid,
+	since timestamptz DEFAULT '-infinity',
+	until timestamptz DEFAULT 'infinity')
+	RETURNS TABLE(transfer_id uuid, amount bigint, balance_after bigint,
+				  posted_at timestamptz, account_version bigint)
+	LANGUAGE c VOLATILE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'account_entries';
+COMMENT ON FUNCTION payledger.account_entries(uuid, timestamptz, timestamptz) IS
+	'Statement of an account: every posting in [since, until] with its signed amount and the balance after it';
+
+CREATE FUNCTION payledger.transfer(
+	from_account uuid,
+	to_account uuid,
+	amount bigint,
+	currency text,
+	idempotency_key text DEFAULT NULL,
+	metadata jsonb DEFAULT '{}',
+	transfer_id uuid DEFAULT NULL)
+	RETURNS payledger.transfer_result
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'transfer';
+COMMENT ON FUNCTION payledger.transfer(uuid, uuid, bigint, text, text, jsonb, uuid) IS
+	'Moves amount from one account to another: double-entry, atomic, audited, idempotent';
+
+CREATE FUNCTION payledger.purge_idempotency_keys()
+	RETURNS bigint
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'purge_idempotency_keys';
+COMMENT ON FUNCTION payledger.purge_idempotency_keys() IS
+	'Deletes idempotency keys older than payledger.idempotency_retention; returns how many';
+
+CREATE FUNCTION payledger.check_ledger()
+	RETURNS TABLE(check_name text, ok boolean, detail text)
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'check_ledger';
+COMMENT ON FUNCTION payledger.check_ledger() IS
+	'Verifies the ledger''s invariants; one row per check';

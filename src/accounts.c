@@ -1,0 +1,433 @@
+/*-------------------------------------------------------------------------
+ *
+ * accounts.c
+ *	  Accounts: opening, freezing, closing, balances and statements.
+ *
+ * An account's status moves active <-> frozen -> closed (closed is final);
+ * every change bumps the account's version and writes an audit row.  Asking
+ * for the status an account already has is a no-op, so operators can retry.
+ *
+ * Copyright (c) 2026, payledger authors
+ *
+ * IDENTIFICATION
+ *	  src/accounts.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "payledger.h"
+
+typedef struct PlAccount
+{
+	char	   *currency;
+	char	   *kind;
+	bool		has_floor;
+	int64		min_balance;
+	char	   *status;
+	int64		balance;
+	int64		pending_debits;
+	int64		pending_credits;
+	int64		version;
+	Jsonb	   *metadata;
+} PlAccount;
+
+static void
+raise_not_found(const pg_uuid_t *id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+			 errmsg("account %s does not exist",
+					DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))))));
+}
+
+/* Reads one account (PLAN_ACCOUNT_GET or _LOCK) into *acc; false if none. */
+static bool
+fetch_account(PlPlanId plan, pg_uuid_t *id, PlAccount *acc)
+{
+	Datum		values[1];
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	values[0] = UUIDPGetDatum(id);
+	if (PlExec(plan, values, NULL, 1) != SPI_OK_SELECT)
+		elog(ERROR, "account lookup failed");
+	if (SPI_processed == 0)
+		return false;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	acc->currency = SPI_getvalue(tup, desc, 1);
+	acc->kind = SPI_getvalue(tup, desc, 2);
+	acc->min_balance = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+	acc->has_floor = !isnull;
+	acc->status = SPI_getvalue(tup, desc, 4);
+	acc->balance = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+	acc->pending_debits = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
+	acc->pending_credits = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
+	acc->version = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
+	acc->metadata = DatumGetJsonbP(SPI_getbinval(tup, desc, 9, &isnull));
+	return true;
+}
+
+static bool
+jsonb_equal(Jsonb *a, Jsonb *b)
+{
+	return DatumGetBool(DirectFunctionCall2(jsonb_eq, JsonbPGetDatum(a),
+											JsonbPGetDatum(b)));
+}
+
+/*
+ * payledger.create_account(currency text, kind text DEFAULT 'generic',
+ *		min_balance bigint DEFAULT 0, metadata jsonb DEFAULT '{}',
+ *		account_id uuid DEFAULT NULL) RETURNS uuid
+ *
+ * min_balance NULL means no floor (system accounts); a negative floor is a
+ * credit line; a floor above zero is refused since a new account holds
+ * zero.  A caller-supplied id makes the call idempotent: the same id with
+ * the same attributes returns it again, with others raises PY002.
+ */
+PG_FUNCTION_INFO_V1(create_account);
+Datum
+create_account(PG_FUNCTION_ARGS)
+{
+	char	   *currency;
+	char	   *kind;
+	bool		has_floor = !PG_ARGISNULL(2);
+	int64		min_balance = has_floor ? PG_GETARG_INT64(2) : 0;
+	Jsonb	   *metadata = PG_ARGISNULL(3) ? PlEmptyJsonb() : PG_GETARG_JSONB_P(3);
+	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+	TimestampTz now;
+	PlPrivState priv;
+	Datum		values[6];
+	char		nulls[6] = "      ";
+
+	PlRequireArg(fcinfo, 0, "currency");
+	PlRequireArg(fcinfo, 1, "kind");
+	currency = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	kind = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	PlCheckCurrency(currency);
+	if (kind[0] == '\0' || strlen(kind) > 64)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("account kind must be 1 to 64 bytes long")));
+	if (has_floor && min_balance > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("min_balance must not be above zero"),
+				 errdetail("A new account starts at zero, so a floor of " INT64_FORMAT " would leave it below its floor.",
+						   min_balance),
+				 errhint("Use 0 for no overdraft, a negative floor for a credit line, or NULL for no floor.")));
+	PlRejectPanInText("account kind", kind);
+	PlRejectPanInJsonb("account metadata", metadata);
+
+	if (PG_ARGISNULL(4))
+		PlUuidV7(id);
+	else
+		*id = *PG_GETARG_UUID_P(4);
+	now = GetCurrentTimestamp();
+
+	values[0] = UUIDPGetDatum(id);
+	values[1] = CStringGetTextDatum(currency);
+	values[2] = CStringGetTextDatum(kind);
+	values[3] = Int64GetDatum(min_balance);
+	if (!has_floor)
+		nulls[3] = 'n';
+	values[4] = JsonbPGetDatum(metadata);
+	values[5] = TimestampTzGetDatum(now);
+
+	PlSpiBegin(&priv);
+	if (PlExec(PLAN_ACCOUNT_INSERT, values, nulls, 0) != SPI_OK_INSERT)
+		elog(ERROR, "account insert failed");
+	if (SPI_processed == 0)
+	{
+		PlAccount	acc;
+
+		if (!fetch_account(PLAN_ACCOUNT_GET, id, &acc))
+			elog(ERROR, "account vanished after a conflicting insert");
+		if (strcmp(acc.currency, currency) != 0 || strcmp(acc.kind, kind) != 0 ||
+			acc.has_floor != has_floor || (has_floor && acc.min_balance != min_balance) ||
+			!jsonb_equal(acc.metadata, metadata))
+			ereport(ERROR,
+					(errcode(ERRCODE_PAYLEDGER_IDEMPOTENCY_KEY_REUSED),
+					 errmsg("account %s already exists with other attributes",
+							DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)))),
+					 errhint("A caller-supplied account id must be repeated with the same currency, kind, floor and metadata.")));
+	}
+	else
+	{
+		PlAuditEvent ev;
+
+		PlAuditInit(&ev, "ACCOUNT_CREATED", now);
+		ev.new_state = "active";
+		ev.account_id = id;
+		ev.correlation_id = id;
+		ev.currency = currency;
+		ev.metadata = metadata;
+		PlAuditWrite(&ev);
+	}
+	PlSpiEnd(&priv);
+	PG_RETURN_UUID_P(id);
+}
+
+/*
+ * Moves an account to new_status.  Returns quietly when it already has it;
+ * PY001 when the move is not allowed.
+ */
+static void
+change_status(pg_uuid_t *id, const char *new_status, const char *event_type,
+			  const char *reason)
+{
+	PlPrivState priv;
+	PlAccount	acc;
+	TimestampTz now;
+	Datum		values[4];
+	char		nulls[4] = "    ";
+
+	PlSpiBegin(&priv);
+	if (!fetch_account(PLAN_ACCOUNT_LOCK, id, &acc))
+		raise_not_found(id);
+	if (strcmp(acc.status, new_status) == 0)
+	{
+		PlSpiEnd(&priv);
+		return;
+	}
+	if (strcmp(acc.status, "closed") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
+				 errmsg("account is closed"),
+				 errdetail("A closed account cannot become %s.", new_status)));
+	if (strcmp(new_status, "closed") == 0 &&
+		(acc.balance != 0 || acc.pending_debits != 0 || acc.pending_credits != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
+				 errmsg("account cannot be closed while it holds money"),
+				 errdetail("Balance is " INT64_FORMAT ", pending debits " INT64_FORMAT ", pending credits " INT64_FORMAT ".",
+						   acc.balance, acc.pending_debits, acc.pending_credits),
+				 errhint("Move the balance out and settle or void its holds first.")));
+
+	now = GetCurrentTimestamp();
+	values[0] = UUIDPGetDatum(id);
+	values[1] = CStringGetTextDatum(new_status);
+	if (strcmp(new_status, "frozen") == 0 && reason)
+		values[2] = CStringGetTextDatum(reason);
+	else
+		nulls[2] = 'n';
+	values[3] = TimestampTzGetDatum(now);
+	if (PlExec(PLAN_ACCOUNT_SET_STATUS, values, nulls, 0) != SPI_OK_UPDATE_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "account status update failed");
+
+	{
+		PlAuditEvent ev;
+
+		PlAuditInit(&ev, event_type, now);
+		ev.previous_state = acc.status;
+		ev.new_state = new_status;
+		ev.account_id = id;
+		ev.correlation_id = id;
+		ev.currency = acc.currency;
+		if (reason)
+		{
+			JsonbParseState *state = NULL;
+			JsonbValue	k,
+						v;
+
+			pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+			k.type = jbvString;
+			k.val.string.val = "reason";
+			k.val.string.len = 6;
+			pushJsonbValue(&state, WJB_KEY, &k);
+			v.type = jbvString;
+			v.val.string.val = (char *) reason;
+			v.val.string.len = strlen(reason);
+			pushJsonbValue(&state, WJB_VALUE, &v);
+			ev.metadata = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+		}
+		PlAuditWrite(&ev);
+	}
+	PlSpiEnd(&priv);
+}
+
+/*
+ * payledger.freeze_account(account_id uuid, reason text) RETURNS void
+ *
+ * A frozen account neither sends nor receives: transfers touching it are
+ * declined ACCOUNT_FROZEN.
+ */
+PG_FUNCTION_INFO_V1(freeze_account);
+Datum
+freeze_account(PG_FUNCTION_ARGS)
+{
+	char	   *reason;
+
+	PlRequireArg(fcinfo, 0, "account_id");
+	PlRequireArg(fcinfo, 1, "reason");
+	reason = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	PlRejectPanInText("freeze reason", reason);
+	change_status(PG_GETARG_UUID_P(0), "frozen", "ACCOUNT_FROZEN", reason);
+	PG_RETURN_VOID();
+}
+
+/* payledger.unfreeze_account(account_id uuid) RETURNS void */
+PG_FUNCTION_INFO_V1(unfreeze_account);
+Datum
+unfreeze_account(PG_FUNCTION_ARGS)
+{
+	PlRequireArg(fcinfo, 0, "account_id");
+	change_status(PG_GETARG_UUID_P(0), "active", "ACCOUNT_UNFROZEN", NULL);
+	PG_RETURN_VOID();
+}
+
+/*
+ * payledger.close_account(account_id uuid) RETURNS void
+ *
+ * Only an account with a zero balance and nothing pending can close;
+ * otherwise PY001.  Closing is final.
+ */
+PG_FUNCTION_INFO_V1(close_account);
+Datum
+close_account(PG_FUNCTION_ARGS)
+{
+	PlRequireArg(fcinfo, 0, "account_id");
+	change_status(PG_GETARG_UUID_P(0), "closed", "ACCOUNT_CLOSED", NULL);
+	PG_RETURN_VOID();
+}
+
+/*
+ * payledger.get_balance(account_id uuid) RETURNS TABLE(balance bigint,
+ *		pending_debits bigint, pending_credits bigint, available bigint,
+ *		version bigint)
+ *
+ * Always the committed state as of this statement: balances are never
+ * cached or computed by a background job.
+ */
+PG_FUNCTION_INFO_V1(get_balance);
+Datum
+get_balance(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	PlPrivState priv;
+	PlAccount	acc;
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+
+	PlRequireArg(fcinfo, 0, "account_id");
+	InitMaterializedSRF(fcinfo, 0);
+
+	PlSpiBegin(&priv);
+	if (!fetch_account(PLAN_ACCOUNT_GET, PG_GETARG_UUID_P(0), &acc))
+		raise_not_found(PG_GETARG_UUID_P(0));
+	PlSpiEnd(&priv);
+
+	values[0] = Int64GetDatum(acc.balance);
+	values[1] = Int64GetDatum(acc.pending_debits);
+	values[2] = Int64GetDatum(acc.pending_credits);
+	values[3] = Int64GetDatum(acc.balance - acc.pending_debits);
+	values[4] = Int64GetDatum(acc.version);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	return (Datum) 0;
+}
+
+/*
+ * payledger.balance_at(account_id uuid, at timestamptz) RETURNS bigint
+ *
+ * The balance after the last posting at or before "at"; zero before the
+ * first.  Pending holds do not count: this is the posted balance.
+ */
+PG_FUNCTION_INFO_V1(balance_at);
+Datum
+balance_at(PG_FUNCTION_ARGS)
+{
+	PlPrivState priv;
+	PlAccount	acc;
+	Datum		values[2];
+	int64		result = 0;
+
+	PlRequireArg(fcinfo, 0, "account_id");
+	PlRequireArg(fcinfo, 1, "at");
+
+	PlSpiBegin(&priv);
+	if (!fetch_account(PLAN_ACCOUNT_GET, PG_GETARG_UUID_P(0), &acc))
+		raise_not_found(PG_GETARG_UUID_P(0));
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+	if (PlExec(PLAN_BALANCE_AT, values, NULL, 1) != SPI_OK_SELECT)
+		elog(ERROR, "balance_at lookup failed");
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+
+		result = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	PlSpiEnd(&priv);
+	PG_RETURN_INT64(result);
+}
+
+/*
+ * payledger.account_entries(account_id uuid, since timestamptz DEFAULT
+ *		'-infinity', until timestamptz DEFAULT 'infinity')
+ *		RETURNS TABLE(transfer_id uuid, amount bigint, balance_after bigint,
+ *		posted_at timestamptz, account_version bigint)
+ *
+ * A statement: the account's postings in order, credits positive.  A NULL
+ * bound means unbounded.
+ */
+PG_FUNCTION_INFO_V1(account_entries);
+Datum
+account_entries(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	PlPrivState priv;
+	PlAccount	acc;
+	Datum		args[3];
+
+	PlRequireArg(fcinfo, 0, "account_id");
+	InitMaterializedSRF(fcinfo, 0);
+
+	args[0] = PG_GETARG_DATUM(0);
+	if (PG_ARGISNULL(1))
+	{
+		TimestampTz t;
+
+		TIMESTAMP_NOBEGIN(t);
+		args[1] = TimestampTzGetDatum(t);
+	}
+	else
+		args[1] = PG_GETARG_DATUM(1);
+	if (PG_ARGISNULL(2))
+	{
+		TimestampTz t;
+
+		TIMESTAMP_NOEND(t);
+		args[2] = TimestampTzGetDatum(t);
+	}
+	else
+		args[2] = PG_GETARG_DATUM(2);
+
+	PlSpiBegin(&priv);
+	if (!fetch_account(PLAN_ACCOUNT_GET, PG_GETARG_UUID_P(0), &acc))
+		raise_not_found(PG_GETARG_UUID_P(0));
+	if (PlExec(PLAN_ACCOUNT_ENTRIES, args, NULL, 0) != SPI_OK_SELECT)
+		elog(ERROR, "account entries lookup failed");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Datum		values[5];
+		bool		nulls[5];
+
+		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, values, nulls);
+		/* the tuplestore copies the values, so SPI memory may go away after */
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PlSpiEnd(&priv);
+	return (Datum) 0;
+}

@@ -1,0 +1,72 @@
+/*-------------------------------------------------------------------------
+ *
+ * args.c
+ *	  Argument checks and result building shared by the SQL-callable
+ *	  functions.
+ *
+ * Copyright (c) 2026, payledger authors
+ *
+ * IDENTIFICATION
+ *	  src/args.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "payledger.h"
+
+void
+PlRequireArg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+}
+
+Jsonb *
+PlEmptyJsonb(void)
+{
+	static Jsonb *empty = NULL;
+
+	if (empty == NULL)
+	{
+		Datum		d = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+		Jsonb	   *tmp = DatumGetJsonbP(d);
+
+		empty = MemoryContextAlloc(TopMemoryContext, VARSIZE(tmp));
+		memcpy(empty, tmp, VARSIZE(tmp));
+	}
+	return empty;
+}
+
+/* builds a payledger.transfer_result */
+Datum
+PlTransferResult(FunctionCallInfo fcinfo, const pg_uuid_t *id,
+				 const char *status, const char *reason_code, bool replayed)
+{
+	TupleDesc	tupdesc;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	pg_uuid_t  *idcopy = palloc(sizeof(pg_uuid_t));
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	*idcopy = *id;
+	values[0] = UUIDPGetDatum(idcopy);
+	values[1] = CStringGetTextDatum(status);
+	if (reason_code)
+		values[2] = CStringGetTextDatum(reason_code);
+	else
+		nulls[2] = true;
+	values[3] = BoolGetDatum(replayed);
+	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+}

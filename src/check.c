@@ -1,0 +1,109 @@
+/*-------------------------------------------------------------------------
+ *
+ * check.c
+ *	  check_ledger(): the ledger's invariants, verified from the tables.
+ *
+ * Each check is one query that returns a count of violations and a short
+ * description of the first few; a healthy ledger answers ok for all.
+ *
+ * Copyright (c) 2026, payledger authors
+ *
+ * IDENTIFICATION
+ *	  src/check.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+
+#include "payledger.h"
+
+typedef struct LedgerCheck
+{
+	const char *name;
+	const char *sql;			/* returns (bad bigint, detail text) */
+} LedgerCheck;
+
+static const LedgerCheck checks[] = {
+	{"currencies_sum_to_zero",
+		"SELECT count(*), string_agg(currency || ' sums to ' || total, ', ') "
+		"FROM (SELECT currency, sum(balance) AS total FROM payledger.accounts "
+		"GROUP BY currency HAVING sum(balance) <> 0 ORDER BY currency) s"},
+	{"balances_match_entries",
+		"SELECT count(*), string_agg(id::text || ' has ' || balance || ' but entries sum to ' || total, ', ') "
+		"FROM (SELECT a.id, a.balance, coalesce(e.total, 0) AS total "
+		"FROM payledger.accounts a LEFT JOIN (SELECT account_id, sum(amount) AS total "
+		"FROM payledger.entries GROUP BY account_id) e ON e.account_id = a.id "
+		"WHERE a.balance <> coalesce(e.total, 0) ORDER BY a.id LIMIT 10) s"},
+	{"entries_chain",
+		"SELECT count(*), string_agg(account_id::text || ' version ' || account_version, ', ') "
+		"FROM (SELECT account_id, account_version, balance_after, "
+		"balance_after - amount AS before, "
+		"lag(balance_after, 1, 0::bigint) OVER (PARTITION BY account_id ORDER BY account_version) AS prev "
+		"FROM payledger.entries) s WHERE before <> prev"},
+	{"no_account_below_floor",
+		"SELECT count(*), string_agg(id::text || ' available ' || (balance - pending_debits) || ' floor ' || min_balance, ', ') "
+		"FROM payledger.accounts WHERE min_balance IS NOT NULL "
+		"AND balance - pending_debits < min_balance"},
+	{"transfers_balanced",
+		"SELECT count(*), string_agg(id::text, ', ') FROM ("
+		"SELECT t.id FROM payledger.transfers t "
+		"LEFT JOIN (SELECT transfer_id, sum(amount) AS net, sum(abs(amount)) AS moved, count(*) AS n "
+		"FROM payledger.entries GROUP BY transfer_id) e ON e.transfer_id = t.id "
+		"WHERE (t.status = 'posted' AND (e.n IS NULL OR e.net <> 0 OR e.moved <> 2 * t.amount)) "
+		"OR (t.status = 'rejected' AND e.n IS NOT NULL) "
+		"UNION ALL SELECT e.transfer_id FROM payledger.entries e "
+		"LEFT JOIN payledger.transfers t ON t.id = e.transfer_id WHERE t.id IS NULL "
+		"LIMIT 10) s"},
+	{"pending_matches_holds",
+		"SELECT count(*), string_agg(id::text, ', ') FROM payledger.accounts "
+		"WHERE pending_debits <> 0 OR pending_credits <> 0"},
+	{"transfers_audited",
+		"SELECT count(*), string_agg(id::text, ', ') FROM ("
+		"SELECT t.id FROM payledger.transfers t WHERE NOT EXISTS ("
+		"SELECT 1 FROM payledger.payment_audit_log l WHERE l.payment_id = t.id "
+		"AND l.event_type IN ('TRANSFER_POSTED', 'TRANSFER_REJECTED')) LIMIT 10) s"},
+};
+
+/*
+ * payledger.check_ledger() RETURNS TABLE(check_name text, ok boolean,
+ *		detail text)
+ */
+PG_FUNCTION_INFO_V1(check_ledger);
+Datum
+check_ledger(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	PlPrivState priv;
+
+	InitMaterializedSRF(fcinfo, 0);
+	PlSpiBegin(&priv);
+	for (int i = 0; i < (int) lengthof(checks); i++)
+	{
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+		bool		isnull;
+		int64		bad;
+		char	   *detail;
+
+		if (SPI_execute(checks[i].sql, true, 0) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "ledger check %s failed", checks[i].name);
+		bad = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+		detail = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+
+		values[0] = CStringGetTextDatum(checks[i].name);
+		values[1] = BoolGetDatum(bad == 0);
+		if (bad == 0)
+			values[2] = CStringGetTextDatum("ok");
+		else
+			values[2] = CStringGetTextDatum(psprintf(INT64_FORMAT " problem(s): %s",
+													 bad, detail ? detail : ""));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PlSpiEnd(&priv);
+	return (Datum) 0;
+}

@@ -1,0 +1,243 @@
+/*-------------------------------------------------------------------------
+ *
+ * idempotency.c
+ *	  Idempotency keys: a retry never moves money twice.
+ *
+ * A keyed call first looks its key up (a replay costs one index probe and
+ * moves nothing).  When the key is new, the call does its checks and takes
+ * its row locks, and only then claims the key with INSERT ... ON CONFLICT DO
+ * NOTHING, in the same transaction as the work.  A concurrent call with the
+ * same key blocks on that insert until the first transaction ends: if it
+ * committed, the insert does nothing and the waiter replays the stored
+ * result; if it rolled back, the waiter's insert goes through and the waiter
+ * does the work.  Nothing has been written before the claim, so a waiter
+ * that replays leaves no trace.
+ *
+ * The parameters of a call are summarized by a SHA-256 over a length-
+ * prefixed encoding of the operation and every argument; the same key with
+ * another hash, another operation or another caller-supplied id is PY002.
+ *
+ * Copyright (c) 2026, payledger authors
+ *
+ * IDENTIFICATION
+ *	  src/idempotency.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/memutils.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "payledger.h"
+
+static pg_uuid_t ledger_scope;	/* all zeroes: the scope of ledger functions */
+
+struct PlHasher
+{
+	StringInfoData buf;
+};
+
+PlHasher *
+PlHashBegin(const char *operation)
+{
+	PlHasher   *h = palloc(sizeof(PlHasher));
+
+	initStringInfo(&h->buf);
+	PlHashText(h, operation);
+	return h;
+}
+
+void
+PlHashText(PlHasher *h, const char *s)
+{
+	if (s == NULL)
+	{
+		appendStringInfoString(&h->buf, "N;");
+		return;
+	}
+	appendStringInfo(&h->buf, "%zu:", strlen(s));
+	appendStringInfoString(&h->buf, s);
+	appendStringInfoChar(&h->buf, ';');
+}
+
+void
+PlHashInt64(PlHasher *h, int64 v)
+{
+	appendStringInfo(&h->buf, "i" INT64_FORMAT ";", v);
+}
+
+void
+PlHashUuid(PlHasher *h, const pg_uuid_t *u)
+{
+	if (u == NULL)
+		appendStringInfoString(&h->buf, "N;");
+	else
+	{
+		appendStringInfoChar(&h->buf, 'u');
+		appendBinaryStringInfo(&h->buf, (const char *) u->data, UUID_LEN);
+		appendStringInfoChar(&h->buf, ';');
+	}
+}
+
+void
+PlHashJsonb(PlHasher *h, Jsonb *jb)
+{
+	/* jsonb is stored canonically: equal documents print equal */
+	PlHashText(h, jb ? JsonbToCString(NULL, &jb->root, VARSIZE(jb)) : NULL);
+}
+
+void
+PlHashEnd(PlHasher *h, uint8 *out)
+{
+	PlSha256(h->buf.data, h->buf.len, out);
+	pfree(h->buf.data);
+	pfree(h);
+}
+
+void
+PlCheckKey(const char *key)
+{
+	int			len = strlen(key);
+
+	if (len == 0 || len > PL_MAX_KEY_LENGTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("idempotency key must be 1 to %d bytes long", PL_MAX_KEY_LENGTH)));
+	PlRejectPanInText("idempotency key", key);
+}
+
+/* Reads the stored row of the last PLAN_IDEM_LOOKUP and checks it matches. */
+static void
+read_stored(const char *operation, const char *key, const uint8 *request_hash,
+			const pg_uuid_t *wanted_id, PlIdemResult *result)
+{
+	HeapTuple	tup = SPI_tuptable->vals[0];
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	bool		isnull;
+	char	   *stored_op = SPI_getvalue(tup, desc, 1);
+	bytea	   *stored_hash = DatumGetByteaPP(SPI_getbinval(tup, desc, 2, &isnull));
+	pg_uuid_t  *stored_id = DatumGetUUIDP(SPI_getbinval(tup, desc, 3, &isnull));
+	char	   *reason;
+
+	if (strcmp(stored_op, operation) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_IDEMPOTENCY_KEY_REUSED),
+				 errmsg("idempotency key \"%s\" was already used for another operation", key),
+				 errdetail("The key was first used by %s(); this call is %s().",
+						   stored_op, operation),
+				 errhint("Use a new key for every distinct request.")));
+	if (VARSIZE_ANY_EXHDR(stored_hash) != PL_SHA256_LEN ||
+		memcmp(VARDATA_ANY(stored_hash), request_hash, PL_SHA256_LEN) != 0 ||
+		(wanted_id != NULL && memcmp(wanted_id->data, stored_id->data, UUID_LEN) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_IDEMPOTENCY_KEY_REUSED),
+				 errmsg("idempotency key \"%s\" was already used with different parameters", key),
+				 errdetail("A retry must repeat the first call's arguments exactly."),
+				 errhint("Use a new key for every distinct request.")));
+
+	result->found = true;
+	memcpy(result->result_id.data, stored_id->data, UUID_LEN);
+	result->status = SPI_getvalue(tup, desc, 4);
+	reason = SPI_getvalue(tup, desc, 5);
+	result->reason_code = reason;
+	/* copy out of SPI memory: the caller reads these after SPI_finish */
+	result->status = MemoryContextStrdup(TopTransactionContext, result->status);
+	if (reason)
+		result->reason_code = MemoryContextStrdup(TopTransactionContext, reason);
+}
+
+/*
+ * Must run inside PlSpiBegin/PlSpiEnd.  Returns true, with the stored result,
+ * when the key was used before with the same parameters; raises PY002 when
+ * it was used otherwise; returns false for a new key.
+ */
+bool
+PlIdemLookup(const pg_uuid_t *scope, const char *operation, const char *key,
+			 const uint8 *request_hash, const pg_uuid_t *wanted_id,
+			 PlIdemResult *result)
+{
+	Datum		values[2];
+
+	values[0] = UUIDPGetDatum(scope ? scope : &ledger_scope);
+	values[1] = CStringGetTextDatum(key);
+	if (PlExec(PLAN_IDEM_LOOKUP, values, NULL, 1) != SPI_OK_SELECT)
+		elog(ERROR, "idempotency lookup failed");
+	result->found = false;
+	if (SPI_processed == 0)
+		return false;
+	read_stored(operation, key, request_hash, wanted_id, result);
+	return true;
+}
+
+/*
+ * Claims the key for this transaction with its final result.  wanted_id is
+ * the caller-supplied id, if any, that a stored result must carry.  Returns true
+ * when claimed; false when a concurrent call with the same key committed
+ * first, in which case *existing holds its result (or PY002 was raised).
+ */
+bool
+PlIdemClaim(const pg_uuid_t *scope, const char *operation, const char *key,
+			const uint8 *request_hash, const pg_uuid_t *result_id,
+			const pg_uuid_t *wanted_id, const char *status,
+			const char *reason_code, TimestampTz now, PlIdemResult *existing)
+{
+	Datum		values[8];
+	char		nulls[8] = "        ";
+	bytea	   *hash = palloc(VARHDRSZ + PL_SHA256_LEN);
+
+	SET_VARSIZE(hash, VARHDRSZ + PL_SHA256_LEN);
+	memcpy(VARDATA(hash), request_hash, PL_SHA256_LEN);
+
+	values[0] = UUIDPGetDatum(scope ? scope : &ledger_scope);
+	values[1] = CStringGetTextDatum(key);
+	values[2] = CStringGetTextDatum(operation);
+	values[3] = PointerGetDatum(hash);
+	values[4] = UUIDPGetDatum(result_id);
+	values[5] = CStringGetTextDatum(status);
+	if (reason_code)
+		values[6] = CStringGetTextDatum(reason_code);
+	else
+		nulls[6] = 'n';
+	values[7] = TimestampTzGetDatum(now);
+
+	if (PlExec(PLAN_IDEM_CLAIM, values, nulls, 0) != SPI_OK_INSERT)
+		elog(ERROR, "idempotency claim failed");
+	if (SPI_processed == 1)
+		return true;
+	if (!PlIdemLookup(scope, operation, key, request_hash, wanted_id, existing))
+		elog(ERROR, "idempotency key \"%s\" vanished while it was claimed", key);
+	return false;
+}
+
+/*
+ * payledger.purge_idempotency_keys() RETURNS bigint
+ *
+ * Deletes keys older than payledger.idempotency_retention.  A purged key
+ * can be used again as a new request.
+ */
+PG_FUNCTION_INFO_V1(purge_idempotency_keys);
+Datum
+purge_idempotency_keys(PG_FUNCTION_ARGS)
+{
+	PlPrivState priv;
+	Datum		values[1];
+	TimestampTz cutoff;
+	uint64		n;
+
+	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+													 TimestampTzGetDatum(GetCurrentTimestamp()),
+													 IntervalPGetDatum(PlIdempotencyRetention())));
+	values[0] = TimestampTzGetDatum(cutoff);
+	PlSpiBegin(&priv);
+	if (PlExec(PLAN_IDEM_PURGE, values, NULL, 0) != SPI_OK_DELETE)
+		elog(ERROR, "idempotency purge failed");
+	n = SPI_processed;
+	PlSpiEnd(&priv);
+	PG_RETURN_INT64((int64) n);
+}

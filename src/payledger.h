@@ -1,0 +1,164 @@
+/*-------------------------------------------------------------------------
+ *
+ * payledger.h
+ *	  Declarations shared by the payledger modules.
+ *
+ * Copyright (c) 2026, payledger authors
+ *
+ * IDENTIFICATION
+ *	  src/payledger.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PAYLEDGER_H
+#define PAYLEDGER_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+/* SQLSTATEs of the contract (API.md section 1) */
+#define ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION	MAKE_SQLSTATE('P','Y','0','0','1')
+#define ERRCODE_PAYLEDGER_IDEMPOTENCY_KEY_REUSED	MAKE_SQLSTATE('P','Y','0','0','2')
+#define ERRCODE_PAYLEDGER_IMMUTABLE_RECORD			MAKE_SQLSTATE('P','Y','0','0','3')
+#define ERRCODE_PAYLEDGER_CURRENCY_MISMATCH			MAKE_SQLSTATE('P','Y','0','0','4')
+#define ERRCODE_PAYLEDGER_NOT_FOUND					MAKE_SQLSTATE('P','Y','0','0','5')
+#define ERRCODE_PAYLEDGER_SENSITIVE_DATA			MAKE_SQLSTATE('P','Y','0','0','6')
+#define ERRCODE_PAYLEDGER_PROTECTED_OBJECT			MAKE_SQLSTATE('P','Y','0','0','7')
+#define ERRCODE_PAYLEDGER_IDEMPOTENCY_KEY_REQUIRED	MAKE_SQLSTATE('P','Y','0','0','8')
+
+#define PL_MAX_KEY_LENGTH	255
+#define PL_SHA256_LEN		32
+
+/* settings (payledger.c) */
+extern bool pl_require_idempotency_key;
+extern char *pl_idempotency_retention;
+extern bool pl_allow_drop;
+extern int	pl_max_legs;
+extern char *pl_risk_function;
+extern int	pl_risk_threshold;
+extern char *pl_actor_type;
+extern char *pl_actor_id;
+extern char *pl_ip_address;
+extern char *pl_user_agent;
+extern char *pl_device_id;
+extern char *pl_correlation_id;
+
+extern Interval *PlIdempotencyRetention(void);
+
+/* spi_plans.c: kept plans, run as the ledger's owner */
+typedef enum PlPlanId
+{
+	PLAN_ACCOUNT_INSERT,
+	PLAN_ACCOUNT_GET,
+	PLAN_ACCOUNT_LOCK,
+	PLAN_ACCOUNTS_LOCK_MANY,
+	PLAN_ACCOUNT_SET_STATUS,
+	PLAN_ACCOUNT_ENTRIES,
+	PLAN_BALANCE_AT,
+	PLAN_TRANSFER_GET,
+	PLAN_TRANSFER_POST,
+	PLAN_TRANSFER_REJECT,
+	PLAN_IDEM_LOOKUP,
+	PLAN_IDEM_CLAIM,
+	PLAN_IDEM_PURGE,
+	PLAN_AUDIT_INSERT,
+	PLAN_COUNT					/* must be last */
+} PlPlanId;
+
+typedef struct PlPrivState
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	bool		save_internal;
+} PlPrivState;
+
+extern void PlSpiBegin(PlPrivState *state);
+extern void PlSpiEnd(PlPrivState *state);
+extern int	PlExec(PlPlanId id, Datum *values, const char *nulls, long count);
+extern bool PlInternalWrite(void);
+extern Oid	PlCallerUserId(void);
+extern void SpiPlansInit(void);
+
+/* uuid_v7.c */
+extern void PlUuidV7(pg_uuid_t *out);
+extern Datum PlUuidV7Datum(void);
+extern bool PlParseUuid(const char *text, pg_uuid_t *out);
+
+/* currency.c */
+extern void PlCheckCurrency(const char *code);
+
+/* pii.c */
+extern void PlRejectPanInText(const char *what, const char *text);
+extern void PlRejectPanInJsonb(const char *what, Jsonb *jb);
+extern char *PlMaskIp(const char *ip);
+extern char *PlSha256Hex(const char *text);
+extern void PlSha256(const char *data, size_t len, uint8 *out);
+
+/* audit.c */
+typedef struct PlAuditEvent
+{
+	const char *event_type;
+	const char *previous_state;
+	const char *new_state;
+	pg_uuid_t  *event_id;		/* NULL: a new UUIDv7 */
+	pg_uuid_t  *payment_id;
+	pg_uuid_t  *account_id;
+	pg_uuid_t  *counterparty_account_id;
+	pg_uuid_t  *correlation_id; /* used when payledger.correlation_id is unset */
+	pg_uuid_t  *merchant_id;
+	pg_uuid_t  *customer_id;
+	const char *idempotency_key;
+	bool		has_amount;
+	int64		amount;
+	const char *currency;
+	bool		success;
+	const char *reason_code;
+	const char *error_message;
+	Jsonb	   *metadata;		/* NULL: '{}' */
+	TimestampTz event_time;
+} PlAuditEvent;
+
+extern void PlAuditInit(PlAuditEvent *ev, const char *event_type, TimestampTz at);
+extern void PlAuditWrite(const PlAuditEvent *ev);
+extern void PlCheckContext(void);
+
+/* idempotency.c */
+typedef struct PlIdemResult
+{
+	bool		found;
+	pg_uuid_t	result_id;
+	char	   *status;
+	char	   *reason_code;
+} PlIdemResult;
+
+extern void PlCheckKey(const char *key);
+extern bool PlIdemLookup(const pg_uuid_t *scope, const char *operation, const char *key,
+						 const uint8 *request_hash, const pg_uuid_t *wanted_id,
+						 PlIdemResult *result);
+extern bool PlIdemClaim(const pg_uuid_t *scope, const char *operation, const char *key,
+						const uint8 *request_hash, const pg_uuid_t *result_id,
+						const pg_uuid_t *wanted_id, const char *status,
+						const char *reason_code, TimestampTz now,
+						PlIdemResult *existing);
+
+/* request hashing */
+typedef struct PlHasher PlHasher;
+extern PlHasher *PlHashBegin(const char *operation);
+extern void PlHashText(PlHasher *h, const char *s);
+extern void PlHashInt64(PlHasher *h, int64 v);
+extern void PlHashUuid(PlHasher *h, const pg_uuid_t *u);
+extern void PlHashJsonb(PlHasher *h, Jsonb *jb);
+extern void PlHashEnd(PlHasher *h, uint8 *out);
+
+/* helpers for argument checking */
+extern void PlRequireArg(FunctionCallInfo fcinfo, int argno, const char *name);
+extern Jsonb *PlEmptyJsonb(void);
+extern Datum PlTransferResult(FunctionCallInfo fcinfo, const pg_uuid_t *id,
+							  const char *status, const char *reason_code,
+							  bool replayed);
+
+#endif							/* PAYLEDGER_H */

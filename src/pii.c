@@ -1,0 +1,259 @@
+/*-------------------------------------------------------------------------
+ *
+ * pii.c
+ *	  Keeping card data out of the ledger and masking personal data.
+ *
+ * A PAN is 13 to 19 digits that pass the Luhn check, written plain or in
+ * groups split by single spaces or dashes.  Text and JSON metadata (keys,
+ * strings and integral numbers, at any depth) are scanned before anything
+ * is written, and keys that name card secrets (cvv, cvc, pan, card_number,
+ * ...) are refused outright.  Error messages never repeat the offending
+ * value, so a PAN cannot leak into the server log through us.
+ *
+ * Copyright (c) 2026, payledger authors
+ *
+ * IDENTIFICATION
+ *	  src/pii.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <arpa/inet.h>
+
+#include "common/cryptohash.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+#include "payledger.h"
+
+#define PAN_MIN_DIGITS	13
+#define PAN_MAX_DIGITS	19
+#define MAX_GROUPS		64
+
+static bool
+luhn_ok(const char *digits, int n)
+{
+	int			sum = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		int			d = digits[n - 1 - i] - '0';
+
+		if (i % 2 == 1)
+		{
+			d *= 2;
+			if (d > 9)
+				d -= 9;
+		}
+		sum += d;
+	}
+	return sum % 10 == 0;
+}
+
+/*
+ * Does one run of digit groups (digits joined by single separators) hold a
+ * PAN?  Candidates start and end on group boundaries, so "4111 1111 1111
+ * 1111 2030" is caught while a long plain reference number is not.
+ */
+static bool
+run_has_pan(const char *digits, const int *group_len, int ngroups)
+{
+	int			start = 0;
+
+	for (int i = 0; i < ngroups; start += group_len[i], i++)
+	{
+		int			n = 0;
+
+		for (int j = i; j < ngroups; j++)
+		{
+			n += group_len[j];
+			if (n > PAN_MAX_DIGITS)
+				break;
+			if (n >= PAN_MIN_DIGITS && luhn_ok(digits + start, n))
+				return true;
+		}
+	}
+	return false;
+}
+
+static bool
+text_has_pan(const char *s, int len)
+{
+	int			i = 0;
+
+	while (i < len)
+	{
+		char		digits[MAX_GROUPS * 8];
+		int			group_len[MAX_GROUPS];
+		int			ngroups = 0;
+		int			ndigits = 0;
+
+		if (!isdigit((unsigned char) s[i]))
+		{
+			i++;
+			continue;
+		}
+		/* collect one run of groups */
+		while (i < len && ngroups < MAX_GROUPS)
+		{
+			int			g = 0;
+
+			while (i < len && isdigit((unsigned char) s[i]))
+			{
+				if (ndigits < (int) sizeof(digits))
+					digits[ndigits++] = s[i];
+				g++;
+				i++;
+			}
+			group_len[ngroups++] = g;
+			if (ndigits >= (int) sizeof(digits))
+				break;
+			if (i + 1 < len && (s[i] == ' ' || s[i] == '-') &&
+				isdigit((unsigned char) s[i + 1]))
+				i++;
+			else
+				break;
+		}
+		if (ndigits >= PAN_MIN_DIGITS && ndigits < (int) sizeof(digits) &&
+			run_has_pan(digits, group_len, ngroups))
+			return true;
+		if (ndigits >= (int) sizeof(digits))
+		{
+			/* a pathological digit run: skip the rest of it */
+			while (i < len && (isdigit((unsigned char) s[i]) || s[i] == ' ' || s[i] == '-'))
+				i++;
+		}
+	}
+	return false;
+}
+
+static void
+reject_pan(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_PAYLEDGER_SENSITIVE_DATA),
+			 errmsg("%s looks like it holds a card number", what),
+			 errdetail("Card numbers (PAN) and card security codes must never be stored in the ledger."),
+			 errhint("Store a token from your card vault instead.")));
+}
+
+void
+PlRejectPanInText(const char *what, const char *text)
+{
+	if (text != NULL && text_has_pan(text, strlen(text)))
+		reject_pan(what);
+}
+
+/* keys that name card secrets, compared without case, '_' or '-' */
+static bool
+forbidden_key(const char *key, int len)
+{
+	static const char *const names[] = {
+		"cvv", "cvv2", "cvc", "cvc2", "cid", "csc", "pan", "cardnumber",
+		"cardno", "securitycode", "cardsecuritycode", "cardverificationvalue",
+		"primaryaccountnumber", "creditcardnumber", "ccnumber"
+	};
+	char		norm[64];
+	int			n = 0;
+
+	for (int i = 0; i < len; i++)
+	{
+		if (key[i] == '_' || key[i] == '-' || key[i] == ' ')
+			continue;
+		if (n >= (int) sizeof(norm) - 1)
+			return false;
+		norm[n++] = pg_ascii_tolower((unsigned char) key[i]);
+	}
+	norm[n] = '\0';
+	for (int i = 0; i < (int) lengthof(names); i++)
+		if (strcmp(norm, names[i]) == 0)
+			return true;
+	return false;
+}
+
+void
+PlRejectPanInJsonb(const char *what, Jsonb *jb)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (jb == NULL)
+		return;
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			if (forbidden_key(v.val.string.val, v.val.string.len))
+				ereport(ERROR,
+						(errcode(ERRCODE_PAYLEDGER_SENSITIVE_DATA),
+						 errmsg("%s has a card security field", what),
+						 errdetail("Keys such as cvv, cvc, pan and card_number are refused."),
+						 errhint("Store a token from your card vault instead.")));
+			if (text_has_pan(v.val.string.val, v.val.string.len))
+				reject_pan(what);
+		}
+		else if (tok == WJB_VALUE || tok == WJB_ELEM)
+		{
+			if (v.type == jbvString)
+			{
+				if (text_has_pan(v.val.string.val, v.val.string.len))
+					reject_pan(what);
+			}
+			else if (v.type == jbvNumeric)
+			{
+				char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out,
+																	 NumericGetDatum(v.val.numeric)));
+
+				if (text_has_pan(s, strlen(s)))
+					reject_pan(what);
+				pfree(s);
+			}
+		}
+	}
+}
+
+/*
+ * IPv4 keeps its first two octets ("192.168.xxx.xxx"), IPv6 its first three
+ * groups.  NULL for text that is not an address.
+ */
+char *
+PlMaskIp(const char *ip)
+{
+	unsigned char buf[16];
+
+	if (inet_pton(AF_INET, ip, buf) == 1)
+		return psprintf("%u.%u.xxx.xxx", buf[0], buf[1]);
+	if (inet_pton(AF_INET6, ip, buf) == 1)
+		return psprintf("%x:%x:%x:xxxx:xxxx:xxxx:xxxx:xxxx",
+						(buf[0] << 8) | buf[1], (buf[2] << 8) | buf[3],
+						(buf[4] << 8) | buf[5]);
+	return NULL;
+}
+
+void
+PlSha256(const char *data, size_t len, uint8 *out)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0 ||
+		pg_cryptohash_final(ctx, out, PL_SHA256_LEN) < 0)
+		elog(ERROR, "could not compute SHA-256: %s", pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+}
+
+char *
+PlSha256Hex(const char *text)
+{
+	uint8		digest[PL_SHA256_LEN];
+	char	   *hex = palloc(PL_SHA256_LEN * 2 + 1);
+
+	PlSha256(text, strlen(text), digest);
+	hex_encode((const char *) digest, PL_SHA256_LEN, hex);
+	hex[PL_SHA256_LEN * 2] = '\0';
+	return hex;
+}

@@ -1,0 +1,263 @@
+/*-------------------------------------------------------------------------
+ *
+ * spi_plans.c
+ *	  Kept SPI plans and the privileged, search_path-safe way to run them.
+ *
+ * Every statement payledger runs is listed here, prepared on first use in a
+ * backend and kept (SPI_prepare + SPI_keepplan), so the hot path never parses
+ * or plans.  Statements run:
+ *
+ *	- as the owner of the payledger schema, like ri_triggers.c runs its
+ *	  checks as the table owner, so that applications need EXECUTE only and
+ *	  never privileges on the tables;
+ *	- under a search_path of pg_catalog alone, pushed for the duration of the
+ *	  call, so a hostile search_path cannot capture an operator or function,
+ *	  and so the caller's search_path never invalidates a kept plan;
+ *	- with a backend-local flag raised, which the accounts guard trigger reads
+ *	  to tell our writes from anybody else's.
+ *
+ * Copyright (c) 2026, payledger authors
+ *
+ * IDENTIFICATION
+ *	  src/spi_plans.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+#include "payledger.h"
+
+#define MAX_PLAN_ARGS 26
+
+typedef struct PlPlanDef
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[MAX_PLAN_ARGS];
+} PlPlanDef;
+
+static const PlPlanDef plan_defs[PLAN_COUNT] = {
+	[PLAN_ACCOUNT_INSERT] = {
+		"INSERT INTO payledger.accounts (id, currency, kind, min_balance, status, "
+		"version, metadata, created_at, updated_at) "
+		"VALUES ($1, $2, $3, $4, 'active', 1, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
+		6, {UUIDOID, TEXTOID, TEXTOID, INT8OID, JSONBOID, TIMESTAMPTZOID}
+	},
+	[PLAN_ACCOUNT_GET] = {
+		"SELECT currency, kind, min_balance, status, balance, pending_debits, "
+		"pending_credits, version, metadata FROM payledger.accounts WHERE id = $1",
+		1, {UUIDOID}
+	},
+	[PLAN_ACCOUNT_LOCK] = {
+		"SELECT currency, kind, min_balance, status, balance, pending_debits, "
+		"pending_credits, version, metadata FROM payledger.accounts WHERE id = $1 "
+		"FOR NO KEY UPDATE",
+		1, {UUIDOID}
+	},
+	/* LockRows sits above the sort, so rows are locked in id order */
+	[PLAN_ACCOUNTS_LOCK_MANY] = {
+		"SELECT id, currency, status, min_balance, balance, pending_debits, version "
+		"FROM payledger.accounts WHERE id = ANY ($1) ORDER BY id FOR NO KEY UPDATE",
+		1, {UUIDARRAYOID}
+	},
+	[PLAN_ACCOUNT_SET_STATUS] = {
+		"UPDATE payledger.accounts SET status = $2, frozen_reason = $3, "
+		"version = version + 1, updated_at = $4 WHERE id = $1 RETURNING version",
+		4, {UUIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID}
+	},
+	[PLAN_ACCOUNT_ENTRIES] = {
+		"SELECT transfer_id, amount, balance_after, created_at, account_version "
+		"FROM payledger.entries WHERE account_id = $1 AND created_at >= $2 "
+		"AND created_at <= $3 ORDER BY account_version",
+		3, {UUIDOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+	},
+	[PLAN_BALANCE_AT] = {
+		"SELECT balance_after FROM payledger.entries WHERE account_id = $1 "
+		"AND created_at <= $2 ORDER BY account_version DESC LIMIT 1",
+		2, {UUIDOID, TIMESTAMPTZOID}
+	},
+	[PLAN_TRANSFER_GET] = {
+		"SELECT request_hash, status, reason_code FROM payledger.transfers WHERE id = $1",
+		1, {UUIDOID}
+	},
+	/* both balances, both entries and the transfer row in one statement */
+	[PLAN_TRANSFER_POST] = {
+		"WITH u AS ("
+		" UPDATE payledger.accounts a SET balance = a.balance + d.delta,"
+		"  version = a.version + 1, updated_at = $9"
+		" FROM (VALUES ($2, -$4), ($3, $4)) AS d(id, delta)"
+		" WHERE a.id = d.id RETURNING a.id, d.delta, a.balance, a.version),"
+		" e AS (INSERT INTO payledger.entries (account_id, account_version, transfer_id,"
+		"  amount, balance_after, created_at)"
+		"  SELECT u.id, u.version, $1, u.delta, u.balance, $9 FROM u)"
+		" INSERT INTO payledger.transfers (id, kind, status, reason_code, currency, amount,"
+		"  from_account, to_account, idempotency_key, request_hash, metadata, created_at)"
+		" VALUES ($1, $10, 'posted', NULL, $5, $4, $2, $3, $6, $7, $8, $9)",
+		10, {UUIDOID, UUIDOID, UUIDOID, INT8OID, TEXTOID, TEXTOID, BYTEAOID, JSONBOID,
+		TIMESTAMPTZOID, TEXTOID}
+	},
+	[PLAN_TRANSFER_REJECT] = {
+		"INSERT INTO payledger.transfers (id, kind, status, reason_code, currency, amount,"
+		" from_account, to_account, idempotency_key, request_hash, metadata, created_at)"
+		" VALUES ($1, $10, 'rejected', $11, $5, $4, $2, $3, $6, $7, $8, $9)",
+		11, {UUIDOID, UUIDOID, UUIDOID, INT8OID, TEXTOID, TEXTOID, BYTEAOID, JSONBOID,
+		TIMESTAMPTZOID, TEXTOID, TEXTOID}
+	},
+	[PLAN_IDEM_LOOKUP] = {
+		"SELECT operation, request_hash, result_id, status, reason_code "
+		"FROM payledger.idempotency_keys WHERE scope = $1 AND key = $2",
+		2, {UUIDOID, TEXTOID}
+	},
+	/* waits for a concurrent holder of the key; DO NOTHING once it commits */
+	[PLAN_IDEM_CLAIM] = {
+		"INSERT INTO payledger.idempotency_keys (scope, key, operation, request_hash,"
+		" result_id, status, reason_code, created_at)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (scope, key) DO NOTHING",
+		8, {UUIDOID, TEXTOID, TEXTOID, BYTEAOID, UUIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID}
+	},
+	[PLAN_IDEM_PURGE] = {
+		"DELETE FROM payledger.idempotency_keys WHERE created_at < $1",
+		1, {TIMESTAMPTZOID}
+	},
+	[PLAN_AUDIT_INSERT] = {
+		"INSERT INTO payledger.payment_audit_log (event_id, correlation_id,"
+		" idempotency_key, event_time, server_time, event_type, previous_state,"
+		" new_state, actor_type, actor_id, payment_id, account_id,"
+		" counterparty_account_id, amount_cents, currency, merchant_id, customer_id,"
+		" ip_address, user_agent_hash, device_id, success, reason_code, error_message,"
+		" metadata, created_at)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
+		" $16, $17, $18, $19, $20, $21, $22, $23, $24, $4)",
+		24, {UUIDOID, UUIDOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID,
+			TEXTOID, TEXTOID, TEXTOID, TEXTOID, UUIDOID, UUIDOID, UUIDOID, INT8OID,
+			TEXTOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID,
+		TEXTOID, JSONBOID}
+	},
+};
+
+static SPIPlanPtr plans[PLAN_COUNT];
+
+/* raised while payledger itself writes; see guard_accounts() */
+static int	internal_depth = 0;
+
+/* who called the outermost payledger function: the audit log's actor */
+static Oid	caller_userid = InvalidOid;
+
+static void
+reset_on_abort(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		internal_depth = 0;
+}
+
+static void
+reset_on_subabort(SubXactEvent event, SubTransactionId mySubid,
+				  SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		internal_depth = 0;
+}
+
+void
+SpiPlansInit(void)
+{
+	RegisterXactCallback(reset_on_abort, NULL);
+	RegisterSubXactCallback(reset_on_subabort, NULL);
+}
+
+Oid
+PlCallerUserId(void)
+{
+	return internal_depth > 0 ? caller_userid : GetUserId();
+}
+
+bool
+PlInternalWrite(void)
+{
+	return internal_depth > 0;
+}
+
+static Oid
+ledger_owner(void)
+{
+	Oid			nsp = get_namespace_oid("payledger", false);
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for namespace %u", nsp);
+	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * Opens SPI as the ledger's owner with a pg_catalog-only search_path.
+ * Errors unwind all of it: the transaction (or subtransaction) abort
+ * restores the user id, pops the search path and resets the flag.
+ */
+void
+PlSpiBegin(PlPrivState *state)
+{
+	OverrideSearchPath safe_path = {0};
+
+	GetUserIdAndSecContext(&state->save_userid, &state->save_sec_context);
+	if (internal_depth == 0)
+		caller_userid = state->save_userid;
+	SetUserIdAndSecContext(ledger_owner(),
+						   state->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	safe_path.schemas = NIL;
+	safe_path.addCatalog = true;
+	safe_path.addTemp = false;
+	PushOverrideSearchPath(&safe_path);
+	internal_depth++;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+void
+PlSpiEnd(PlPrivState *state)
+{
+	SPI_finish();
+	internal_depth--;
+	PopOverrideSearchPath();
+	SetUserIdAndSecContext(state->save_userid, state->save_sec_context);
+}
+
+/*
+ * Runs one kept plan; returns the SPI result code.  Any failure of the
+ * statement itself has already raised an error.
+ */
+int
+PlExec(PlPlanId id, Datum *values, const char *nulls, long count)
+{
+	int			rc;
+
+	if (plans[id] == NULL)
+	{
+		const PlPlanDef *def = &plan_defs[id];
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare(def->sql, def->nargs, (Oid *) def->argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for payledger plan %d: %s",
+				 (int) id, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed for payledger plan %d", (int) id);
+		plans[id] = plan;
+	}
+	rc = SPI_execute_plan(plans[id], values, nulls, false, count);
+	if (rc < 0)
+		elog(ERROR, "payledger plan %d failed: %s", (int) id,
+			 SPI_result_code_string(rc));
+	return rc;
+}
