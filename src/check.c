@@ -41,19 +41,19 @@ static const LedgerCheck checks[] = {
 	{"entries_chain",
 		"SELECT count(*), string_agg(account_id::text || ' version ' || account_version, ', ') "
 		"FROM (SELECT account_id, account_version, balance_after, "
-		"balance_after - amount AS before, "
-		"lag(balance_after, 1, 0::bigint) OVER (PARTITION BY account_id ORDER BY account_version) AS prev "
+		"balance_after::numeric - amount AS before, "
+		"lag(balance_after::numeric, 1, 0::numeric) OVER (PARTITION BY account_id ORDER BY account_version) AS prev "
 		"FROM payledger.entries) s WHERE before <> prev"},
 	{"no_account_below_floor",
-		"SELECT count(*), string_agg(id::text || ' available ' || (balance - pending_debits) || ' floor ' || min_balance, ', ') "
+		"SELECT count(*), string_agg(id::text || ' available ' || (balance::numeric - pending_debits) || ' floor ' || min_balance, ', ') "
 		"FROM payledger.accounts WHERE min_balance IS NOT NULL "
-		"AND balance - pending_debits < min_balance"},
+		"AND balance::numeric - pending_debits < min_balance"},
 	{"transfers_balanced",
 		"SELECT count(*), string_agg(id::text, ', ') FROM ("
 		"SELECT t.id FROM payledger.transfers t "
 		"LEFT JOIN (SELECT transfer_id, sum(amount) AS net, sum(abs(amount)) AS moved, count(*) AS n "
 		"FROM payledger.entries GROUP BY transfer_id) e ON e.transfer_id = t.id "
-		"WHERE (t.status = 'posted' AND (e.n IS NULL OR e.net <> 0 OR e.moved <> 2 * t.amount)) "
+		"WHERE (t.status = 'posted' AND (e.n IS NULL OR e.net <> 0 OR e.moved <> 2::numeric * t.amount)) "
 		"OR (t.status = 'rejected' AND e.n IS NOT NULL) "
 		"UNION ALL SELECT e.transfer_id FROM payledger.entries e "
 		"LEFT JOIN payledger.transfers t ON t.id = e.transfer_id WHERE t.id IS NULL "
