@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# test.sh: runs every test of payledger (pg_regress, isolation, TAP, pgTAP)
+# against a throwaway cluster and ends with "N passed, M failed".
+# Run as root on Debian bookworm; it installs what it needs.
+set -uo pipefail
+. "$(dirname "$0")/test/common.sh"
+
+ensure_packages make gcc libc6-dev postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR \
+	postgresql-$PG_MAJOR-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
+build_and_install "-DUSE_ASSERT_CHECKING -Wall -Wextra -Werror -Wno-unused-parameter"
+start_cluster
+
+passed=0
+failed=0
+status=0
+
+# pg_regress and pg_isolation_regress: " All 8 tests passed." / " 2 of 8 tests failed."
+count_regress() {
+	local out=$1 n m
+	if n=$(grep -oE 'All [0-9]+ tests passed' "$out" | grep -oE '[0-9]+'); then
+		passed=$((passed + n))
+	elif m=$(grep -oE '[0-9]+ of [0-9]+ tests failed' "$out"); then
+		n=$(echo "$m" | awk '{print $1}')
+		failed=$((failed + n))
+		passed=$((passed + $(echo "$m" | awk '{print $3}') - n))
+	else
+		failed=$((failed + 1))
+	fi
+}
+
+# TAP harness summary (prove, pg_prove): "Files=2, Tests=25" and "Failed 3/10 subtests"
+count_tap() {
+	local out=$1 total bad
+	total=$(grep -oE 'Tests=[0-9]+' "$out" | tail -1 | grep -oE '[0-9]+' || echo 0)
+	bad=$(grep -oE 'Failed [0-9]+/[0-9]+ subtests' "$out" | awk '{split($2, a, "/"); s += a[1]} END {print s + 0}')
+	if ! grep -q '^Result: PASS' "$out" && [ "$bad" = 0 ]; then
+		bad=1
+	fi
+	passed=$((passed + total - bad))
+	failed=$((failed + bad))
+}
+
+run_step() {
+	local name=$1 cmd=$2 out="$WORK_DIR/$1.out"
+	log "$name"
+	as_pg "cd '$WORK_DIR' && PGHOST='$PGHOST' PGPORT=$PGPORT $cmd" >"$out" 2>&1
+	local rc=$?
+	grep -E '^(test |ok |not ok|# |t/|test/|[0-9]+ of|All |Files=|Result:|Failed)|\.\.\. ' "$out" | sed 's/^/    /'
+	if [ $rc != 0 ]; then
+		status=1
+		for d in regression.diffs output_iso/regression.diffs; do
+			[ -s "$WORK_DIR/$d" ] && { echo "---- $d"; cat "$WORK_DIR/$d"; }
+		done
+		grep -E '^(not ok|#)' "$out" | head -50
+		[ -d "$WORK_DIR/tmp_check/log" ] && tail -n 30 "$WORK_DIR"/tmp_check/log/regress_log_* 2>/dev/null
+	fi
+	return $rc
+}
+
+run_step regress "make installcheck ISOLATION= TAP_TESTS="
+count_regress "$WORK_DIR/regress.out"
+run_step isolation "make installcheck REGRESS= TAP_TESTS="
+count_regress "$WORK_DIR/isolation.out"
+run_step tap "make installcheck REGRESS= ISOLATION= PROVE_FLAGS=-v"
+count_tap "$WORK_DIR/tap.out"
+run_step pgtap "make pgtap"
+count_tap "$WORK_DIR/pgtap.out"
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ] && [ $status = 0 ] && exit 0
+exit 1
