@@ -15,6 +15,7 @@ OBJS = \
 	src/idempotency.o \
 	src/accounts.o \
 	src/transfer.o \
+	src/direct.o \
 	src/check.o
 
 DATA = $(wildcard sql/payledger--*.sql)

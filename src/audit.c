@@ -23,16 +23,17 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
 #include "access/xact.h"
+#include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 
 #include "payledger.h"
-
-#define AUDIT_NARGS 24
 
 void
 PlAuditInit(PlAuditEvent *ev, const char *event_type, TimestampTz at)
@@ -44,79 +45,91 @@ PlAuditInit(PlAuditEvent *ev, const char *event_type, TimestampTz at)
 }
 
 static inline void
-set_text(Datum *values, char *nulls, int i, const char *s)
+set_text(Datum *values, bool *nulls, int i, const char *s)
 {
 	if (s != NULL)
 		values[i] = CStringGetTextDatum(s);
 	else
-		nulls[i] = 'n';
+		nulls[i] = true;
 }
 
 static inline void
-set_uuid(Datum *values, char *nulls, int i, pg_uuid_t *u)
+set_uuid(Datum *values, bool *nulls, int i, pg_uuid_t *u)
 {
 	if (u != NULL)
 		values[i] = UUIDPGetDatum(u);
 	else
-		nulls[i] = 'n';
+		nulls[i] = true;
 }
 
-/* Must run inside PlSpiBegin/PlSpiEnd. */
+/*
+ * Writes one audit row, in column order of payledger.payment_audit_log.
+ * Must run inside PlSpiBegin/PlSpiEnd (the actor is the caller, not the
+ * owner the statements run as).
+ */
 void
 PlAuditWrite(const PlAuditEvent *ev)
 {
-	Datum		values[AUDIT_NARGS];
-	char		nulls[AUDIT_NARGS];
+	Datum		values[PL_NATTS_AUDIT];
+	bool		nulls[PL_NATTS_AUDIT];
 	pg_uuid_t	event_id;
 	pg_uuid_t	correlation;
 	pg_uuid_t  *correlation_p = ev->correlation_id;
+	Relation	rel;
+	Oid			seq;
 
-	memset(nulls, ' ', sizeof(nulls));
+	memset(nulls, 0, sizeof(nulls));
+	rel = PlOpenTable("payment_audit_log");
+	if (RelationGetDescr(rel)->natts != PL_NATTS_AUDIT)
+		elog(ERROR, "payledger.payment_audit_log does not have the expected columns");
+	seq = get_relname_relid("payment_audit_log_id_seq", RelationGetNamespace(rel));
 
 	if (ev->event_id)
 		event_id = *ev->event_id;
 	else
 		PlUuidV7(&event_id);
-	values[0] = UUIDPGetDatum(&event_id);
-
 	if (pl_correlation_id != NULL && pl_correlation_id[0] != '\0' &&
 		PlParseUuid(pl_correlation_id, &correlation))
 		correlation_p = &correlation;
-	set_uuid(values, nulls, 1, correlation_p);
-	set_text(values, nulls, 2, ev->idempotency_key);
-	values[3] = TimestampTzGetDatum(ev->event_time);
-	values[4] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	set_text(values, nulls, 5, ev->event_type);
-	set_text(values, nulls, 6, ev->previous_state);
-	set_text(values, nulls, 7, ev->new_state);
-	set_text(values, nulls, 8,
-			 (pl_actor_type && pl_actor_type[0]) ? pl_actor_type : "SYSTEM");
+
+	values[0] = Int64GetDatum(nextval_internal(seq, false));
+	values[1] = UUIDPGetDatum(&event_id);
+	set_uuid(values, nulls, 2, correlation_p);
+	set_text(values, nulls, 3, ev->idempotency_key);
+	values[4] = TimestampTzGetDatum(ev->event_time);
+	values[5] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	set_text(values, nulls, 6, ev->event_type);
+	set_text(values, nulls, 7, ev->previous_state);
+	set_text(values, nulls, 8, ev->new_state);
 	set_text(values, nulls, 9,
+			 (pl_actor_type && pl_actor_type[0]) ? pl_actor_type : "SYSTEM");
+	set_text(values, nulls, 10,
 			 (pl_actor_id && pl_actor_id[0]) ? pl_actor_id :
 			 GetUserNameFromId(PlCallerUserId(), false));
-	set_uuid(values, nulls, 10, ev->payment_id);
-	set_uuid(values, nulls, 11, ev->account_id);
-	set_uuid(values, nulls, 12, ev->counterparty_account_id);
+	set_uuid(values, nulls, 11, ev->payment_id);
+	set_uuid(values, nulls, 12, ev->account_id);
+	set_uuid(values, nulls, 13, ev->counterparty_account_id);
 	if (ev->has_amount)
-		values[13] = Int64GetDatum(ev->amount);
+		values[14] = Int64GetDatum(ev->amount);
 	else
-		nulls[13] = 'n';
-	set_text(values, nulls, 14, ev->currency);
-	set_uuid(values, nulls, 15, ev->merchant_id);
-	set_uuid(values, nulls, 16, ev->customer_id);
-	set_text(values, nulls, 17,
-			 (pl_ip_address && pl_ip_address[0]) ? PlMaskIp(pl_ip_address) : NULL);
+		nulls[14] = true;
+	set_text(values, nulls, 15, ev->currency);
+	set_uuid(values, nulls, 16, ev->merchant_id);
+	set_uuid(values, nulls, 17, ev->customer_id);
 	set_text(values, nulls, 18,
-			 (pl_user_agent && pl_user_agent[0]) ? PlSha256Hex(pl_user_agent) : NULL);
+			 (pl_ip_address && pl_ip_address[0]) ? PlMaskIp(pl_ip_address) : NULL);
 	set_text(values, nulls, 19,
+			 (pl_user_agent && pl_user_agent[0]) ? PlSha256Hex(pl_user_agent) : NULL);
+	set_text(values, nulls, 20,
 			 (pl_device_id && pl_device_id[0]) ? PlSha256Hex(pl_device_id) : NULL);
-	values[20] = BoolGetDatum(ev->success);
-	set_text(values, nulls, 21, ev->reason_code);
-	set_text(values, nulls, 22, ev->error_message);
-	values[23] = JsonbPGetDatum(ev->metadata ? ev->metadata : PlEmptyJsonb());
+	values[21] = BoolGetDatum(ev->success);
+	set_text(values, nulls, 22, ev->reason_code);
+	set_text(values, nulls, 23, ev->error_message);
+	values[24] = JsonbPGetDatum(ev->metadata ? ev->metadata : PlEmptyJsonb());
+	values[25] = TimestampTzGetDatum(ev->event_time);
 
-	if (PlExec(PLAN_AUDIT_INSERT, values, nulls, 0) != SPI_OK_INSERT || SPI_processed != 1)
-		elog(ERROR, "could not write the audit row");
+	PlDirectInsert(rel, values, nulls);
+	table_close(rel, NoLock);
 }
 
 static const char *

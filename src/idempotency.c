@@ -26,6 +26,8 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
@@ -112,18 +114,26 @@ PlCheckKey(const char *key)
 	PlRejectPanInText("idempotency key", key);
 }
 
-/* Reads the stored row of the last PLAN_IDEM_LOOKUP and checks it matches. */
+static char *
+text_attr(HeapTuple tup, TupleDesc desc, int attno)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tup, attno, desc, &isnull);
+
+	return isnull ? NULL : MemoryContextStrdup(TopTransactionContext,
+											   TextDatumGetCString(d));
+}
+
+/* Checks a stored idempotency row against this request and reads it. */
 static void
-read_stored(const char *operation, const char *key, const uint8 *request_hash,
+read_stored(HeapTuple tup, TupleDesc desc, const char *operation,
+			const char *key, const uint8 *request_hash,
 			const pg_uuid_t *wanted_id, PlIdemResult *result)
 {
-	HeapTuple	tup = SPI_tuptable->vals[0];
-	TupleDesc	desc = SPI_tuptable->tupdesc;
 	bool		isnull;
-	char	   *stored_op = SPI_getvalue(tup, desc, 1);
-	bytea	   *stored_hash = DatumGetByteaPP(SPI_getbinval(tup, desc, 2, &isnull));
-	pg_uuid_t  *stored_id = DatumGetUUIDP(SPI_getbinval(tup, desc, 3, &isnull));
-	char	   *reason;
+	char	   *stored_op = text_attr(tup, desc, 3);
+	bytea	   *stored_hash = DatumGetByteaPP(heap_getattr(tup, 4, desc, &isnull));
+	pg_uuid_t  *stored_id = DatumGetUUIDP(heap_getattr(tup, 5, desc, &isnull));
 
 	if (strcmp(stored_op, operation) != 0)
 		ereport(ERROR,
@@ -143,36 +153,30 @@ read_stored(const char *operation, const char *key, const uint8 *request_hash,
 
 	result->found = true;
 	memcpy(result->result_id.data, stored_id->data, UUID_LEN);
-	result->status = SPI_getvalue(tup, desc, 4);
-	reason = SPI_getvalue(tup, desc, 5);
-	result->reason_code = reason;
-	/* copy out of SPI memory: the caller reads these after SPI_finish */
-	result->status = MemoryContextStrdup(TopTransactionContext, result->status);
-	if (reason)
-		result->reason_code = MemoryContextStrdup(TopTransactionContext, reason);
+	result->status = text_attr(tup, desc, 6);
+	result->reason_code = text_attr(tup, desc, 7);
 }
 
 /*
- * Must run inside PlSpiBegin/PlSpiEnd.  Returns true, with the stored result,
- * when the key was used before with the same parameters; raises PY002 when
- * it was used otherwise; returns false for a new key.
+ * Returns true, with the stored result, when the key was used before with
+ * the same parameters; raises PY002 when it was used otherwise; returns
+ * false for a new key.  The caller has switched to the ledger's owner.
  */
 bool
 PlIdemLookup(const pg_uuid_t *scope, const char *operation, const char *key,
 			 const uint8 *request_hash, const pg_uuid_t *wanted_id,
 			 PlIdemResult *result)
 {
-	Datum		values[2];
+	Relation	rel = PlOpenTable("idempotency_keys");
+	TupleDesc	desc;
+	HeapTuple	tup;
 
-	values[0] = UUIDPGetDatum(scope ? scope : &ledger_scope);
-	values[1] = CStringGetTextDatum(key);
-	if (PlExec(PLAN_IDEM_LOOKUP, values, NULL, 1) != SPI_OK_SELECT)
-		elog(ERROR, "idempotency lookup failed");
 	result->found = false;
-	if (SPI_processed == 0)
-		return false;
-	read_stored(operation, key, request_hash, wanted_id, result);
-	return true;
+	tup = PlIdemFetch(rel, scope ? scope : &ledger_scope, key, &desc);
+	if (tup != NULL)
+		read_stored(tup, desc, operation, key, request_hash, wanted_id, result);
+	table_close(rel, NoLock);
+	return tup != NULL;
 }
 
 /*

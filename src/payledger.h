@@ -60,12 +60,9 @@ typedef enum PlPlanId
 	PLAN_ACCOUNT_ENTRIES,
 	PLAN_BALANCE_AT,
 	PLAN_TRANSFER_GET,
-	PLAN_TRANSFER_POST,
-	PLAN_TRANSFER_REJECT,
-	PLAN_IDEM_LOOKUP,
+	PLAN_ACCOUNTS_APPLY2,
 	PLAN_IDEM_CLAIM,
 	PLAN_IDEM_PURGE,
-	PLAN_AUDIT_INSERT,
 	PLAN_COUNT					/* must be last */
 } PlPlanId;
 
@@ -82,6 +79,19 @@ extern int	PlExec(PlPlanId id, Datum *values, const char *nulls, long count);
 extern bool PlInternalWrite(void);
 extern Oid	PlCallerUserId(void);
 extern void SpiPlansInit(void);
+
+/* direct.c: executor-free inserts and lookups */
+#include "utils/relcache.h"
+#include "access/htup.h"
+extern Relation PlOpenTable(const char *relname);
+extern void PlDirectInsert(Relation rel, Datum *values, bool *nulls);
+extern HeapTuple PlIdemFetch(Relation rel, const pg_uuid_t *scope, const char *key,
+							 TupleDesc *desc);
+
+/* column counts the direct inserts are written for */
+#define PL_NATTS_TRANSFERS	12
+#define PL_NATTS_ENTRIES	6
+#define PL_NATTS_AUDIT		26
 
 /* uuid_v7.c */
 extern void PlUuidV7(pg_uuid_t *out);

@@ -4,7 +4,9 @@
  *	  Keeping card data out of the ledger and masking personal data.
  *
  * A PAN is 13 to 19 digits that pass the Luhn check, written plain or in
- * groups split by single spaces or dashes.  Text and JSON metadata (keys,
+ * groups split by single spaces or dashes, and not glued to letters: digit
+ * runs inside an alphanumeric token (hex ids, random keys) would otherwise
+ * refuse one random key in a thousand.  Text and JSON metadata (keys,
  * strings and integral numbers, at any depth) are scanned before anything
  * is written, and keys that name card secrets (cvv, cvc, pan, card_number,
  * ...) are refused outright.  Error messages never repeat the offending
@@ -90,9 +92,18 @@ text_has_pan(const char *s, int len)
 		int			ngroups = 0;
 		int			ndigits = 0;
 
+		int			start = i;
+
 		if (!isdigit((unsigned char) s[i]))
 		{
 			i++;
+			continue;
+		}
+		/* a digit run inside a word (a hex token, a reference) is no PAN */
+		if (start > 0 && isalpha((unsigned char) s[start - 1]))
+		{
+			while (i < len && isalnum((unsigned char) s[i]))
+				i++;
 			continue;
 		}
 		/* collect one run of groups */
@@ -117,6 +128,7 @@ text_has_pan(const char *s, int len)
 				break;
 		}
 		if (ndigits >= PAN_MIN_DIGITS && ndigits < (int) sizeof(digits) &&
+			!(i < len && isalpha((unsigned char) s[i])) &&
 			run_has_pan(digits, group_len, ngroups))
 			return true;
 		if (ndigits >= (int) sizeof(digits))
@@ -142,7 +154,8 @@ reject_pan(const char *what)
 void
 PlRejectPanInText(const char *what, const char *text)
 {
-	if (text != NULL && text_has_pan(text, strlen(text)))
+	/* a UUID's dash-separated groups can look like a PAN but are not one */
+	if (text != NULL && !PlParseUuid(text, NULL) && text_has_pan(text, strlen(text)))
 		reject_pan(what);
 }
 

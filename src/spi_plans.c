@@ -88,33 +88,13 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		"SELECT request_hash, status, reason_code FROM payledger.transfers WHERE id = $1",
 		1, {UUIDOID}
 	},
-	/* both balances, both entries and the transfer row in one statement */
-	[PLAN_TRANSFER_POST] = {
-		"WITH u AS ("
-		" UPDATE payledger.accounts a SET balance = a.balance + d.delta,"
-		"  version = a.version + 1, updated_at = $9"
-		" FROM (VALUES ($2, -$4), ($3, $4)) AS d(id, delta)"
-		" WHERE a.id = d.id RETURNING a.id, d.delta, a.balance, a.version),"
-		" e AS (INSERT INTO payledger.entries (account_id, account_version, transfer_id,"
-		"  amount, balance_after, created_at)"
-		"  SELECT u.id, u.version, $1, u.delta, u.balance, $9 FROM u)"
-		" INSERT INTO payledger.transfers (id, kind, status, reason_code, currency, amount,"
-		"  from_account, to_account, idempotency_key, request_hash, metadata, created_at)"
-		" VALUES ($1, $10, 'posted', NULL, $5, $4, $2, $3, $6, $7, $8, $9)",
-		10, {UUIDOID, UUIDOID, UUIDOID, INT8OID, TEXTOID, TEXTOID, BYTEAOID, JSONBOID,
-		TIMESTAMPTZOID, TEXTOID}
-	},
-	[PLAN_TRANSFER_REJECT] = {
-		"INSERT INTO payledger.transfers (id, kind, status, reason_code, currency, amount,"
-		" from_account, to_account, idempotency_key, request_hash, metadata, created_at)"
-		" VALUES ($1, $10, 'rejected', $11, $5, $4, $2, $3, $6, $7, $8, $9)",
-		11, {UUIDOID, UUIDOID, UUIDOID, INT8OID, TEXTOID, TEXTOID, BYTEAOID, JSONBOID,
-		TIMESTAMPTZOID, TEXTOID, TEXTOID}
-	},
-	[PLAN_IDEM_LOOKUP] = {
-		"SELECT operation, request_hash, result_id, status, reason_code "
-		"FROM payledger.idempotency_keys WHERE scope = $1 AND key = $2",
-		2, {UUIDOID, TEXTOID}
+	/* both sides of a transfer; the rows are already locked */
+	[PLAN_ACCOUNTS_APPLY2] = {
+		"UPDATE payledger.accounts a SET balance = a.balance + d.delta,"
+		" version = a.version + 1, updated_at = $5"
+		" FROM (VALUES ($1, $2), ($3, $4)) AS d(id, delta)"
+		" WHERE a.id = d.id RETURNING a.id, a.balance, a.version",
+		5, {UUIDOID, INT8OID, UUIDOID, INT8OID, TIMESTAMPTZOID}
 	},
 	/* waits for a concurrent holder of the key; DO NOTHING once it commits */
 	[PLAN_IDEM_CLAIM] = {
@@ -126,20 +106,6 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 	[PLAN_IDEM_PURGE] = {
 		"DELETE FROM payledger.idempotency_keys WHERE created_at < $1",
 		1, {TIMESTAMPTZOID}
-	},
-	[PLAN_AUDIT_INSERT] = {
-		"INSERT INTO payledger.payment_audit_log (event_id, correlation_id,"
-		" idempotency_key, event_time, server_time, event_type, previous_state,"
-		" new_state, actor_type, actor_id, payment_id, account_id,"
-		" counterparty_account_id, amount_cents, currency, merchant_id, customer_id,"
-		" ip_address, user_agent_hash, device_id, success, reason_code, error_message,"
-		" metadata, created_at)"
-		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
-		" $16, $17, $18, $19, $20, $21, $22, $23, $24, $4)",
-		24, {UUIDOID, UUIDOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID,
-			TEXTOID, TEXTOID, TEXTOID, TEXTOID, UUIDOID, UUIDOID, UUIDOID, INT8OID,
-			TEXTOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID,
-		TEXTOID, JSONBOID}
 	},
 };
 
@@ -247,7 +213,13 @@ PlExec(PlPlanId id, Datum *values, const char *nulls, long count)
 		const PlPlanDef *def = &plan_defs[id];
 		SPIPlanPtr	plan;
 
-		plan = SPI_prepare(def->sql, def->nargs, (Oid *) def->argtypes);
+		/*
+		 * Always the generic plan: every statement here is a keyed lookup or
+		 * write whose best plan does not depend on the values, and a custom
+		 * plan would be planned again on every call.
+		 */
+		plan = SPI_prepare_cursor(def->sql, def->nargs, (Oid *) def->argtypes,
+								  CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed for payledger plan %d: %s",
 				 (int) id, SPI_result_code_string(SPI_result));

@@ -33,6 +33,7 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "fmgr.h"
@@ -151,6 +152,84 @@ decline_reason(const LockedAccount *src, const LockedAccount *dst, int64 amount)
 }
 
 /*
+ * Moves the balances of both (already locked) accounts and writes one entry
+ * for each, with the balance and account version after it.
+ */
+static void
+apply_postings(pg_uuid_t *id, pg_uuid_t *from_id, pg_uuid_t *to_id,
+			   int64 amount, TimestampTz now)
+{
+	Datum		values[5];
+	Relation	rel;
+
+	values[0] = UUIDPGetDatum(from_id);
+	values[1] = Int64GetDatum(-amount);
+	values[2] = UUIDPGetDatum(to_id);
+	values[3] = Int64GetDatum(amount);
+	values[4] = TimestampTzGetDatum(now);
+	if (PlExec(PLAN_ACCOUNTS_APPLY2, values, NULL, 0) != SPI_OK_UPDATE_RETURNING ||
+		SPI_processed != 2)
+		elog(ERROR, "account update failed");
+
+	rel = PlOpenTable("entries");
+	if (RelationGetDescr(rel)->natts != PL_NATTS_ENTRIES)
+		elog(ERROR, "payledger.entries does not have the expected columns");
+	for (int i = 0; i < 2; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		pg_uuid_t  *acct = DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
+		Datum		ev[PL_NATTS_ENTRIES];
+		bool		en[PL_NATTS_ENTRIES] = {false};
+
+		ev[0] = UUIDPGetDatum(acct);
+		ev[1] = SPI_getbinval(tup, desc, 3, &isnull);
+		ev[2] = UUIDPGetDatum(id);
+		ev[3] = Int64GetDatum(memcmp(acct->data, from_id->data, UUID_LEN) == 0 ? -amount : amount);
+		ev[4] = SPI_getbinval(tup, desc, 2, &isnull);
+		ev[5] = TimestampTzGetDatum(now);
+		PlDirectInsert(rel, ev, en);
+	}
+	table_close(rel, NoLock);
+}
+
+/* Records the transfer, posted (reason NULL) or rejected. */
+static void
+store_transfer(pg_uuid_t *id, const char *kind, const char *reason,
+			   const char *currency, int64 amount, pg_uuid_t *from_id,
+			   pg_uuid_t *to_id, const char *key, bytea *hash, Jsonb *metadata,
+			   TimestampTz now)
+{
+	Datum		values[PL_NATTS_TRANSFERS];
+	bool		nulls[PL_NATTS_TRANSFERS] = {false};
+	Relation	rel = PlOpenTable("transfers");
+
+	if (RelationGetDescr(rel)->natts != PL_NATTS_TRANSFERS)
+		elog(ERROR, "payledger.transfers does not have the expected columns");
+	values[0] = UUIDPGetDatum(id);
+	values[1] = CStringGetTextDatum(kind);
+	values[2] = CStringGetTextDatum(reason ? "rejected" : "posted");
+	if (reason)
+		values[3] = CStringGetTextDatum(reason);
+	else
+		nulls[3] = true;
+	values[4] = CStringGetTextDatum(currency);
+	values[5] = Int64GetDatum(amount);
+	values[6] = UUIDPGetDatum(from_id);
+	values[7] = UUIDPGetDatum(to_id);
+	if (key)
+		values[8] = CStringGetTextDatum(key);
+	else
+		nulls[8] = true;
+	values[9] = PointerGetDatum(hash);
+	values[10] = JsonbPGetDatum(metadata);
+	values[11] = TimestampTzGetDatum(now);
+	PlDirectInsert(rel, values, nulls);
+	table_close(rel, NoLock);
+}
+
+/*
  * payledger.transfer(from_account uuid, to_account uuid, amount bigint,
  *		currency text, idempotency_key text DEFAULT NULL,
  *		metadata jsonb DEFAULT '{}', transfer_id uuid DEFAULT NULL)
@@ -180,8 +259,7 @@ transfer(PG_FUNCTION_ARGS)
 	LockedAccount acc[2];
 	const char *reason;
 	TimestampTz now;
-	Datum		values[11];
-	char		nulls[11] = "           ";
+	Datum		values[1];
 	bytea	   *hash;
 
 	/* (1) the arguments themselves */
@@ -312,32 +390,10 @@ transfer(PG_FUNCTION_ARGS)
 	SET_VARSIZE(hash, VARHDRSZ + PL_SHA256_LEN);
 	memcpy(VARDATA(hash), request_hash, PL_SHA256_LEN);
 
-	values[0] = UUIDPGetDatum(&id);
-	values[1] = UUIDPGetDatum(from_id);
-	values[2] = UUIDPGetDatum(to_id);
-	values[3] = Int64GetDatum(amount);
-	values[4] = CStringGetTextDatum(currency);
-	if (key)
-		values[5] = CStringGetTextDatum(key);
-	else
-		nulls[5] = 'n';
-	values[6] = PointerGetDatum(hash);
-	values[7] = JsonbPGetDatum(metadata);
-	values[8] = TimestampTzGetDatum(now);
-	values[9] = CStringGetTextDatum("transfer");
 	if (reason == NULL)
-	{
-		if (PlExec(PLAN_TRANSFER_POST, values, nulls, 0) != SPI_OK_INSERT ||
-			SPI_processed != 1)
-			elog(ERROR, "transfer insert failed");
-	}
-	else
-	{
-		values[10] = CStringGetTextDatum(reason);
-		if (PlExec(PLAN_TRANSFER_REJECT, values, nulls, 0) != SPI_OK_INSERT ||
-			SPI_processed != 1)
-			elog(ERROR, "rejected transfer insert failed");
-	}
+		apply_postings(&id, from_id, to_id, amount, now);
+	store_transfer(&id, "transfer", reason, currency, amount, from_id, to_id,
+				   key, hash, metadata, now);
 
 	{
 		PlAuditEvent ev;
