@@ -45,6 +45,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# every module includes the shared header
+$(OBJS): src/payledger.h
+
 # pgTAP suite, run with pg_prove against the server in PGHOST/PGPORT.
 PGTAP_DB ?= payledger_pgtap
 .PHONY: pgtap

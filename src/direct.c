@@ -28,6 +28,10 @@
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/tableam.h"
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
@@ -134,6 +138,158 @@ PlIdemFetch(Relation rel, const pg_uuid_t *scope, const char *key,
 	HeapTuple	tup;
 	HeapTuple	result = NULL;
 	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
+
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_UUID_EQ, UUIDPGetDatum(scope));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   DEFAULT_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(key));
+	scan = systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true, snap, 2, keys);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		result = heap_copytuple(tup);
+	systable_endscan(scan);
+	UnregisterSnapshot(snap);
+	*desc = RelationGetDescr(rel);
+	return result;
+}
+
+/*
+ * Finds the latest version of an account row and locks it FOR NO KEY
+ * UPDATE, like SELECT ... FOR NO KEY UPDATE would: a row updated after our
+ * snapshot is followed to its newest version under READ COMMITTED, and is a
+ * serialization failure under REPEATABLE READ and SERIALIZABLE.  Returns
+ * false when no such account exists.
+ */
+bool
+PlLockAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row)
+{
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	found;
+	ItemPointerData tid;
+	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
+	TupleTableSlot *slot;
+	TM_FailureData tmfd;
+	TM_Result	res;
+	bool		should_free;
+	HeapTuple	tup;
+	TupleDesc	desc = RelationGetDescr(rel);
+	bool		isnull;
+
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_UUID_EQ, UUIDPGetDatum(id));
+	scan = systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true, snap, 1, &key);
+	found = systable_getnext(scan);
+	if (!HeapTupleIsValid(found))
+	{
+		systable_endscan(scan);
+		UnregisterSnapshot(snap);
+		return false;
+	}
+	tid = found->t_self;
+	systable_endscan(scan);
+
+	slot = table_slot_create(rel, NULL);
+	res = table_tuple_lock(rel, &tid, snap, slot, GetCurrentCommandId(false),
+						   LockTupleNoKeyExclusive, LockWaitBlock,
+						   TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
+	if (res != TM_Ok)
+		elog(ERROR, "could not lock account row (result %d)", (int) res);
+	tup = ExecFetchSlotHeapTuple(slot, false, &should_free);
+	row->tuple = heap_copytuple(tup);
+	row->tid = slot->tts_tid;
+	row->tuple->t_self = slot->tts_tid;
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snap);
+
+	row->id = *id;
+	row->currency = TextDatumGetCString(heap_getattr(row->tuple, 2, desc, &isnull));
+	row->status = TextDatumGetCString(heap_getattr(row->tuple, 5, desc, &isnull));
+	row->min_balance = DatumGetInt64(heap_getattr(row->tuple, 4, desc, &isnull));
+	row->has_floor = !isnull;
+	row->balance = DatumGetInt64(heap_getattr(row->tuple, 6, desc, &isnull));
+	row->pending_debits = DatumGetInt64(heap_getattr(row->tuple, 7, desc, &isnull));
+	row->pending_credits = DatumGetInt64(heap_getattr(row->tuple, 8, desc, &isnull));
+	row->version = DatumGetInt64(heap_getattr(row->tuple, 9, desc, &isnull));
+	return true;
+}
+
+/*
+ * Writes a locked account row back with new amounts and the next version.
+ * The row lock we hold means nobody else can have updated it.
+ */
+void
+PlUpdateAccountRow(Relation rel, PlAccountRow *row, TimestampTz now)
+{
+	Datum		values[PL_NATTS_ACCOUNTS];
+	bool		nulls[PL_NATTS_ACCOUNTS] = {false};
+	bool		replace[PL_NATTS_ACCOUNTS] = {false};
+	HeapTuple	newtup;
+
+	row->version++;
+	values[5] = Int64GetDatum(row->balance);
+	replace[5] = true;
+	values[6] = Int64GetDatum(row->pending_debits);
+	replace[6] = true;
+	values[7] = Int64GetDatum(row->pending_credits);
+	replace[7] = true;
+	values[8] = Int64GetDatum(row->version);
+	replace[8] = true;
+	values[12] = TimestampTzGetDatum(now);
+	replace[12] = true;
+
+	newtup = heap_modify_tuple(row->tuple, RelationGetDescr(rel), values, nulls, replace);
+	simple_heap_update(rel, &row->tid, newtup);
+
+	/* a HOT update needs no new index entries; otherwise add them */
+	if (!HeapTupleIsHeapOnly(newtup))
+	{
+		List	   *indexes = RelationGetIndexList(rel);
+		ListCell   *lc;
+
+		foreach(lc, indexes)
+		{
+			Relation	idx = index_open(lfirst_oid(lc), RowExclusiveLock);
+
+			insert_index_entry(rel, idx, newtup);
+			index_close(idx, RowExclusiveLock);
+		}
+		list_free(indexes);
+	}
+	heap_freetuple(row->tuple);
+	row->tuple = newtup;
+	row->tid = newtup->t_self;
+}
+
+/*
+ * Serializes calls that use one idempotency key: a transaction-scoped lock
+ * on a hash of (scope, key) in a lock space of payledger's own.  Taken
+ * after the account locks, so every keyed call locks accounts first, then
+ * its key, and two calls cannot wait for each other in opposite orders.
+ */
+void
+PlLockIdemKey(const pg_uuid_t *scope, const char *key)
+{
+	LOCKTAG		tag;
+	uint64		h;
+
+	h = hash_bytes_extended((const unsigned char *) key, strlen(key),
+							hash_bytes_extended(scope->data, UUID_LEN, 0));
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
+						 PL_IDEM_LOCK_SPACE);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+/* Like PlIdemFetch, but sees everything committed up to now. */
+HeapTuple
+PlIdemFetchLatest(Relation rel, const pg_uuid_t *scope, const char *key,
+				  TupleDesc *desc)
+{
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	HeapTuple	result = NULL;
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
 
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   InvalidOid, F_UUID_EQ, UUIDPGetDatum(scope));

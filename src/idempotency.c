@@ -5,13 +5,14 @@
  *
  * A keyed call first looks its key up (a replay costs one index probe and
  * moves nothing).  When the key is new, the call does its checks and takes
- * its row locks, and only then claims the key with INSERT ... ON CONFLICT DO
- * NOTHING, in the same transaction as the work.  A concurrent call with the
- * same key blocks on that insert until the first transaction ends: if it
- * committed, the insert does nothing and the waiter replays the stored
- * result; if it rolled back, the waiter's insert goes through and the waiter
- * does the work.  Nothing has been written before the claim, so a waiter
- * that replays leaves no trace.
+ * its account locks, and only then claims the key: it takes a transaction-
+ * scoped lock on a hash of the key, looks again with a fresh snapshot, and
+ * inserts the key's row with the call's final result, in the same
+ * transaction as the work.  A concurrent call with the same key blocks on
+ * that lock until the first transaction ends: if it committed, the waiter
+ * finds its row and replays the stored result; if it rolled back, the
+ * waiter finds nothing and does the work.  Nothing has been written before
+ * the claim, so a waiter that replays leaves no trace.
  *
  * The parameters of a call are summarized by a SHA-256 over a length-
  * prefixed encoding of the operation and every argument; the same key with
@@ -192,13 +193,29 @@ PlIdemClaim(const pg_uuid_t *scope, const char *operation, const char *key,
 			const char *reason_code, TimestampTz now, PlIdemResult *existing)
 {
 	Datum		values[8];
-	char		nulls[8] = "        ";
+	bool		nulls[8] = {false};
 	bytea	   *hash = palloc(VARHDRSZ + PL_SHA256_LEN);
+	Relation	rel = PlOpenTable("idempotency_keys");
+	TupleDesc	desc;
+	HeapTuple	tup;
+
+	if (scope == NULL)
+		scope = &ledger_scope;
+
+	/* wait for any call holding this key; then its row is visible or gone */
+	PlLockIdemKey(scope, key);
+	tup = PlIdemFetchLatest(rel, scope, key, &desc);
+	if (tup != NULL)
+	{
+		existing->found = false;
+		read_stored(tup, desc, operation, key, request_hash, wanted_id, existing);
+		table_close(rel, NoLock);
+		return false;
+	}
 
 	SET_VARSIZE(hash, VARHDRSZ + PL_SHA256_LEN);
 	memcpy(VARDATA(hash), request_hash, PL_SHA256_LEN);
-
-	values[0] = UUIDPGetDatum(scope ? scope : &ledger_scope);
+	values[0] = UUIDPGetDatum(scope);
 	values[1] = CStringGetTextDatum(key);
 	values[2] = CStringGetTextDatum(operation);
 	values[3] = PointerGetDatum(hash);
@@ -207,16 +224,11 @@ PlIdemClaim(const pg_uuid_t *scope, const char *operation, const char *key,
 	if (reason_code)
 		values[6] = CStringGetTextDatum(reason_code);
 	else
-		nulls[6] = 'n';
+		nulls[6] = true;
 	values[7] = TimestampTzGetDatum(now);
-
-	if (PlExec(PLAN_IDEM_CLAIM, values, nulls, 0) != SPI_OK_INSERT)
-		elog(ERROR, "idempotency claim failed");
-	if (SPI_processed == 1)
-		return true;
-	if (!PlIdemLookup(scope, operation, key, request_hash, wanted_id, existing))
-		elog(ERROR, "idempotency key \"%s\" vanished while it was claimed", key);
-	return false;
+	PlDirectInsert(rel, values, nulls);
+	table_close(rel, NoLock);
+	return true;
 }
 
 /*

@@ -55,13 +55,10 @@ typedef enum PlPlanId
 	PLAN_ACCOUNT_INSERT,
 	PLAN_ACCOUNT_GET,
 	PLAN_ACCOUNT_LOCK,
-	PLAN_ACCOUNTS_LOCK_MANY,
 	PLAN_ACCOUNT_SET_STATUS,
 	PLAN_ACCOUNT_ENTRIES,
 	PLAN_BALANCE_AT,
 	PLAN_TRANSFER_GET,
-	PLAN_ACCOUNTS_APPLY2,
-	PLAN_IDEM_CLAIM,
 	PLAN_IDEM_PURGE,
 	PLAN_COUNT					/* must be last */
 } PlPlanId;
@@ -83,12 +80,38 @@ extern void SpiPlansInit(void);
 /* direct.c: executor-free inserts and lookups */
 #include "utils/relcache.h"
 #include "access/htup.h"
+#include "storage/itemptr.h"
 extern Relation PlOpenTable(const char *relname);
 extern void PlDirectInsert(Relation rel, Datum *values, bool *nulls);
 extern HeapTuple PlIdemFetch(Relation rel, const pg_uuid_t *scope, const char *key,
 							 TupleDesc *desc);
 
+typedef struct PlAccountRow
+{
+	pg_uuid_t	id;
+	HeapTuple	tuple;			/* latest version, locked */
+	ItemPointerData tid;
+	char	   *currency;
+	char	   *status;
+	bool		has_floor;
+	int64		min_balance;
+	int64		balance;
+	int64		pending_debits;
+	int64		pending_credits;
+	int64		version;
+} PlAccountRow;
+
+extern bool PlLockAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row);
+extern void PlUpdateAccountRow(Relation rel, PlAccountRow *row, TimestampTz now);
+extern void PlLockIdemKey(const pg_uuid_t *scope, const char *key);
+extern HeapTuple PlIdemFetchLatest(Relation rel, const pg_uuid_t *scope, const char *key,
+								   TupleDesc *desc);
+
+/* lock space of idempotency-key locks (advisory lock field 4) */
+#define PL_IDEM_LOCK_SPACE	0x504C
+
 /* column counts the direct inserts are written for */
+#define PL_NATTS_ACCOUNTS	13
 #define PL_NATTS_TRANSFERS	12
 #define PL_NATTS_ENTRIES	6
 #define PL_NATTS_AUDIT		26

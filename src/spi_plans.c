@@ -62,12 +62,6 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		"FOR NO KEY UPDATE",
 		1, {UUIDOID}
 	},
-	/* LockRows sits above the sort, so rows are locked in id order */
-	[PLAN_ACCOUNTS_LOCK_MANY] = {
-		"SELECT id, currency, status, min_balance, balance, pending_debits, version "
-		"FROM payledger.accounts WHERE id = ANY ($1) ORDER BY id FOR NO KEY UPDATE",
-		1, {UUIDARRAYOID}
-	},
 	[PLAN_ACCOUNT_SET_STATUS] = {
 		"UPDATE payledger.accounts SET status = $2, frozen_reason = $3, "
 		"version = version + 1, updated_at = $4 WHERE id = $1 RETURNING version",
@@ -87,21 +81,6 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 	[PLAN_TRANSFER_GET] = {
 		"SELECT request_hash, status, reason_code FROM payledger.transfers WHERE id = $1",
 		1, {UUIDOID}
-	},
-	/* both sides of a transfer; the rows are already locked */
-	[PLAN_ACCOUNTS_APPLY2] = {
-		"UPDATE payledger.accounts a SET balance = a.balance + d.delta,"
-		" version = a.version + 1, updated_at = $5"
-		" FROM (VALUES ($1, $2), ($3, $4)) AS d(id, delta)"
-		" WHERE a.id = d.id RETURNING a.id, a.balance, a.version",
-		5, {UUIDOID, INT8OID, UUIDOID, INT8OID, TIMESTAMPTZOID}
-	},
-	/* waits for a concurrent holder of the key; DO NOTHING once it commits */
-	[PLAN_IDEM_CLAIM] = {
-		"INSERT INTO payledger.idempotency_keys (scope, key, operation, request_hash,"
-		" result_id, status, reason_code, created_at)"
-		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (scope, key) DO NOTHING",
-		8, {UUIDOID, TEXTOID, TEXTOID, BYTEAOID, UUIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID}
 	},
 	[PLAN_IDEM_PURGE] = {
 		"DELETE FROM payledger.idempotency_keys WHERE created_at < $1",

@@ -5,24 +5,28 @@
  *
  * Design note: locking.
  *
- * A transfer locks both account rows with one SELECT ... ORDER BY id FOR NO
- * KEY UPDATE.  LockRows runs above the sort, so every transfer takes its
- * locks in ascending id order; two transfers over the same pair, in either
- * direction, queue on the lower id and can never hold one lock each while
- * waiting for the other.  Under READ COMMITTED the lock returns the newest
- * committed balance (EvalPlanQual), so the floor check that follows sees
- * every earlier transfer and no update is lost; under REPEATABLE READ or
+ * A transfer locks both account rows FOR NO KEY UPDATE, the lower id
+ * first, so every transfer takes its locks in ascending id order; two
+ * transfers over the same pair, in either direction, queue on the lower id
+ * and can never hold one lock each while waiting for the other.  The
+ * idempotency key is locked after the accounts, in every call, so keys add
+ * no cycle either.  Under READ COMMITTED the lock returns the newest
+ * committed version of the row, so the floor check that follows sees every
+ * earlier transfer and no update is lost; under REPEATABLE READ or
  * SERIALIZABLE a concurrent change raises a serialization failure for the
  * client to retry.  FOR NO KEY UPDATE leaves foreign-key share locks free.
+ *
+ * The hot path runs no SQL: rows are found by index probes, locked with
+ * table_tuple_lock(), updated in place (HOT) and inserted directly
+ * (direct.c).
  *
  * Order of checks (API.md section 1): arguments (22004, 22023, PY006),
  * PY008, the idempotency key (replay or PY002), unknown accounts (PY005),
  * currency (PY004), then business declines, which are returned with
  * status 'rejected', stored and audited, never raised.
  *
- * Writes of a posted transfer: both balances, both entries and the
- * transfer row in one statement, then the idempotency claim and the audit
- * row.
+ * Writes of a posted transfer, after the idempotency claim: both
+ * balances, both entries, the transfer row and the audit row.
  *
  * Copyright (c) 2026, payledger authors
  *
@@ -34,10 +38,10 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "fmgr.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -46,17 +50,6 @@
 
 #include "payledger.h"
 
-typedef struct LockedAccount
-{
-	pg_uuid_t	id;
-	char		currency[4];
-	char		status;			/* 'a'ctive, 'f'rozen, 'c'losed */
-	bool		has_floor;
-	int64		min_balance;
-	int64		balance;
-	int64		pending_debits;
-} LockedAccount;
-
 static char *
 uuid_text(const pg_uuid_t *u)
 {
@@ -64,58 +57,32 @@ uuid_text(const pg_uuid_t *u)
 }
 
 /*
- * Locks the given accounts in id order and reads them.  Raises PY005 for an
- * id that does not exist.  out[i] corresponds to ids[i].
+ * Locks both accounts in ascending id order (see the design note) and reads
+ * their newest versions.  Raises PY005 naming the first unknown argument.
  */
 static void
-lock_accounts(pg_uuid_t *ids, int n, LockedAccount *out)
+lock_pair(Relation rel, pg_uuid_t *from_id, pg_uuid_t *to_id,
+		  PlAccountRow *from, PlAccountRow *to)
 {
-	Datum	   *elems = palloc(sizeof(Datum) * n);
-	ArrayType  *arr;
-	Datum		values[1];
-	bool	   *seen = palloc0(sizeof(bool) * n);
+	bool		from_first = memcmp(from_id->data, to_id->data, UUID_LEN) < 0;
+	bool		found_from,
+				found_to;
 
-	for (int i = 0; i < n; i++)
-		elems[i] = UUIDPGetDatum(&ids[i]);
-	arr = construct_array(elems, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR);
-	values[0] = PointerGetDatum(arr);
-
-	if (PlExec(PLAN_ACCOUNTS_LOCK_MANY, values, NULL, 0) != SPI_OK_SELECT)
-		elog(ERROR, "account lock failed");
-
-	for (uint64 r = 0; r < SPI_processed; r++)
+	if (from_first)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		pg_uuid_t  *id = DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
-
-		for (int i = 0; i < n; i++)
-		{
-			LockedAccount *a = &out[i];
-			text	   *cur;
-			text	   *st;
-
-			if (memcmp(ids[i].data, id->data, UUID_LEN) != 0)
-				continue;
-			seen[i] = true;
-			a->id = ids[i];
-			cur = DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull));
-			memset(a->currency, 0, sizeof(a->currency));
-			memcpy(a->currency, VARDATA_ANY(cur), Min(3, VARSIZE_ANY_EXHDR(cur)));
-			st = DatumGetTextPP(SPI_getbinval(tup, desc, 3, &isnull));
-			a->status = *VARDATA_ANY(st);
-			a->min_balance = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-			a->has_floor = !isnull;
-			a->balance = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
-			a->pending_debits = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
-		}
+		found_from = PlLockAccountRow(rel, from_id, from);
+		found_to = PlLockAccountRow(rel, to_id, to);
 	}
-	for (int i = 0; i < n; i++)
-		if (!seen[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
-					 errmsg("account %s does not exist", uuid_text(&ids[i]))));
+	else
+	{
+		found_to = PlLockAccountRow(rel, to_id, to);
+		found_from = PlLockAccountRow(rel, from_id, from);
+	}
+	if (!found_from || !found_to)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+				 errmsg("account %s does not exist",
+						uuid_text(found_from ? to_id : from_id))));
 }
 
 /*
@@ -123,13 +90,13 @@ lock_accounts(pg_uuid_t *ids, int n, LockedAccount *out)
  * 22003 when the credit would overflow the destination's balance.
  */
 static const char *
-decline_reason(const LockedAccount *src, const LockedAccount *dst, int64 amount)
+decline_reason(const PlAccountRow *src, const PlAccountRow *dst, int64 amount)
 {
 	int64		after;
 
-	if (src->status == 'c' || dst->status == 'c')
+	if (src->status[0] == 'c' || dst->status[0] == 'c')
 		return "ACCOUNT_CLOSED";
-	if (src->status == 'f' || dst->status == 'f')
+	if (src->status[0] == 'f' || dst->status[0] == 'f')
 		return "ACCOUNT_FROZEN";
 	if (pg_add_s64_overflow(dst->balance, amount, &after))
 		ereport(ERROR,
@@ -152,42 +119,32 @@ decline_reason(const LockedAccount *src, const LockedAccount *dst, int64 amount)
 }
 
 /*
- * Moves the balances of both (already locked) accounts and writes one entry
- * for each, with the balance and account version after it.
+ * Moves the balances of both locked accounts and writes one entry for each,
+ * with the balance and account version after it.
  */
 static void
-apply_postings(pg_uuid_t *id, pg_uuid_t *from_id, pg_uuid_t *to_id,
-			   int64 amount, TimestampTz now)
+apply_postings(Relation accounts, pg_uuid_t *id, PlAccountRow *from,
+			   PlAccountRow *to, int64 amount, TimestampTz now)
 {
-	Datum		values[5];
-	Relation	rel;
+	PlAccountRow *rows[2] = {from, to};
+	int64		deltas[2] = {-amount, amount};
+	Relation	rel = PlOpenTable("entries");
 
-	values[0] = UUIDPGetDatum(from_id);
-	values[1] = Int64GetDatum(-amount);
-	values[2] = UUIDPGetDatum(to_id);
-	values[3] = Int64GetDatum(amount);
-	values[4] = TimestampTzGetDatum(now);
-	if (PlExec(PLAN_ACCOUNTS_APPLY2, values, NULL, 0) != SPI_OK_UPDATE_RETURNING ||
-		SPI_processed != 2)
-		elog(ERROR, "account update failed");
-
-	rel = PlOpenTable("entries");
 	if (RelationGetDescr(rel)->natts != PL_NATTS_ENTRIES)
 		elog(ERROR, "payledger.entries does not have the expected columns");
+	from->balance -= amount;
+	to->balance += amount;
 	for (int i = 0; i < 2; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		pg_uuid_t  *acct = DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
 		Datum		ev[PL_NATTS_ENTRIES];
 		bool		en[PL_NATTS_ENTRIES] = {false};
 
-		ev[0] = UUIDPGetDatum(acct);
-		ev[1] = SPI_getbinval(tup, desc, 3, &isnull);
+		PlUpdateAccountRow(accounts, rows[i], now);
+		ev[0] = UUIDPGetDatum(&rows[i]->id);
+		ev[1] = Int64GetDatum(rows[i]->version);
 		ev[2] = UUIDPGetDatum(id);
-		ev[3] = Int64GetDatum(memcmp(acct->data, from_id->data, UUID_LEN) == 0 ? -amount : amount);
-		ev[4] = SPI_getbinval(tup, desc, 2, &isnull);
+		ev[3] = Int64GetDatum(deltas[i]);
+		ev[4] = Int64GetDatum(rows[i]->balance);
 		ev[5] = TimestampTzGetDatum(now);
 		PlDirectInsert(rel, ev, en);
 	}
@@ -255,8 +212,8 @@ transfer(PG_FUNCTION_ARGS)
 	PlHasher   *h;
 	PlPrivState priv;
 	PlIdemResult stored;
-	pg_uuid_t	ids[2];
-	LockedAccount acc[2];
+	PlAccountRow acc[2];
+	Relation	accounts;
 	const char *reason;
 	TimestampTz now;
 	Datum		values[1];
@@ -360,9 +317,11 @@ transfer(PG_FUNCTION_ARGS)
 		PlUuidV7(&id);
 
 	/* (4) unknown accounts, in a fixed lock order */
-	ids[0] = *from_id;
-	ids[1] = *to_id;
-	lock_accounts(ids, 2, acc);
+	CommandCounterIncrement();
+	accounts = PlOpenTable("accounts");
+	if (RelationGetDescr(accounts)->natts != PL_NATTS_ACCOUNTS)
+		elog(ERROR, "payledger.accounts does not have the expected columns");
+	lock_pair(accounts, from_id, to_id, &acc[0], &acc[1]);
 
 	/* (5) currency */
 	for (int i = 0; i < 2; i++)
@@ -381,6 +340,7 @@ transfer(PG_FUNCTION_ARGS)
 					 reason ? "rejected" : "posted", reason, now, &stored))
 	{
 		/* a concurrent call with this key committed first: replay it */
+		table_close(accounts, NoLock);
 		PlSpiEnd(&priv);
 		return PlTransferResult(fcinfo, &stored.result_id, stored.status,
 								stored.reason_code, true);
@@ -391,7 +351,8 @@ transfer(PG_FUNCTION_ARGS)
 	memcpy(VARDATA(hash), request_hash, PL_SHA256_LEN);
 
 	if (reason == NULL)
-		apply_postings(&id, from_id, to_id, amount, now);
+		apply_postings(accounts, &id, &acc[0], &acc[1], amount, now);
+	table_close(accounts, NoLock);
 	store_transfer(&id, "transfer", reason, currency, amount, from_id, to_id,
 				   key, hash, metadata, now);
 
