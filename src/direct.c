@@ -13,7 +13,8 @@
  * Insert triggers do not fire; payledger's tables have none (the guards
  * are UPDATE/DELETE/TRUNCATE triggers).
  *
- * The idempotency lookup is a plain index probe for the same reason.
+ * Account rows are found by index probes and locked and updated in place;
+ * the idempotency lookup is a plain index probe.
  *
  * Copyright (c) 2026, payledger authors
  *
@@ -123,34 +124,6 @@ PlDirectInsert(Relation rel, Datum *values, bool *nulls)
 	}
 	list_free(indexes);
 	heap_freetuple(tup);
-}
-
-/*
- * Looks up the idempotency row (scope, key) through its primary key with
- * the snapshot a new statement would get.  Returns a palloc'd copy or NULL.
- */
-HeapTuple
-PlIdemFetch(Relation rel, const pg_uuid_t *scope, const char *key,
-			TupleDesc *desc)
-{
-	ScanKeyData keys[2];
-	SysScanDesc scan;
-	HeapTuple	tup;
-	HeapTuple	result = NULL;
-	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
-
-	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   InvalidOid, F_UUID_EQ, UUIDPGetDatum(scope));
-	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
-						   DEFAULT_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(key));
-	scan = systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true, snap, 2, keys);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-		result = heap_copytuple(tup);
-	systable_endscan(scan);
-	UnregisterSnapshot(snap);
-	*desc = RelationGetDescr(rel);
-	return result;
 }
 
 /*
@@ -264,8 +237,8 @@ PlUpdateAccountRow(Relation rel, PlAccountRow *row, TimestampTz now)
 /*
  * Serializes calls that use one idempotency key: a transaction-scoped lock
  * on a hash of (scope, key) in a lock space of payledger's own.  Taken
- * after the account locks, so every keyed call locks accounts first, then
- * its key, and two calls cannot wait for each other in opposite orders.
+ * before the account locks in every call, so keys and accounts are always
+ * locked in the same order.
  */
 void
 PlLockIdemKey(const pg_uuid_t *scope, const char *key)
@@ -280,7 +253,10 @@ PlLockIdemKey(const pg_uuid_t *scope, const char *key)
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
-/* Like PlIdemFetch, but sees everything committed up to now. */
+/*
+ * Looks up the idempotency row (scope, key) through its primary key,
+ * seeing everything committed up to now.  Returns a palloc'd copy or NULL.
+ */
 HeapTuple
 PlIdemFetchLatest(Relation rel, const pg_uuid_t *scope, const char *key,
 				  TupleDesc *desc)

@@ -3,16 +3,15 @@
  * idempotency.c
  *	  Idempotency keys: a retry never moves money twice.
  *
- * A keyed call first looks its key up (a replay costs one index probe and
- * moves nothing).  When the key is new, the call does its checks and takes
- * its account locks, and only then claims the key: it takes a transaction-
- * scoped lock on a hash of the key, looks again with a fresh snapshot, and
- * inserts the key's row with the call's final result, in the same
+ * A keyed call first takes a transaction-scoped lock on a hash of its key
+ * (in a lock space of payledger's own), then looks the key up with a fresh
+ * snapshot: a replay costs one lock and one index probe and moves nothing.
+ * A new key's row is inserted with the call's final result, in the same
  * transaction as the work.  A concurrent call with the same key blocks on
- * that lock until the first transaction ends: if it committed, the waiter
+ * the lock until the first transaction ends: if it committed, the waiter
  * finds its row and replays the stored result; if it rolled back, the
- * waiter finds nothing and does the work.  Nothing has been written before
- * the claim, so a waiter that replays leaves no trace.
+ * waiter finds nothing and does the work.  The key lock is always taken
+ * before any account lock, so keys add no cycle to the lock order.
  *
  * The parameters of a call are summarized by a SHA-256 over a length-
  * prefixed encoding of the operation and every argument; the same key with
@@ -159,63 +158,49 @@ read_stored(HeapTuple tup, TupleDesc desc, const char *operation,
 }
 
 /*
- * Returns true, with the stored result, when the key was used before with
- * the same parameters; raises PY002 when it was used otherwise; returns
- * false for a new key.  The caller has switched to the ledger's owner.
+ * Starts a keyed call: locks the key for the rest of the transaction, then
+ * looks it up with a fresh snapshot.  Returns true, with the stored result,
+ * when the key was used before with the same parameters; raises PY002 when
+ * it was used otherwise; returns false for a new key, which the caller
+ * records with PlIdemRecord() once it knows its outcome.  The caller has
+ * switched to the ledger's owner.
  */
 bool
-PlIdemLookup(const pg_uuid_t *scope, const char *operation, const char *key,
-			 const uint8 *request_hash, const pg_uuid_t *wanted_id,
-			 PlIdemResult *result)
+PlIdemBegin(const pg_uuid_t *scope, const char *operation, const char *key,
+			const uint8 *request_hash, const pg_uuid_t *wanted_id,
+			PlIdemResult *result)
 {
-	Relation	rel = PlOpenTable("idempotency_keys");
-	TupleDesc	desc;
-	HeapTuple	tup;
-
-	result->found = false;
-	tup = PlIdemFetch(rel, scope ? scope : &ledger_scope, key, &desc);
-	if (tup != NULL)
-		read_stored(tup, desc, operation, key, request_hash, wanted_id, result);
-	table_close(rel, NoLock);
-	return tup != NULL;
-}
-
-/*
- * Claims the key for this transaction with its final result.  wanted_id is
- * the caller-supplied id, if any, that a stored result must carry.  Returns true
- * when claimed; false when a concurrent call with the same key committed
- * first, in which case *existing holds its result (or PY002 was raised).
- */
-bool
-PlIdemClaim(const pg_uuid_t *scope, const char *operation, const char *key,
-			const uint8 *request_hash, const pg_uuid_t *result_id,
-			const pg_uuid_t *wanted_id, const char *status,
-			const char *reason_code, TimestampTz now, PlIdemResult *existing)
-{
-	Datum		values[8];
-	bool		nulls[8] = {false};
-	bytea	   *hash = palloc(VARHDRSZ + PL_SHA256_LEN);
 	Relation	rel = PlOpenTable("idempotency_keys");
 	TupleDesc	desc;
 	HeapTuple	tup;
 
 	if (scope == NULL)
 		scope = &ledger_scope;
+	result->found = false;
 
 	/* wait for any call holding this key; then its row is visible or gone */
 	PlLockIdemKey(scope, key);
 	tup = PlIdemFetchLatest(rel, scope, key, &desc);
 	if (tup != NULL)
-	{
-		existing->found = false;
-		read_stored(tup, desc, operation, key, request_hash, wanted_id, existing);
-		table_close(rel, NoLock);
-		return false;
-	}
+		read_stored(tup, desc, operation, key, request_hash, wanted_id, result);
+	table_close(rel, NoLock);
+	return tup != NULL;
+}
+
+/* Stores the outcome of a keyed call that PlIdemBegin() found new. */
+void
+PlIdemRecord(const pg_uuid_t *scope, const char *operation, const char *key,
+			 const uint8 *request_hash, const pg_uuid_t *result_id,
+			 const char *status, const char *reason_code, TimestampTz now)
+{
+	Datum		values[8];
+	bool		nulls[8] = {false};
+	bytea	   *hash = palloc(VARHDRSZ + PL_SHA256_LEN);
+	Relation	rel = PlOpenTable("idempotency_keys");
 
 	SET_VARSIZE(hash, VARHDRSZ + PL_SHA256_LEN);
 	memcpy(VARDATA(hash), request_hash, PL_SHA256_LEN);
-	values[0] = UUIDPGetDatum(scope);
+	values[0] = UUIDPGetDatum(scope ? scope : &ledger_scope);
 	values[1] = CStringGetTextDatum(key);
 	values[2] = CStringGetTextDatum(operation);
 	values[3] = PointerGetDatum(hash);
@@ -228,7 +213,6 @@ PlIdemClaim(const pg_uuid_t *scope, const char *operation, const char *key,
 	values[7] = TimestampTzGetDatum(now);
 	PlDirectInsert(rel, values, nulls);
 	table_close(rel, NoLock);
-	return true;
 }
 
 /*

@@ -83,8 +83,6 @@ extern void SpiPlansInit(void);
 #include "storage/itemptr.h"
 extern Relation PlOpenTable(const char *relname);
 extern void PlDirectInsert(Relation rel, Datum *values, bool *nulls);
-extern HeapTuple PlIdemFetch(Relation rel, const pg_uuid_t *scope, const char *key,
-							 TupleDesc *desc);
 
 typedef struct PlAccountRow
 {
@@ -169,14 +167,12 @@ typedef struct PlIdemResult
 } PlIdemResult;
 
 extern void PlCheckKey(const char *key);
-extern bool PlIdemLookup(const pg_uuid_t *scope, const char *operation, const char *key,
-						 const uint8 *request_hash, const pg_uuid_t *wanted_id,
-						 PlIdemResult *result);
-extern bool PlIdemClaim(const pg_uuid_t *scope, const char *operation, const char *key,
-						const uint8 *request_hash, const pg_uuid_t *result_id,
-						const pg_uuid_t *wanted_id, const char *status,
-						const char *reason_code, TimestampTz now,
-						PlIdemResult *existing);
+extern bool PlIdemBegin(const pg_uuid_t *scope, const char *operation, const char *key,
+						const uint8 *request_hash, const pg_uuid_t *wanted_id,
+						PlIdemResult *result);
+extern void PlIdemRecord(const pg_uuid_t *scope, const char *operation, const char *key,
+						 const uint8 *request_hash, const pg_uuid_t *result_id,
+						 const char *status, const char *reason_code, TimestampTz now);
 
 /* request hashing */
 typedef struct PlHasher PlHasher;

@@ -9,7 +9,7 @@
  * first, so every transfer takes its locks in ascending id order; two
  * transfers over the same pair, in either direction, queue on the lower id
  * and can never hold one lock each while waiting for the other.  The
- * idempotency key is locked after the accounts, in every call, so keys add
+ * idempotency key is locked before the accounts, in every call, so keys add
  * no cycle either.  Under READ COMMITTED the lock returns the newest
  * committed version of the row, so the floor check that follows sees every
  * earlier transfer and no update is lost; under REPEATABLE READ or
@@ -25,8 +25,8 @@
  * currency (PY004), then business declines, which are returned with
  * status 'rejected', stored and audited, never raised.
  *
- * Writes of a posted transfer, after the idempotency claim: both
- * balances, both entries, the transfer row and the audit row.
+ * Writes of a posted transfer: the idempotency record, both balances,
+ * both entries, the transfer row and the audit row.
  *
  * Copyright (c) 2026, payledger authors
  *
@@ -268,7 +268,7 @@ transfer(PG_FUNCTION_ARGS)
 
 	/* (3) a retry replays */
 	if (key != NULL &&
-		PlIdemLookup(NULL, "transfer", key, request_hash, wanted_id, &stored))
+		PlIdemBegin(NULL, "transfer", key, request_hash, wanted_id, &stored))
 	{
 		PlSpiEnd(&priv);
 		return PlTransferResult(fcinfo, &stored.result_id, stored.status,
@@ -300,14 +300,9 @@ transfer(PG_FUNCTION_ARGS)
 			if (rc)
 				rc = MemoryContextStrdup(TopTransactionContext, rc);
 			/* a retry with a key the first call did not carry: remember it */
-			if (key != NULL &&
-				!PlIdemClaim(NULL, "transfer", key, request_hash, wanted_id, wanted_id,
-							 status, rc, GetCurrentTimestamp(), &stored))
-			{
-				PlSpiEnd(&priv);
-				return PlTransferResult(fcinfo, &stored.result_id, stored.status,
-										stored.reason_code, true);
-			}
+			if (key != NULL)
+				PlIdemRecord(NULL, "transfer", key, request_hash, wanted_id,
+							 status, rc, GetCurrentTimestamp());
 			PlSpiEnd(&priv);
 			return PlTransferResult(fcinfo, wanted_id, status, rc, true);
 		}
@@ -335,16 +330,9 @@ transfer(PG_FUNCTION_ARGS)
 	reason = decline_reason(&acc[0], &acc[1], amount);
 	now = GetCurrentTimestamp();
 
-	if (key != NULL &&
-		!PlIdemClaim(NULL, "transfer", key, request_hash, &id, wanted_id,
-					 reason ? "rejected" : "posted", reason, now, &stored))
-	{
-		/* a concurrent call with this key committed first: replay it */
-		table_close(accounts, NoLock);
-		PlSpiEnd(&priv);
-		return PlTransferResult(fcinfo, &stored.result_id, stored.status,
-								stored.reason_code, true);
-	}
+	if (key != NULL)
+		PlIdemRecord(NULL, "transfer", key, request_hash, &id,
+					 reason ? "rejected" : "posted", reason, now);
 
 	hash = palloc(VARHDRSZ + PL_SHA256_LEN);
 	SET_VARSIZE(hash, VARHDRSZ + PL_SHA256_LEN);
