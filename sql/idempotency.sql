@@ -14,6 +14,11 @@ SELECT transfer_id = :'t1' AS same_id, status, replayed
 SELECT balance FROM payledger.get_balance(:'a');
 SELECT count(*) - :audit0 AS audit_rows_written FROM payledger.payment_audit_log;
 
+-- one key twice within one statement: the second call replays the first
+SELECT n, status, replayed
+  FROM generate_series(1, 2) n, payledger.transfer(:'sys', :'a', 5 + 0 * n, 'USD', 'same-statement');
+SELECT count(*) AS transfers_made FROM payledger.transfers WHERE idempotency_key = 'same-statement';
+
 -- metadata is part of the request: equal jsonb documents match
 SELECT status, replayed FROM payledger.transfer(:'sys', :'a', 1, 'USD', 'order-2', '{"x": 1, "y": [1, 2]}');
 SELECT status, replayed FROM payledger.transfer(:'sys', :'a', 1, 'USD', 'order-2', '{"y": [1, 2],  "x": 1}');

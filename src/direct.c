@@ -163,7 +163,7 @@ PlLockAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row)
 	systable_endscan(scan);
 
 	slot = table_slot_create(rel, NULL);
-	res = table_tuple_lock(rel, &tid, snap, slot, GetCurrentCommandId(false),
+	res = table_tuple_lock(rel, &tid, snap, slot, GetCurrentCommandId(true),
 						   LockTupleNoKeyExclusive, LockWaitBlock,
 						   TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
 	if (res != TM_Ok)

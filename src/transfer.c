@@ -266,6 +266,12 @@ transfer(PG_FUNCTION_ARGS)
 
 	PlSpiBegin(&priv);
 
+	/*
+	 * Make what earlier calls in this same statement wrote visible, as SPI
+	 * would before a query: e.g. two transfers with one key in one SELECT.
+	 */
+	CommandCounterIncrement();
+
 	/* (3) a retry replays */
 	if (key != NULL &&
 		PlIdemBegin(NULL, "transfer", key, request_hash, wanted_id, &stored))
@@ -312,7 +318,6 @@ transfer(PG_FUNCTION_ARGS)
 		PlUuidV7(&id);
 
 	/* (4) unknown accounts, in a fixed lock order */
-	CommandCounterIncrement();
 	accounts = PlOpenTable("accounts");
 	if (RelationGetDescr(accounts)->natts != PL_NATTS_ACCOUNTS)
 		elog(ERROR, "payledger.accounts does not have the expected columns");
