@@ -14,7 +14,10 @@ OBJS = \
 	src/audit.o \
 	src/idempotency.o \
 	src/accounts.o \
+	src/posting.o \
 	src/transfer.o \
+	src/holds.o \
+	src/batch.o \
 	src/direct.o \
 	src/check.o
 

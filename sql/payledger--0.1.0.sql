@@ -69,6 +69,26 @@ CREATE TABLE payledger.entries (
 COMMENT ON TABLE payledger.entries IS
 	'Double-entry postings: one signed row per account a transfer touches (append-only)';
 
+CREATE TABLE payledger.holds (
+	id uuid PRIMARY KEY,
+	from_account uuid NOT NULL,
+	to_account uuid NOT NULL,
+	amount bigint NOT NULL,
+	currency text NOT NULL,
+	status text NOT NULL,
+	expires_at timestamptz NOT NULL,
+	posted_amount bigint,
+	idempotency_key text,
+	metadata jsonb NOT NULL,
+	created_at timestamptz NOT NULL,
+	updated_at timestamptz NOT NULL
+);
+COMMENT ON TABLE payledger.holds IS
+	'Two-phase transfers: pending reservations and how each ended (posted, voided, expired)';
+CREATE INDEX holds_pending_from ON payledger.holds (from_account) WHERE status = 'pending';
+CREATE INDEX holds_pending_to ON payledger.holds (to_account) WHERE status = 'pending';
+CREATE INDEX holds_pending_expiry ON payledger.holds (expires_at) WHERE status = 'pending';
+
 CREATE TABLE payledger.idempotency_keys (
 	scope uuid NOT NULL,
 	key text NOT NULL,
@@ -118,6 +138,7 @@ COMMENT ON TABLE payledger.payment_audit_log IS
 SELECT pg_catalog.pg_extension_config_dump('payledger.accounts', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.transfers', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.entries', '');
+SELECT pg_catalog.pg_extension_config_dump('payledger.holds', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.idempotency_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.payment_audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.payment_audit_log_id_seq', '');
@@ -132,12 +153,12 @@ CREATE FUNCTION payledger.forbid_mutation()
 COMMENT ON FUNCTION payledger.forbid_mutation() IS
 	'Trigger: makes a table append-only (UPDATE, DELETE and TRUNCATE raise PY003)';
 
-CREATE FUNCTION payledger.guard_accounts()
+CREATE FUNCTION payledger.guard_internal()
 	RETURNS trigger
 	LANGUAGE c
-	AS 'MODULE_PATHNAME', 'guard_accounts';
-COMMENT ON FUNCTION payledger.guard_accounts() IS
-	'Trigger: accounts change only through payledger functions (PY003 otherwise)';
+	AS 'MODULE_PATHNAME', 'guard_internal';
+COMMENT ON FUNCTION payledger.guard_internal() IS
+	'Trigger: rows change only through payledger functions; DELETE and TRUNCATE never (PY003)';
 
 CREATE TRIGGER transfers_append_only
 	BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.transfers
@@ -150,12 +171,16 @@ CREATE TRIGGER audit_append_only
 	FOR EACH STATEMENT EXECUTE FUNCTION payledger.forbid_mutation();
 CREATE TRIGGER accounts_guard
 	BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.accounts
-	FOR EACH STATEMENT EXECUTE FUNCTION payledger.guard_accounts();
+	FOR EACH STATEMENT EXECUTE FUNCTION payledger.guard_internal();
+CREATE TRIGGER holds_guard
+	BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.holds
+	FOR EACH STATEMENT EXECUTE FUNCTION payledger.guard_internal();
 
 ALTER TABLE payledger.transfers ENABLE ALWAYS TRIGGER transfers_append_only;
 ALTER TABLE payledger.entries ENABLE ALWAYS TRIGGER entries_append_only;
 ALTER TABLE payledger.payment_audit_log ENABLE ALWAYS TRIGGER audit_append_only;
 ALTER TABLE payledger.accounts ENABLE ALWAYS TRIGGER accounts_guard;
+ALTER TABLE payledger.holds ENABLE ALWAYS TRIGGER holds_guard;
 
 -- Functions
 
@@ -236,6 +261,66 @@ CREATE FUNCTION payledger.transfer(
 	AS 'MODULE_PATHNAME', 'transfer';
 COMMENT ON FUNCTION payledger.transfer(uuid, uuid, bigint, text, text, jsonb, uuid) IS
 	'Moves amount from one account to another: double-entry, atomic, audited, idempotent';
+
+CREATE FUNCTION payledger.hold(
+	from_account uuid,
+	to_account uuid,
+	amount bigint,
+	currency text,
+	expires_in interval DEFAULT '7 days',
+	idempotency_key text DEFAULT NULL,
+	metadata jsonb DEFAULT '{}')
+	RETURNS payledger.transfer_result
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'hold';
+COMMENT ON FUNCTION payledger.hold(uuid, uuid, bigint, text, interval, text, jsonb) IS
+	'Reserves amount on the source for the target until posted, voided or expired (status pending)';
+
+CREATE FUNCTION payledger.post_hold(
+	hold_id uuid,
+	amount bigint DEFAULT NULL,
+	idempotency_key text DEFAULT NULL)
+	RETURNS payledger.transfer_result
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'post_hold';
+COMMENT ON FUNCTION payledger.post_hold(uuid, bigint, text) IS
+	'Posts a pending hold, in full (NULL) or in part, releasing the rest';
+
+CREATE FUNCTION payledger.void_hold(hold_id uuid, idempotency_key text DEFAULT NULL)
+	RETURNS payledger.transfer_result
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'void_hold';
+COMMENT ON FUNCTION payledger.void_hold(uuid, text) IS 'Releases a pending hold (status voided)';
+
+CREATE FUNCTION payledger.expire_holds()
+	RETURNS integer
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'expire_holds';
+COMMENT ON FUNCTION payledger.expire_holds() IS
+	'Expires every pending hold past its expiry; returns how many';
+
+CREATE FUNCTION payledger.transfer_legs(
+	legs jsonb,
+	currency text,
+	idempotency_key text DEFAULT NULL,
+	metadata jsonb DEFAULT '{}')
+	RETURNS payledger.transfer_result
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'transfer_legs';
+COMMENT ON FUNCTION payledger.transfer_legs(jsonb, text, text, jsonb) IS
+	'Posts [{"from": uuid, "to": uuid, "amount": n}, ...] atomically: every leg or none';
+
+CREATE FUNCTION payledger.transfer_many(
+	from_accounts uuid[],
+	to_accounts uuid[],
+	amounts bigint[],
+	currency text,
+	idempotency_keys text[] DEFAULT NULL)
+	RETURNS SETOF payledger.transfer_result
+	LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 1000
+	AS 'MODULE_PATHNAME', 'transfer_many';
+COMMENT ON FUNCTION payledger.transfer_many(uuid[], uuid[], bigint[], text, text[]) IS
+	'Independent transfers in one call: one result per item, in order';
 
 CREATE FUNCTION payledger.purge_idempotency_keys()
 	RETURNS bigint

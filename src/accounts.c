@@ -326,6 +326,11 @@ get_balance(PG_FUNCTION_ARGS)
 	PlSpiBegin(&priv);
 	if (!fetch_account(PLAN_ACCOUNT_GET, PG_GETARG_UUID_P(0), &acc))
 		raise_not_found(PG_GETARG_UUID_P(0));
+	/* holds past their expiry no longer count, swept or not */
+	if (acc.pending_debits > 0)
+		acc.pending_debits -= PlOverdueDebits(PG_GETARG_UUID_P(0));
+	if (acc.pending_credits > 0)
+		acc.pending_credits -= PlOverdueCredits(PG_GETARG_UUID_P(0));
 	PlSpiEnd(&priv);
 
 	values[0] = Int64GetDatum(acc.balance);

@@ -30,6 +30,27 @@ PlRequireArg(FunctionCallInfo fcinfo, int argno, const char *name)
 				 errmsg("%s must not be null", name)));
 }
 
+void
+PlCheckAmount(int64 amount)
+{
+	if (amount <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("amount must be positive"),
+				 errdetail("The amount was " INT64_FORMAT ".", amount)));
+}
+
+/* PY008 when keys are required; called for a money-moving call without one */
+void
+PlRequireKey(const char *function)
+{
+	if (pl_require_idempotency_key)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_IDEMPOTENCY_KEY_REQUIRED),
+				 errmsg("%s requires an idempotency key", function),
+				 errhint("Pass idempotency_key, or turn payledger.require_idempotency_key off.")));
+}
+
 Jsonb *
 PlEmptyJsonb(void)
 {

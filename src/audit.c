@@ -11,8 +11,8 @@
  * masked, the user agent and device id only as SHA-256 hex.
  *
  * forbid_mutation() is the statement-level trigger that makes a table
- * append-only; guard_accounts() lets only payledger's own statements change
- * account rows.
+ * append-only; guard_internal() lets only payledger's own statements change
+ * account and hold rows.
  *
  * Copyright (c) 2026, payledger authors
  *
@@ -171,22 +171,22 @@ forbid_mutation(PG_FUNCTION_ARGS)
 }
 
 /*
- * payledger.guard_accounts() RETURNS trigger
+ * payledger.guard_internal() RETURNS trigger
  *
- * Balances and statuses change only through payledger's functions, which
- * keep entries, audit rows and balances in step; a hand-written UPDATE,
- * DELETE or TRUNCATE, by anybody, is refused.
+ * Balances, holds and statuses change only through payledger's functions,
+ * which keep entries, audit rows and balances in step; a hand-written
+ * UPDATE, DELETE or TRUNCATE, by anybody, is refused.
  */
-PG_FUNCTION_INFO_V1(guard_accounts);
+PG_FUNCTION_INFO_V1(guard_internal);
 Datum
-guard_accounts(PG_FUNCTION_ARGS)
+guard_internal(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("guard_accounts() must be called as a trigger")));
+				 errmsg("guard_internal() must be called as a trigger")));
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && PlInternalWrite())
 		return PointerGetDatum(NULL);
 	ereport(ERROR,

@@ -59,13 +59,22 @@ static const LedgerCheck checks[] = {
 		"LEFT JOIN payledger.transfers t ON t.id = e.transfer_id WHERE t.id IS NULL "
 		"LIMIT 10) s"},
 	{"pending_matches_holds",
-		"SELECT count(*), string_agg(id::text, ', ') FROM payledger.accounts "
-		"WHERE pending_debits <> 0 OR pending_credits <> 0"},
+		"SELECT count(*), string_agg(a.id::text || ' pending ' || a.pending_debits || '/' || "
+		"a.pending_credits || ' holds ' || coalesce(d.total, 0) || '/' || coalesce(c.total, 0), ', ') "
+		"FROM payledger.accounts a "
+		"LEFT JOIN (SELECT from_account, sum(amount) AS total FROM payledger.holds "
+		"WHERE status = 'pending' GROUP BY from_account) d ON d.from_account = a.id "
+		"LEFT JOIN (SELECT to_account, sum(amount) AS total FROM payledger.holds "
+		"WHERE status = 'pending' GROUP BY to_account) c ON c.to_account = a.id "
+		"WHERE a.pending_debits <> coalesce(d.total, 0) OR a.pending_credits <> coalesce(c.total, 0)"},
 	{"transfers_audited",
 		"SELECT count(*), string_agg(id::text, ', ') FROM ("
 		"SELECT t.id FROM payledger.transfers t WHERE NOT EXISTS ("
 		"SELECT 1 FROM payledger.payment_audit_log l WHERE l.payment_id = t.id "
-		"AND l.event_type IN ('TRANSFER_POSTED', 'TRANSFER_REJECTED')) LIMIT 10) s"},
+		"AND l.event_type IN ('TRANSFER_POSTED', 'TRANSFER_REJECTED', 'HOLD_POSTED')) "
+		"UNION ALL SELECT h.id FROM payledger.holds h WHERE NOT EXISTS ("
+		"SELECT 1 FROM payledger.payment_audit_log l WHERE l.payment_id = h.id "
+		"AND l.event_type = 'HOLD_CREATED') LIMIT 10) s"},
 };
 
 /*

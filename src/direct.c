@@ -188,8 +188,8 @@ PlLockAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row)
 }
 
 /*
- * Writes a locked account row back with new amounts and the next version.
- * The row lock we hold means nobody else can have updated it.
+ * Writes a locked account row back with its new amounts and version.  The
+ * row lock we hold means nobody else can have updated it.
  */
 void
 PlUpdateAccountRow(Relation rel, PlAccountRow *row, TimestampTz now)
@@ -199,7 +199,6 @@ PlUpdateAccountRow(Relation rel, PlAccountRow *row, TimestampTz now)
 	bool		replace[PL_NATTS_ACCOUNTS] = {false};
 	HeapTuple	newtup;
 
-	row->version++;
 	values[5] = Int64GetDatum(row->balance);
 	replace[5] = true;
 	values[6] = Int64GetDatum(row->pending_debits);

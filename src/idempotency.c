@@ -187,6 +187,57 @@ PlIdemBegin(const pg_uuid_t *scope, const char *operation, const char *key,
 	return tup != NULL;
 }
 
+/*
+ * Like PlIdemBegin() without the lock: for batches, whose many keys would
+ * fill the lock table.  A key a concurrent batch is still writing is found
+ * by the unique index when this call records its own.
+ */
+bool
+PlIdemPeek(const pg_uuid_t *scope, const char *operation, const char *key,
+		   const uint8 *request_hash, PlIdemResult *result)
+{
+	Relation	rel = PlOpenTable("idempotency_keys");
+	TupleDesc	desc;
+	HeapTuple	tup;
+
+	result->found = false;
+	tup = PlIdemFetchLatest(rel, scope ? scope : &ledger_scope, key, &desc);
+	if (tup != NULL)
+		read_stored(tup, desc, operation, key, request_hash, NULL, result);
+	table_close(rel, NoLock);
+	return tup != NULL;
+}
+
+/* the stored status and reason as the string constants callers keep */
+const char *
+PlConstStatus(const char *status)
+{
+	static const char *const known[] = {"posted", "pending", "voided", "expired", "rejected"};
+
+	for (int i = 0; i < (int) lengthof(known); i++)
+		if (strcmp(status, known[i]) == 0)
+			return known[i];
+	elog(ERROR, "unknown stored status \"%s\"", status);
+	return NULL;
+}
+
+const char *
+PlConstReason(const char *reason)
+{
+	static const char *const known[] = {
+		"INSUFFICIENT_FUNDS", "ACCOUNT_FROZEN", "ACCOUNT_CLOSED", "HOLD_EXPIRED",
+		"HOLD_NOT_PENDING", "EXCEEDS_AVAILABLE_AMOUNT", "FRAUD_SUSPECTED", "LIMIT_EXCEEDED"
+	};
+
+	if (reason == NULL)
+		return NULL;
+	for (int i = 0; i < (int) lengthof(known); i++)
+		if (strcmp(reason, known[i]) == 0)
+			return known[i];
+	elog(ERROR, "unknown stored reason \"%s\"", reason);
+	return NULL;
+}
+
 /* Stores the outcome of a keyed call that PlIdemBegin() found new. */
 void
 PlIdemRecord(const pg_uuid_t *scope, const char *operation, const char *key,

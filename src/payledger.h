@@ -60,6 +60,11 @@ typedef enum PlPlanId
 	PLAN_BALANCE_AT,
 	PLAN_TRANSFER_GET,
 	PLAN_IDEM_PURGE,
+	PLAN_HOLD_LOCK,
+	PLAN_HOLD_SET_STATUS,
+	PLAN_HOLDS_OVERDUE,
+	PLAN_OVERDUE_DEBITS,
+	PLAN_OVERDUE_CREDITS,
 	PLAN_COUNT					/* must be last */
 } PlPlanId;
 
@@ -97,7 +102,34 @@ typedef struct PlAccountRow
 	int64		pending_debits;
 	int64		pending_credits;
 	int64		version;
+	bool		dirty;			/* changed in memory, not yet written */
 } PlAccountRow;
+
+/* posting.c: lock order, declines, entries, transfer rows */
+typedef struct PlLockedSet
+{
+	PlAccountRow *rows;			/* sorted by id */
+	int			n;
+} PlLockedSet;
+
+extern char *PlUuidText(const pg_uuid_t *u);
+extern PlLockedSet *PlLockAccounts(Relation rel, const pg_uuid_t *ids, int n);
+extern PlAccountRow *PlFindAccount(PlLockedSet *set, const pg_uuid_t *id);
+extern void PlCheckAccountCurrency(const PlAccountRow *row, const char *currency);
+extern const char *PlDeclineReason(PlAccountRow *src, PlAccountRow *dst, int64 amount);
+extern void PlWriteEntry(Relation entries, PlAccountRow *row, const pg_uuid_t *transfer_id,
+						 int64 delta, TimestampTz now);
+extern void PlFlushAccounts(Relation rel, PlLockedSet *set, TimestampTz now);
+extern Relation PlOpenEntries(void);
+extern Relation PlOpenAccounts(void);
+extern void PlStoreTransfer(const pg_uuid_t *id, const char *kind, const char *reason,
+							const char *currency, int64 amount, const pg_uuid_t *from_id,
+							const pg_uuid_t *to_id, const char *key,
+							const uint8 *request_hash, Jsonb *metadata, TimestampTz now);
+
+/* holds.c */
+extern int64 PlOverdueDebits(const pg_uuid_t *account_id);
+extern int64 PlOverdueCredits(const pg_uuid_t *account_id);
 
 extern bool PlLockAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row);
 extern void PlUpdateAccountRow(Relation rel, PlAccountRow *row, TimestampTz now);
@@ -113,6 +145,7 @@ extern HeapTuple PlIdemFetchLatest(Relation rel, const pg_uuid_t *scope, const c
 #define PL_NATTS_TRANSFERS	12
 #define PL_NATTS_ENTRIES	6
 #define PL_NATTS_AUDIT		26
+#define PL_NATTS_HOLDS		12
 
 /* uuid_v7.c */
 extern void PlUuidV7(pg_uuid_t *out);
@@ -170,6 +203,10 @@ extern void PlCheckKey(const char *key);
 extern bool PlIdemBegin(const pg_uuid_t *scope, const char *operation, const char *key,
 						const uint8 *request_hash, const pg_uuid_t *wanted_id,
 						PlIdemResult *result);
+extern bool PlIdemPeek(const pg_uuid_t *scope, const char *operation, const char *key,
+					   const uint8 *request_hash, PlIdemResult *result);
+extern const char *PlConstStatus(const char *status);
+extern const char *PlConstReason(const char *reason);
 extern void PlIdemRecord(const pg_uuid_t *scope, const char *operation, const char *key,
 						 const uint8 *request_hash, const pg_uuid_t *result_id,
 						 const char *status, const char *reason_code, TimestampTz now);
@@ -185,6 +222,8 @@ extern void PlHashEnd(PlHasher *h, uint8 *out);
 
 /* helpers for argument checking */
 extern void PlRequireArg(FunctionCallInfo fcinfo, int argno, const char *name);
+extern void PlCheckAmount(int64 amount);
+extern void PlRequireKey(const char *function);
 extern Jsonb *PlEmptyJsonb(void);
 extern Datum PlTransferResult(FunctionCallInfo fcinfo, const pg_uuid_t *id,
 							  const char *status, const char *reason_code,

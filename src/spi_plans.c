@@ -82,6 +82,31 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		"SELECT request_hash, status, reason_code FROM payledger.transfers WHERE id = $1",
 		1, {UUIDOID}
 	},
+	[PLAN_HOLD_LOCK] = {
+		"SELECT from_account, to_account, amount, currency, status, expires_at,"
+		" idempotency_key FROM payledger.holds WHERE id = $1 FOR UPDATE",
+		1, {UUIDOID}
+	},
+	[PLAN_HOLD_SET_STATUS] = {
+		"UPDATE payledger.holds SET status = $2, posted_amount = $3, updated_at = $4"
+		" WHERE id = $1",
+		4, {UUIDOID, TEXTOID, INT8OID, TIMESTAMPTZOID}
+	},
+	[PLAN_HOLDS_OVERDUE] = {
+		"SELECT id FROM payledger.holds WHERE status = 'pending' AND expires_at <= $1"
+		" ORDER BY id",
+		1, {TIMESTAMPTZOID}
+	},
+	[PLAN_OVERDUE_DEBITS] = {
+		"SELECT coalesce(sum(amount), 0)::bigint FROM payledger.holds"
+		" WHERE from_account = $1 AND status = 'pending' AND expires_at <= $2",
+		2, {UUIDOID, TIMESTAMPTZOID}
+	},
+	[PLAN_OVERDUE_CREDITS] = {
+		"SELECT coalesce(sum(amount), 0)::bigint FROM payledger.holds"
+		" WHERE to_account = $1 AND status = 'pending' AND expires_at <= $2",
+		2, {UUIDOID, TIMESTAMPTZOID}
+	},
 	[PLAN_IDEM_PURGE] = {
 		"DELETE FROM payledger.idempotency_keys WHERE created_at < $1",
 		1, {TIMESTAMPTZOID}
@@ -90,7 +115,7 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 
 static SPIPlanPtr plans[PLAN_COUNT];
 
-/* raised while payledger itself writes; see guard_accounts() */
+/* raised while payledger itself writes; see guard_internal() */
 static int	internal_depth = 0;
 
 /* who called the outermost payledger function: the audit log's actor */

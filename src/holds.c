@@ -1,0 +1,585 @@
+/*-------------------------------------------------------------------------
+ *
+ * holds.c
+ *	  Two-phase transfers: hold(), post_hold(), void_hold(), expire_holds().
+ *
+ * A hold reserves money: the source's pending_debits and the target's
+ * pending_credits grow, balances do not move, and what the source has
+ * available (balance - pending_debits) drops.  Posting moves up to the held
+ * amount and releases the rest; voiding or expiring releases it all.
+ *
+ * Expiry is judged by the wall clock.  A hold past its expires_at no longer
+ * counts against what is available even before expire_holds() sweeps it
+ * (PlOverdueDebits), and post_hold()/void_hold() on an overdue hold expire
+ * it on the spot and decline with HOLD_EXPIRED.
+ *
+ * Locks: key, then the hold row (FOR UPDATE), then the accounts in id
+ * order (posting.c), so post, void and expire of one hold serialize on
+ * the hold row and never deadlock with transfers.
+ *
+ * Copyright (c) 2026, payledger authors
+ *
+ * IDENTIFICATION
+ *	  src/holds.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/xact.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "payledger.h"
+
+typedef struct LockedHold
+{
+	pg_uuid_t	id;
+	pg_uuid_t	from_id;
+	pg_uuid_t	to_id;
+	int64		amount;
+	char	   *currency;
+	char	   *status;
+	TimestampTz expires_at;
+} LockedHold;
+
+static int64
+overdue_sum(PlPlanId plan, const pg_uuid_t *account_id)
+{
+	Datum		values[2];
+	bool		isnull;
+	int64		sum;
+
+	values[0] = UUIDPGetDatum((pg_uuid_t *) account_id);
+	values[1] = TimestampTzGetDatum(GetCurrentTimestamp());
+	if (PlExec(plan, values, NULL, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "overdue hold lookup failed");
+	sum = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	/* batches call this per item: do not let SPI results pile up */
+	SPI_freetuptable(SPI_tuptable);
+	return sum;
+}
+
+/* Sum of the account's pending holds past expiry (inside PlSpiBegin). */
+int64
+PlOverdueDebits(const pg_uuid_t *account_id)
+{
+	return overdue_sum(PLAN_OVERDUE_DEBITS, account_id);
+}
+
+int64
+PlOverdueCredits(const pg_uuid_t *account_id)
+{
+	return overdue_sum(PLAN_OVERDUE_CREDITS, account_id);
+}
+
+static bool
+lock_hold(const pg_uuid_t *id, LockedHold *hold)
+{
+	Datum		values[1];
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	values[0] = UUIDPGetDatum((pg_uuid_t *) id);
+	if (PlExec(PLAN_HOLD_LOCK, values, NULL, 1) != SPI_OK_SELECT)
+		elog(ERROR, "hold lookup failed");
+	if (SPI_processed == 0)
+		return false;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	hold->id = *id;
+	hold->from_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
+	hold->to_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
+	hold->amount = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+	hold->currency = MemoryContextStrdup(TopTransactionContext, SPI_getvalue(tup, desc, 4));
+	hold->status = MemoryContextStrdup(TopTransactionContext, SPI_getvalue(tup, desc, 5));
+	hold->expires_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
+	return true;
+}
+
+static void
+set_hold_status(const pg_uuid_t *id, const char *status, bool has_posted,
+				int64 posted, TimestampTz now)
+{
+	Datum		values[4];
+	char		nulls[4] = "    ";
+
+	values[0] = UUIDPGetDatum((pg_uuid_t *) id);
+	values[1] = CStringGetTextDatum(status);
+	if (has_posted)
+		values[2] = Int64GetDatum(posted);
+	else
+		nulls[2] = 'n';
+	values[3] = TimestampTzGetDatum(now);
+	if (PlExec(PLAN_HOLD_SET_STATUS, values, nulls, 0) != SPI_OK_UPDATE || SPI_processed != 1)
+		elog(ERROR, "hold update failed");
+}
+
+static void
+hold_event(PlAuditEvent *ev, const char *type, LockedHold *hold,
+		   const char *new_state, TimestampTz now)
+{
+	PlAuditInit(ev, type, now);
+	ev->previous_state = hold->status;
+	ev->new_state = new_state;
+	ev->payment_id = &hold->id;
+	ev->correlation_id = &hold->id;
+	ev->account_id = &hold->from_id;
+	ev->counterparty_account_id = &hold->to_id;
+	ev->has_amount = true;
+	ev->amount = hold->amount;
+	ev->currency = hold->currency;
+}
+
+/*
+ * Releases the reservation of a locked, pending hold and gives it its final
+ * status; posts "posted" of it first when posted > 0.
+ */
+static void
+settle_hold(LockedHold *hold, const char *status, int64 posted, TimestampTz now)
+{
+	Relation	accounts = PlOpenAccounts();
+	pg_uuid_t	ids[2] = {hold->from_id, hold->to_id};
+	PlLockedSet *locked = PlLockAccounts(accounts, ids, 2);
+	PlAccountRow *src = PlFindAccount(locked, &hold->from_id);
+	PlAccountRow *dst = PlFindAccount(locked, &hold->to_id);
+
+	src->pending_debits -= hold->amount;
+	dst->pending_credits -= hold->amount;
+	if (posted > 0)
+	{
+		Relation	entries = PlOpenEntries();
+
+		PlWriteEntry(entries, src, &hold->id, -posted, now);
+		PlWriteEntry(entries, dst, &hold->id, posted, now);
+		table_close(entries, NoLock);
+	}
+	else
+	{
+		/* a release is a change of the account too */
+		src->version++;
+		dst->version++;
+		src->dirty = dst->dirty = true;
+	}
+	PlFlushAccounts(accounts, locked, now);
+	table_close(accounts, NoLock);
+	set_hold_status(&hold->id, status, posted > 0, posted, now);
+}
+
+/* Expires an overdue hold inside post_hold/void_hold: HOLD_EXPIRED. */
+static void
+expire_now(LockedHold *hold, const char *key, TimestampTz now, bool declined)
+{
+	PlAuditEvent ev;
+
+	settle_hold(hold, "expired", 0, now);
+	hold_event(&ev, "HOLD_EXPIRED", hold, "expired", now);
+	ev.idempotency_key = key;
+	if (declined)
+	{
+		ev.success = false;
+		ev.reason_code = "HOLD_EXPIRED";
+	}
+	PlAuditWrite(&ev);
+}
+
+static void
+audit_decline(LockedHold *hold, const char *reason, const char *key,
+			  int64 amount, TimestampTz now)
+{
+	PlAuditEvent ev;
+
+	hold_event(&ev, "TRANSFER_REJECTED", hold, hold->status, now);
+	ev.success = false;
+	ev.reason_code = reason;
+	ev.idempotency_key = key;
+	ev.amount = amount;
+	PlAuditWrite(&ev);
+}
+
+/*
+ * payledger.hold(from_account uuid, to_account uuid, amount bigint,
+ *		currency text, expires_in interval DEFAULT '7 days',
+ *		idempotency_key text DEFAULT NULL, metadata jsonb DEFAULT '{}')
+ *		RETURNS payledger.transfer_result
+ *
+ * Reserves amount on the source for the target: status 'pending', or
+ * 'rejected' with the same declines as transfer().
+ */
+PG_FUNCTION_INFO_V1(hold);
+Datum
+hold(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *from_id;
+	pg_uuid_t  *to_id;
+	int64		amount;
+	char	   *currency;
+	Interval   *expires_in;
+	char	   *key = NULL;
+	Jsonb	   *metadata;
+	uint8		request_hash[PL_SHA256_LEN];
+	PlHasher   *h;
+	PlPrivState priv;
+	PlIdemResult stored;
+	pg_uuid_t	id;
+	pg_uuid_t	ids[2];
+	Relation	accounts;
+	PlLockedSet *locked;
+	PlAccountRow *src;
+	PlAccountRow *dst;
+	const char *reason;
+	TimestampTz now;
+	TimestampTz expires_at;
+	PlAuditEvent ev;
+
+	PlRequireArg(fcinfo, 0, "from_account");
+	PlRequireArg(fcinfo, 1, "to_account");
+	PlRequireArg(fcinfo, 2, "amount");
+	PlRequireArg(fcinfo, 3, "currency");
+	PlRequireArg(fcinfo, 4, "expires_in");
+	from_id = PG_GETARG_UUID_P(0);
+	to_id = PG_GETARG_UUID_P(1);
+	amount = PG_GETARG_INT64(2);
+	currency = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	expires_in = PG_GETARG_INTERVAL_P(4);
+	metadata = PG_ARGISNULL(6) ? PlEmptyJsonb() : PG_GETARG_JSONB_P(6);
+
+	PlCheckAmount(amount);
+	PlCheckCurrency(currency);
+	if (memcmp(from_id->data, to_id->data, UUID_LEN) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_account and to_account must differ")));
+	now = GetCurrentTimestamp();
+	expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														 TimestampTzGetDatum(now),
+														 IntervalPGetDatum(expires_in)));
+	if (expires_at <= now || TIMESTAMP_NOT_FINITE(expires_at))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expires_in must be a positive, finite interval")));
+	PlRejectPanInJsonb("hold metadata", metadata);
+	if (!PG_ARGISNULL(5))
+	{
+		key = text_to_cstring(PG_GETARG_TEXT_PP(5));
+		PlCheckKey(key);
+	}
+	else
+		PlRequireKey("hold");
+
+	h = PlHashBegin("hold");
+	PlHashUuid(h, from_id);
+	PlHashUuid(h, to_id);
+	PlHashInt64(h, amount);
+	PlHashText(h, currency);
+	PlHashText(h, DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(expires_in))));
+	PlHashJsonb(h, metadata);
+	PlHashEnd(h, request_hash);
+
+	PlSpiBegin(&priv);
+	CommandCounterIncrement();
+	if (key != NULL && PlIdemBegin(NULL, "hold", key, request_hash, NULL, &stored))
+	{
+		PlSpiEnd(&priv);
+		return PlTransferResult(fcinfo, &stored.result_id, stored.status,
+								stored.reason_code, true);
+	}
+	PlUuidV7(&id);
+
+	accounts = PlOpenAccounts();
+	ids[0] = *from_id;
+	ids[1] = *to_id;
+	locked = PlLockAccounts(accounts, ids, 2);
+	src = PlFindAccount(locked, from_id);
+	dst = PlFindAccount(locked, to_id);
+	PlCheckAccountCurrency(src, currency);
+	PlCheckAccountCurrency(dst, currency);
+	reason = PlDeclineReason(src, dst, amount);
+	now = GetCurrentTimestamp();
+
+	if (key != NULL)
+		PlIdemRecord(NULL, "hold", key, request_hash, &id,
+					 reason ? "rejected" : "pending", reason, now);
+	if (reason == NULL)
+	{
+		Datum		values[PL_NATTS_HOLDS];
+		bool		nulls[PL_NATTS_HOLDS] = {false};
+		Relation	holds = PlOpenTable("holds");
+
+		src->pending_debits += amount;
+		dst->pending_credits += amount;
+		src->version++;
+		dst->version++;
+		src->dirty = dst->dirty = true;
+		PlFlushAccounts(accounts, locked, now);
+
+		if (RelationGetDescr(holds)->natts != PL_NATTS_HOLDS)
+			elog(ERROR, "payledger.holds does not have the expected columns");
+		values[0] = UUIDPGetDatum(&id);
+		values[1] = UUIDPGetDatum(from_id);
+		values[2] = UUIDPGetDatum(to_id);
+		values[3] = Int64GetDatum(amount);
+		values[4] = CStringGetTextDatum(currency);
+		values[5] = CStringGetTextDatum("pending");
+		values[6] = TimestampTzGetDatum(expires_at);
+		nulls[7] = true;
+		if (key)
+			values[8] = CStringGetTextDatum(key);
+		else
+			nulls[8] = true;
+		values[9] = JsonbPGetDatum(metadata);
+		values[10] = TimestampTzGetDatum(now);
+		values[11] = TimestampTzGetDatum(now);
+		PlDirectInsert(holds, values, nulls);
+		table_close(holds, NoLock);
+	}
+	else
+		PlStoreTransfer(&id, "hold", reason, currency, amount, from_id, to_id,
+						key, request_hash, metadata, now);
+	table_close(accounts, NoLock);
+
+	PlAuditInit(&ev, reason ? "TRANSFER_REJECTED" : "HOLD_CREATED", now);
+	ev.new_state = reason ? "rejected" : "pending";
+	ev.success = (reason == NULL);
+	ev.reason_code = reason;
+	if (reason)
+		ev.event_id = &id;
+	ev.payment_id = &id;
+	ev.correlation_id = &id;
+	ev.account_id = from_id;
+	ev.counterparty_account_id = to_id;
+	ev.idempotency_key = key;
+	ev.has_amount = true;
+	ev.amount = amount;
+	ev.currency = currency;
+	ev.metadata = metadata;
+	PlAuditWrite(&ev);
+
+	PlSpiEnd(&priv);
+	return PlTransferResult(fcinfo, &id, reason ? "rejected" : "pending", reason, false);
+}
+
+/*
+ * Shared start of post_hold and void_hold: argument checks, key, hold lock.
+ * Returns true when the call was answered from the idempotency store.
+ */
+static bool
+begin_hold_call(FunctionCallInfo fcinfo, const char *operation, bool has_amount,
+				int64 amount, int key_arg, char **key, uint8 *request_hash,
+				LockedHold *hold, Datum *result)
+{
+	pg_uuid_t  *hold_id;
+	PlHasher   *h;
+	PlIdemResult stored;
+
+	PlRequireArg(fcinfo, 0, "hold_id");
+	hold_id = PG_GETARG_UUID_P(0);
+	if (has_amount)
+		PlCheckAmount(amount);
+	*key = NULL;
+	if (!PG_ARGISNULL(key_arg))
+	{
+		*key = text_to_cstring(PG_GETARG_TEXT_PP(key_arg));
+		PlCheckKey(*key);
+	}
+	else
+		PlRequireKey(operation);
+
+	h = PlHashBegin(operation);
+	PlHashUuid(h, hold_id);
+	if (has_amount)
+		PlHashInt64(h, amount);
+	else
+		PlHashText(h, NULL);
+	PlHashEnd(h, request_hash);
+
+	CommandCounterIncrement();
+	if (*key != NULL &&
+		PlIdemBegin(NULL, operation, *key, request_hash, NULL, &stored))
+	{
+		*result = PlTransferResult(fcinfo, &stored.result_id, stored.status,
+								   stored.reason_code, true);
+		return true;
+	}
+	if (!lock_hold(hold_id, hold))
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+				 errmsg("hold %s does not exist", PlUuidText(hold_id))));
+	return false;
+}
+
+static Datum
+finish_hold_call(FunctionCallInfo fcinfo, PlPrivState *priv, const char *operation,
+				 const char *key, const uint8 *request_hash, LockedHold *hold,
+				 const char *status, const char *reason, TimestampTz now)
+{
+	if (key != NULL)
+		PlIdemRecord(NULL, operation, key, request_hash, &hold->id, status, reason, now);
+	PlSpiEnd(priv);
+	return PlTransferResult(fcinfo, &hold->id, status, reason, false);
+}
+
+/*
+ * Declines that post and void share: a hold no longer pending, or past its
+ * expiry (which expires it now).  Returns the reason, or NULL to go on.
+ */
+static const char *
+hold_not_usable(LockedHold *hold, const char *key, int64 amount, TimestampTz now)
+{
+	if (strcmp(hold->status, "pending") != 0)
+	{
+		audit_decline(hold, "HOLD_NOT_PENDING", key, amount, now);
+		return "HOLD_NOT_PENDING";
+	}
+	if (now >= hold->expires_at)
+	{
+		expire_now(hold, key, now, true);
+		return "HOLD_EXPIRED";
+	}
+	return NULL;
+}
+
+/*
+ * payledger.post_hold(hold_id uuid, amount bigint DEFAULT NULL,
+ *		idempotency_key text DEFAULT NULL) RETURNS payledger.transfer_result
+ *
+ * Posts the held amount (or less: the rest is released in the same
+ * transaction).  More than held is declined EXCEEDS_AVAILABLE_AMOUNT.
+ */
+PG_FUNCTION_INFO_V1(post_hold);
+Datum
+post_hold(PG_FUNCTION_ARGS)
+{
+	bool		has_amount = !PG_ARGISNULL(1);
+	int64		amount = has_amount ? PG_GETARG_INT64(1) : 0;
+	char	   *key;
+	uint8		request_hash[PL_SHA256_LEN];
+	LockedHold	hold;
+	PlPrivState priv;
+	Datum		result;
+	TimestampTz now;
+	const char *reason;
+	PlAuditEvent ev;
+	int64		posted;
+
+	PlSpiBegin(&priv);
+	if (begin_hold_call(fcinfo, "post_hold", has_amount, amount, 2, &key,
+						request_hash, &hold, &result))
+	{
+		PlSpiEnd(&priv);
+		return result;
+	}
+	posted = has_amount ? amount : hold.amount;
+	now = GetCurrentTimestamp();
+
+	reason = hold_not_usable(&hold, key, posted, now);
+	if (reason == NULL && posted > hold.amount)
+	{
+		reason = "EXCEEDS_AVAILABLE_AMOUNT";
+		audit_decline(&hold, reason, key, posted, now);
+	}
+	if (reason != NULL)
+		return finish_hold_call(fcinfo, &priv, "post_hold", key, request_hash,
+								&hold, "rejected", reason, now);
+
+	settle_hold(&hold, "posted", posted, now);
+	PlStoreTransfer(&hold.id, "hold", NULL, hold.currency, posted, &hold.from_id,
+					&hold.to_id, key, request_hash, PlEmptyJsonb(), now);
+	hold_event(&ev, "HOLD_POSTED", &hold, "posted", now);
+	ev.amount = posted;
+	ev.idempotency_key = key;
+	PlAuditWrite(&ev);
+	return finish_hold_call(fcinfo, &priv, "post_hold", key, request_hash, &hold,
+							"posted", NULL, now);
+}
+
+/*
+ * payledger.void_hold(hold_id uuid, idempotency_key text DEFAULT NULL)
+ *		RETURNS payledger.transfer_result
+ *
+ * Releases a pending hold: status 'voided'.
+ */
+PG_FUNCTION_INFO_V1(void_hold);
+Datum
+void_hold(PG_FUNCTION_ARGS)
+{
+	char	   *key;
+	uint8		request_hash[PL_SHA256_LEN];
+	LockedHold	hold;
+	PlPrivState priv;
+	Datum		result;
+	TimestampTz now;
+	const char *reason;
+	PlAuditEvent ev;
+
+	PlSpiBegin(&priv);
+	if (begin_hold_call(fcinfo, "void_hold", false, 0, 1, &key, request_hash,
+						&hold, &result))
+	{
+		PlSpiEnd(&priv);
+		return result;
+	}
+	now = GetCurrentTimestamp();
+	reason = hold_not_usable(&hold, key, hold.amount, now);
+	if (reason != NULL)
+		return finish_hold_call(fcinfo, &priv, "void_hold", key, request_hash,
+								&hold, "rejected", reason, now);
+
+	settle_hold(&hold, "voided", 0, now);
+	hold_event(&ev, "HOLD_VOIDED", &hold, "voided", now);
+	ev.idempotency_key = key;
+	PlAuditWrite(&ev);
+	return finish_hold_call(fcinfo, &priv, "void_hold", key, request_hash, &hold,
+							"voided", NULL, now);
+}
+
+/*
+ * payledger.expire_holds() RETURNS integer
+ *
+ * Expires every pending hold past its expiry and releases its reservation;
+ * returns how many.  Holds that a concurrent post or void settles first are
+ * left to it.
+ */
+PG_FUNCTION_INFO_V1(expire_holds);
+Datum
+expire_holds(PG_FUNCTION_ARGS)
+{
+	PlPrivState priv;
+	Datum		values[1];
+	pg_uuid_t  *ids;
+	uint64		n;
+	int			expired = 0;
+
+	PlSpiBegin(&priv);
+	values[0] = TimestampTzGetDatum(GetCurrentTimestamp());
+	if (PlExec(PLAN_HOLDS_OVERDUE, values, NULL, 0) != SPI_OK_SELECT)
+		elog(ERROR, "overdue hold scan failed");
+	n = SPI_processed;
+	ids = palloc(sizeof(pg_uuid_t) * Max(n, 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		ids[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
+											  SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	for (uint64 i = 0; i < n; i++)
+	{
+		LockedHold	hold;
+		TimestampTz now = GetCurrentTimestamp();
+
+		if (!lock_hold(&ids[i], &hold) || strcmp(hold.status, "pending") != 0 ||
+			now < hold.expires_at)
+			continue;
+		expire_now(&hold, NULL, now, false);
+		expired++;
+	}
+	PlSpiEnd(&priv);
+	PG_RETURN_INT32(expired);
+}

@@ -1,0 +1,260 @@
+/*-------------------------------------------------------------------------
+ *
+ * posting.c
+ *	  What every money-moving function shares: locking accounts in one
+ *	  order, deciding declines, writing entries and transfer rows.
+ *
+ * Design note: lock order.
+ *
+ * Every call locks, in this order: its idempotency key(s) (idempotency.c),
+ * then a hold row if it works on one (holds.c), then all the accounts it
+ * touches, FOR NO KEY UPDATE, in ascending id order (PlLockAccounts).  A
+ * call never takes a lock of an earlier kind after one of a later kind, and
+ * within a kind always in ascending order, so two payledger calls can never
+ * wait for each other in a cycle.  Under READ COMMITTED the lock returns
+ * the newest committed version of each row, so floor checks see every
+ * earlier debit and no update is lost; under REPEATABLE READ or
+ * SERIALIZABLE a concurrent change raises a serialization failure.
+ *
+ * Balances are changed in memory while a call decides; each locked row is
+ * written back once (PlFlushAccounts), its version advanced by one per
+ * entry, so entries' (account_id, account_version) stay gapless per call.
+ *
+ * Copyright (c) 2026, payledger authors
+ *
+ * IDENTIFICATION
+ *	  src/posting.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "common/int.h"
+#include "utils/builtins.h"
+#include "utils/rel.h"
+
+#include "payledger.h"
+
+char *
+PlUuidText(const pg_uuid_t *u)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) u)));
+}
+
+static int
+uuid_cmp_raw(const void *a, const void *b)
+{
+	return memcmp(((const pg_uuid_t *) a)->data, ((const pg_uuid_t *) b)->data, UUID_LEN);
+}
+
+static int
+row_cmp(const void *key, const void *elem)
+{
+	return memcmp(((const pg_uuid_t *) key)->data,
+				  ((const PlAccountRow *) elem)->id.data, UUID_LEN);
+}
+
+/*
+ * Locks the accounts named in ids (duplicates allowed) in ascending id
+ * order.  Raises PY005 naming the first unknown id in the caller's order.
+ */
+PlLockedSet *
+PlLockAccounts(Relation rel, const pg_uuid_t *ids, int n)
+{
+	PlLockedSet *set = palloc(sizeof(PlLockedSet));
+	pg_uuid_t  *sorted = palloc(sizeof(pg_uuid_t) * Max(n, 1));
+	int			nunique = 0;
+	bool		missing = false;
+
+	memcpy(sorted, ids, sizeof(pg_uuid_t) * n);
+	qsort(sorted, n, sizeof(pg_uuid_t), uuid_cmp_raw);
+	for (int i = 0; i < n; i++)
+		if (nunique == 0 || uuid_cmp_raw(&sorted[nunique - 1], &sorted[i]) != 0)
+			sorted[nunique++] = sorted[i];
+
+	set->rows = palloc0(sizeof(PlAccountRow) * Max(nunique, 1));
+	set->n = nunique;
+	for (int i = 0; i < nunique; i++)
+	{
+		if (!PlLockAccountRow(rel, &sorted[i], &set->rows[i]))
+		{
+			set->rows[i].id = sorted[i];
+			set->rows[i].tuple = NULL;
+			missing = true;
+		}
+	}
+	if (missing)
+	{
+		for (int i = 0; i < n; i++)
+		{
+			PlAccountRow *row = PlFindAccount(set, &ids[i]);
+
+			if (row->tuple == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+						 errmsg("account %s does not exist", PlUuidText(&ids[i]))));
+		}
+	}
+	pfree(sorted);
+	return set;
+}
+
+PlAccountRow *
+PlFindAccount(PlLockedSet *set, const pg_uuid_t *id)
+{
+	PlAccountRow *row = bsearch(id, set->rows, set->n, sizeof(PlAccountRow), row_cmp);
+
+	if (row == NULL)
+		elog(ERROR, "account %s was not locked", PlUuidText(id));
+	return row;
+}
+
+void
+PlCheckAccountCurrency(const PlAccountRow *row, const char *currency)
+{
+	if (strcmp(row->currency, currency) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_CURRENCY_MISMATCH),
+				 errmsg("account %s holds %s, not %s",
+						PlUuidText(&row->id), row->currency, currency)));
+}
+
+/*
+ * Why moving amount from src to dst is declined, or NULL.  Reserving
+ * (a hold) and posting check the same floor: what is available is the
+ * balance less open holds, where holds past their expiry no longer count.
+ * Raises 22003 when a balance would overflow.
+ */
+const char *
+PlDeclineReason(PlAccountRow *src, PlAccountRow *dst, int64 amount)
+{
+	int64		after;
+
+	if (src->status[0] == 'c' || dst->status[0] == 'c')
+		return "ACCOUNT_CLOSED";
+	if (src->status[0] == 'f' || dst->status[0] == 'f')
+		return "ACCOUNT_FROZEN";
+	if (pg_add_s64_overflow(dst->balance, amount, &after))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("balance of account %s would overflow bigint", PlUuidText(&dst->id))));
+	if (src->has_floor)
+	{
+		int64		available;
+		int64		pending = src->pending_debits;
+
+		if (pending > 0)
+			pending -= PlOverdueDebits(&src->id);
+		if (pg_sub_s64_overflow(src->balance, pending, &available) ||
+			pg_sub_s64_overflow(available, amount, &after) ||
+			after < src->min_balance)
+			return "INSUFFICIENT_FUNDS";
+	}
+	else if (pg_sub_s64_overflow(src->balance, amount, &after))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("balance of account %s would overflow bigint", PlUuidText(&src->id))));
+	return NULL;
+}
+
+/* One posting: moves the in-memory balance and writes its entry. */
+void
+PlWriteEntry(Relation entries, PlAccountRow *row, const pg_uuid_t *transfer_id,
+			 int64 delta, TimestampTz now)
+{
+	Datum		values[PL_NATTS_ENTRIES];
+	bool		nulls[PL_NATTS_ENTRIES] = {false};
+
+	if (pg_add_s64_overflow(row->balance, delta, &row->balance))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("balance of account %s would overflow bigint", PlUuidText(&row->id))));
+	row->version++;
+	row->dirty = true;
+	values[0] = UUIDPGetDatum(&row->id);
+	values[1] = Int64GetDatum(row->version);
+	values[2] = UUIDPGetDatum((pg_uuid_t *) transfer_id);
+	values[3] = Int64GetDatum(delta);
+	values[4] = Int64GetDatum(row->balance);
+	values[5] = TimestampTzGetDatum(now);
+	PlDirectInsert(entries, values, nulls);
+}
+
+/* Writes back every row of the set that changed. */
+void
+PlFlushAccounts(Relation rel, PlLockedSet *set, TimestampTz now)
+{
+	for (int i = 0; i < set->n; i++)
+		if (set->rows[i].dirty)
+		{
+			PlUpdateAccountRow(rel, &set->rows[i], now);
+			set->rows[i].dirty = false;
+		}
+}
+
+Relation
+PlOpenEntries(void)
+{
+	Relation	rel = PlOpenTable("entries");
+
+	if (RelationGetDescr(rel)->natts != PL_NATTS_ENTRIES)
+		elog(ERROR, "payledger.entries does not have the expected columns");
+	return rel;
+}
+
+Relation
+PlOpenAccounts(void)
+{
+	Relation	rel = PlOpenTable("accounts");
+
+	if (RelationGetDescr(rel)->natts != PL_NATTS_ACCOUNTS)
+		elog(ERROR, "payledger.accounts does not have the expected columns");
+	return rel;
+}
+
+/* Records a transfer, posted (reason NULL) or rejected. */
+void
+PlStoreTransfer(const pg_uuid_t *id, const char *kind, const char *reason,
+				const char *currency, int64 amount, const pg_uuid_t *from_id,
+				const pg_uuid_t *to_id, const char *key, const uint8 *request_hash,
+				Jsonb *metadata, TimestampTz now)
+{
+	Datum		values[PL_NATTS_TRANSFERS];
+	bool		nulls[PL_NATTS_TRANSFERS] = {false};
+	Relation	rel = PlOpenTable("transfers");
+	bytea	   *hash = palloc(VARHDRSZ + PL_SHA256_LEN);
+
+	if (RelationGetDescr(rel)->natts != PL_NATTS_TRANSFERS)
+		elog(ERROR, "payledger.transfers does not have the expected columns");
+	SET_VARSIZE(hash, VARHDRSZ + PL_SHA256_LEN);
+	memcpy(VARDATA(hash), request_hash, PL_SHA256_LEN);
+
+	values[0] = UUIDPGetDatum((pg_uuid_t *) id);
+	values[1] = CStringGetTextDatum(kind);
+	values[2] = CStringGetTextDatum(reason ? "rejected" : "posted");
+	if (reason)
+		values[3] = CStringGetTextDatum(reason);
+	else
+		nulls[3] = true;
+	values[4] = CStringGetTextDatum(currency);
+	values[5] = Int64GetDatum(amount);
+	if (from_id)
+		values[6] = UUIDPGetDatum((pg_uuid_t *) from_id);
+	else
+		nulls[6] = true;
+	if (to_id)
+		values[7] = UUIDPGetDatum((pg_uuid_t *) to_id);
+	else
+		nulls[7] = true;
+	if (key)
+		values[8] = CStringGetTextDatum(key);
+	else
+		nulls[8] = true;
+	values[9] = PointerGetDatum(hash);
+	values[10] = JsonbPGetDatum(metadata);
+	values[11] = TimestampTzGetDatum(now);
+	PlDirectInsert(rel, values, nulls);
+	table_close(rel, NoLock);
+	pfree(hash);
+}
