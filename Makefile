@@ -31,6 +31,8 @@ REGRESS = \
 	idempotency \
 	audit_append_only \
 	statement \
+	holds \
+	transfer_legs \
 	check_ledger
 REGRESS_OPTS = --load-extension=payledger
 
