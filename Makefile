@@ -40,7 +40,11 @@ ISOLATION = \
 	transfer_no_double_spend \
 	transfer_no_deadlock \
 	idempotency_same_key_concurrent \
-	transfer_vs_freeze
+	transfer_vs_freeze \
+	hold_vs_transfer \
+	hold_post_vs_void \
+	hold_same_key_concurrent \
+	transfer_legs_no_deadlock
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=payledger
 
 TAP_TESTS = 1
