@@ -91,7 +91,7 @@ CREATE INDEX holds_pending_expiry ON payledger.holds (expires_at) WHERE status =
 
 CREATE TABLE payledger.idempotency_keys (
 	scope uuid NOT NULL,
-	key text NOT NULL,
+	key text COLLATE "C" NOT NULL,	-- opaque: compared byte by byte
 	operation text NOT NULL,
 	request_hash bytea NOT NULL,
 	result_id uuid NOT NULL,

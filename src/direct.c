@@ -269,7 +269,7 @@ PlIdemFetchLatest(Relation rel, const pg_uuid_t *scope, const char *key,
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   InvalidOid, F_UUID_EQ, UUIDPGetDatum(scope));
 	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
-						   DEFAULT_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(key));
+						   C_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(key));
 	scan = systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true, snap, 2, keys);
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup))
