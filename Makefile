@@ -12,6 +12,7 @@ OBJS = \
 	src/currency.o \
 	src/pii.o \
 	src/audit.o \
+	src/audit_chain.o \
 	src/idempotency.o \
 	src/accounts.o \
 	src/posting.o \
@@ -19,6 +20,7 @@ OBJS = \
 	src/holds.o \
 	src/batch.o \
 	src/direct.o \
+	src/protect.o \
 	src/check.o
 
 DATA = $(wildcard sql/payledger--*.sql)
@@ -32,6 +34,7 @@ REGRESS = \
 	audit_append_only \
 	statement \
 	holds \
+	audit_tamper \
 	transfer_legs \
 	check_ledger
 REGRESS_OPTS = --load-extension=payledger

@@ -129,10 +129,15 @@ CREATE TABLE payledger.payment_audit_log (
 	reason_code text,
 	error_message text,
 	metadata jsonb NOT NULL DEFAULT '{}',
-	created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	chain_id uuid,
+	chain_seq bigint,
+	prev_hash bytea,
+	row_hash bytea
 );
 COMMENT ON TABLE payledger.payment_audit_log IS
-	'Append-only audit trail of every state change and every decline';
+	'Append-only audit trail of every state change and every decline; each session''s rows form a hash chain';
+CREATE INDEX payment_audit_log_payment ON payledger.payment_audit_log (payment_id);
 
 -- pg_dump must carry the money: register every table and sequence
 SELECT pg_catalog.pg_extension_config_dump('payledger.accounts', '');
@@ -181,6 +186,17 @@ ALTER TABLE payledger.entries ENABLE ALWAYS TRIGGER entries_append_only;
 ALTER TABLE payledger.payment_audit_log ENABLE ALWAYS TRIGGER audit_append_only;
 ALTER TABLE payledger.accounts ENABLE ALWAYS TRIGGER accounts_guard;
 ALTER TABLE payledger.holds ENABLE ALWAYS TRIGGER holds_guard;
+
+-- DDL on the ledger raises PY007 (src/protect.c)
+CREATE FUNCTION payledger.protect_ddl()
+	RETURNS event_trigger
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'protect_ddl';
+COMMENT ON FUNCTION payledger.protect_ddl() IS
+	'Event trigger: refuses ALTER/DROP of payledger objects and DROP EXTENSION while the ledger holds data';
+CREATE EVENT TRIGGER payledger_protect_ddl ON ddl_command_start
+	EXECUTE FUNCTION payledger.protect_ddl();
+ALTER EVENT TRIGGER payledger_protect_ddl ENABLE ALWAYS;
 
 -- Functions
 
@@ -328,6 +344,27 @@ CREATE FUNCTION payledger.purge_idempotency_keys()
 	AS 'MODULE_PATHNAME', 'purge_idempotency_keys';
 COMMENT ON FUNCTION payledger.purge_idempotency_keys() IS
 	'Deletes idempotency keys older than payledger.idempotency_retention; returns how many';
+
+CREATE FUNCTION payledger.verify_audit_log()
+	RETURNS TABLE(ok boolean, rows_checked bigint, first_bad_event_id uuid, problem text)
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'verify_audit_log';
+COMMENT ON FUNCTION payledger.verify_audit_log() IS
+	'Recomputes every audit hash chain; reports the first row changed, deleted, inserted or reordered';
+
+CREATE FUNCTION payledger.verify_audit_log(checkpoint jsonb)
+	RETURNS TABLE(ok boolean, rows_checked bigint, first_bad_event_id uuid, problem text)
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'verify_audit_log_checkpoint';
+COMMENT ON FUNCTION payledger.verify_audit_log(jsonb) IS
+	'verify_audit_log(), and also against a checkpoint kept outside the database (catches cut tails and rewritten chains)';
+
+CREATE FUNCTION payledger.audit_checkpoint()
+	RETURNS jsonb
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'audit_checkpoint';
+COMMENT ON FUNCTION payledger.audit_checkpoint() IS
+	'Every audit chain''s head, signed: store it outside the database and pass it to verify_audit_log() later';
 
 CREATE FUNCTION payledger.check_ledger()
 	RETURNS TABLE(check_name text, ok boolean, detail text)

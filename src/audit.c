@@ -127,6 +127,7 @@ PlAuditWrite(const PlAuditEvent *ev)
 	set_text(values, nulls, 23, ev->error_message);
 	values[24] = JsonbPGetDatum(ev->metadata ? ev->metadata : PlEmptyJsonb());
 	values[25] = TimestampTzGetDatum(ev->event_time);
+	PlAuditChainFill(RelationGetDescr(rel), values, nulls);
 
 	PlDirectInsert(rel, values, nulls);
 	table_close(rel, NoLock);

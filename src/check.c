@@ -75,6 +75,9 @@ static const LedgerCheck checks[] = {
 		"UNION ALL SELECT h.id FROM payledger.holds h WHERE NOT EXISTS ("
 		"SELECT 1 FROM payledger.payment_audit_log l WHERE l.payment_id = h.id "
 		"AND l.event_type = 'HOLD_CREATED') LIMIT 10) s"},
+	{"audit_chain_verifies",
+		"SELECT CASE WHEN ok THEN 0 ELSE 1 END::bigint, problem || coalesce(' at event ' || first_bad_event_id, '') "
+		"FROM payledger.verify_audit_log()"},
 };
 
 /*

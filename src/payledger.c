@@ -39,6 +39,7 @@ char	   *pl_ip_address = NULL;
 char	   *pl_user_agent = NULL;
 char	   *pl_device_id = NULL;
 char	   *pl_correlation_id = NULL;
+char	   *pl_audit_signing_key = NULL;
 
 static Interval *retention_interval = NULL;
 
@@ -178,6 +179,11 @@ _PG_init(void)
 							NULL, &pl_risk_threshold, 80, 0, 101,
 							PGC_SUSET, 0, NULL, NULL, NULL);
 
+	DefineCustomStringVariable("payledger.audit_signing_key",
+							   gettext_noop("Secret for the HMAC that signs audit_checkpoint() results."),
+							   NULL, &pl_audit_signing_key, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
+
 	DefineCustomStringVariable("payledger.actor_type",
 							   gettext_noop("Kind of actor behind this transaction: CUSTOMER, SYSTEM, OPERATOR or API."),
 							   NULL, &pl_actor_type, "",
@@ -201,4 +207,5 @@ _PG_init(void)
 	MarkGUCPrefixReserved("payledger");
 
 	SpiPlansInit();
+	AuditChainInit();
 }

@@ -46,6 +46,7 @@ extern char *pl_ip_address;
 extern char *pl_user_agent;
 extern char *pl_device_id;
 extern char *pl_correlation_id;
+extern char *pl_audit_signing_key;
 
 extern Interval *PlIdempotencyRetention(void);
 
@@ -144,7 +145,12 @@ extern HeapTuple PlIdemFetchLatest(Relation rel, const pg_uuid_t *scope, const c
 #define PL_NATTS_ACCOUNTS	13
 #define PL_NATTS_TRANSFERS	12
 #define PL_NATTS_ENTRIES	6
-#define PL_NATTS_AUDIT		26
+#define PL_NATTS_AUDIT		30
+/* 0-based positions of the audit log's chain columns */
+#define AUDIT_COL_CHAIN_ID	26
+#define AUDIT_COL_CHAIN_SEQ	27
+#define AUDIT_COL_PREV_HASH	28
+#define AUDIT_COL_ROW_HASH	29
 #define PL_NATTS_HOLDS		12
 
 /* uuid_v7.c */
@@ -188,6 +194,10 @@ typedef struct PlAuditEvent
 
 extern void PlAuditInit(PlAuditEvent *ev, const char *event_type, TimestampTz at);
 extern void PlAuditWrite(const PlAuditEvent *ev);
+
+/* audit_chain.c */
+extern void AuditChainInit(void);
+extern void PlAuditChainFill(TupleDesc desc, Datum *values, bool *nulls);
 extern void PlCheckContext(void);
 
 /* idempotency.c */

@@ -1,0 +1,533 @@
+/*-------------------------------------------------------------------------
+ *
+ * audit_chain.c
+ *	  Tamper evidence for the audit log: hash chains, the verifier and
+ *	  checkpoints.
+ *
+ * Design note: chains.
+ *
+ * Each session appends its audit rows to a chain of its own: a UUID
+ * chain_id, a chain_seq counting 1, 2, 3, ... and, per row, prev_hash (the
+ * previous row's row_hash, 32 zero bytes for the first) and row_hash =
+ * SHA-256 over every other column of the row, id included.  A session never
+ * waits for another to extend its chain, so unrelated payments never
+ * serialize on a global lock.  When a transaction or subtransaction of the
+ * session aborts, the rows it wrote vanish, so the session starts a new
+ * chain rather than continue one with a hole.
+ *
+ * verify_audit_log() walks every chain and reports the first row whose
+ * hash, sequence or link is wrong, or that belongs to no chain: a row
+ * changed, deleted, inserted or reordered behind the triggers' back.  What
+ * a superuser who rewrites a whole chain consistently, or cuts its tail,
+ * leaves behind is caught against a checkpoint taken earlier and kept
+ * outside the database: audit_checkpoint() returns every chain's head and
+ * an HMAC over all of them; verify_audit_log(checkpoint) checks that each
+ * head is still there, unchanged, and that no chain appeared among the rows
+ * the checkpoint covered.
+ *
+ * Hashing is over the stored binary form of each column (fixed-width
+ * values as stored, varlena contents detoasted), so the writer and the
+ * verifier agree without printing anything.
+ *
+ * Copyright (c) 2026, payledger authors
+ *
+ * IDENTIFICATION
+ *	  src/audit_chain.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/cryptohash.h"
+#include "common/hmac.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "payledger.h"
+
+/* this session's chain; chain_seq 0 means "start a new chain" */
+static pg_uuid_t chain_id;
+static int64 chain_seq = 0;
+static uint8 chain_head[PL_SHA256_LEN];
+
+static void
+restart_chain_on_abort(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		chain_seq = 0;
+}
+
+static void
+restart_chain_on_subabort(SubXactEvent event, SubTransactionId mySubid,
+						  SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		chain_seq = 0;
+}
+
+void
+AuditChainInit(void)
+{
+	RegisterXactCallback(restart_chain_on_abort, NULL);
+	RegisterSubXactCallback(restart_chain_on_subabort, NULL);
+}
+
+/*
+ * SHA-256 over columns 1 .. nhash of a row, each as a tag, a length and
+ * its stored bytes.
+ */
+static void
+hash_row(TupleDesc desc, Datum *values, bool *nulls, int nhash, uint8 *out)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+
+	if (pg_cryptohash_init(ctx) < 0)
+		elog(ERROR, "could not start SHA-256");
+	for (int i = 0; i < nhash; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		uint8		tag[5];
+		const uint8 *data;
+		uint32		len;
+		char		fixed[8];
+
+		if (att->attisdropped)
+			continue;
+		if (nulls[i])
+		{
+			data = NULL;
+			len = 0;
+			tag[0] = 'N';
+		}
+		else if (att->attlen == -1)
+		{
+			struct varlena *v = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(values[i]));
+
+			data = (const uint8 *) VARDATA_ANY(v);
+			len = VARSIZE_ANY_EXHDR(v);
+			tag[0] = 'V';
+		}
+		else if (att->attbyval)
+		{
+			store_att_byval(fixed, values[i], att->attlen);
+			data = (const uint8 *) fixed;
+			len = att->attlen;
+			tag[0] = 'B';
+		}
+		else
+		{
+			data = (const uint8 *) DatumGetPointer(values[i]);
+			len = att->attlen;
+			tag[0] = 'F';
+		}
+		memcpy(tag + 1, &len, 4);
+		if (pg_cryptohash_update(ctx, tag, 5) < 0 ||
+			(len > 0 && pg_cryptohash_update(ctx, data, len) < 0))
+			elog(ERROR, "could not hash an audit row");
+	}
+	if (pg_cryptohash_final(ctx, out, PL_SHA256_LEN) < 0)
+		elog(ERROR, "could not finish SHA-256");
+	pg_cryptohash_free(ctx);
+}
+
+static bytea *
+make_bytea(const uint8 *data, int len)
+{
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), data, len);
+	return b;
+}
+
+/*
+ * Fills the chain columns of an audit row (all other columns already set)
+ * and advances this session's chain.
+ */
+void
+PlAuditChainFill(TupleDesc desc, Datum *values, bool *nulls)
+{
+	static pg_uuid_t id_copy;
+	uint8		row_hash[PL_SHA256_LEN];
+
+	if (chain_seq == 0)
+	{
+		PlUuidV7(&chain_id);
+		memset(chain_head, 0, sizeof(chain_head));
+	}
+	id_copy = chain_id;
+	values[AUDIT_COL_CHAIN_ID] = UUIDPGetDatum(&id_copy);
+	nulls[AUDIT_COL_CHAIN_ID] = false;
+	values[AUDIT_COL_CHAIN_SEQ] = Int64GetDatum(chain_seq + 1);
+	nulls[AUDIT_COL_CHAIN_SEQ] = false;
+	values[AUDIT_COL_PREV_HASH] = PointerGetDatum(make_bytea(chain_head, PL_SHA256_LEN));
+	nulls[AUDIT_COL_PREV_HASH] = false;
+	hash_row(desc, values, nulls, AUDIT_COL_ROW_HASH, row_hash);
+	values[AUDIT_COL_ROW_HASH] = PointerGetDatum(make_bytea(row_hash, PL_SHA256_LEN));
+	nulls[AUDIT_COL_ROW_HASH] = false;
+
+	/* the row is about to be inserted; a later abort restarts the chain */
+	chain_seq++;
+	memcpy(chain_head, row_hash, PL_SHA256_LEN);
+}
+
+typedef struct VerifyState
+{
+	bool		ok;
+	int64		rows;
+	pg_uuid_t	bad_event;
+	bool		has_bad_event;
+	char	   *problem;
+} VerifyState;
+
+static void
+fail(VerifyState *st, Datum event_id, bool event_null, const char *problem)
+{
+	if (!st->ok)
+		return;
+	st->ok = false;
+	if (!event_null)
+	{
+		st->bad_event = *DatumGetUUIDP(event_id);
+		st->has_bad_event = true;
+	}
+	st->problem = pstrdup(problem);
+}
+
+static bool
+bytea_eq(Datum d, const uint8 *expect)
+{
+	bytea	   *b = DatumGetByteaPP(d);
+
+	return VARSIZE_ANY_EXHDR(b) == PL_SHA256_LEN &&
+		memcmp(VARDATA_ANY(b), expect, PL_SHA256_LEN) == 0;
+}
+
+/* a checkpoint's view of one chain */
+typedef struct CheckpointChain
+{
+	pg_uuid_t	chain_id;
+	int64		seq;
+	uint8		hash[PL_SHA256_LEN];
+	bool		seen;
+} CheckpointChain;
+
+static CheckpointChain *
+find_chain(CheckpointChain *chains, int n, const pg_uuid_t *id)
+{
+	for (int i = 0; i < n; i++)
+		if (memcmp(chains[i].chain_id.data, id->data, UUID_LEN) == 0)
+			return &chains[i];
+	return NULL;
+}
+
+static void
+parse_checkpoint(Jsonb *cp, CheckpointChain **chains, int *nchains, int64 *max_id)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+	JsonbValue *arr;
+	int			n;
+
+	if (!JB_ROOT_IS_OBJECT(cp))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("checkpoint must be a JSON object from audit_checkpoint()")));
+	k.type = jbvString;
+	k.val.string.val = "max_id";
+	k.val.string.len = 6;
+	v = findJsonbValueFromContainer(&cp->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type != jbvNumeric)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("checkpoint has no max_id")));
+	*max_id = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
+	k.val.string.val = "chains";
+	k.val.string.len = 6;
+	arr = findJsonbValueFromContainer(&cp->root, JB_FOBJECT, &k);
+	if (arr == NULL || arr->type != jbvBinary || !JsonContainerIsArray(arr->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("checkpoint has no chains array")));
+	n = JsonContainerSize(arr->val.binary.data);
+	*chains = palloc0(sizeof(CheckpointChain) * Max(n, 1));
+	*nchains = n;
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *elem = getIthJsonbValueFromContainer(arr->val.binary.data, i);
+		JsonbValue *f;
+		char	   *s;
+
+		if (elem == NULL || elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("checkpoint chain %d is not an object", i)));
+		k.val.string.val = "chain_id";
+		k.val.string.len = 8;
+		f = findJsonbValueFromContainer(elem->val.binary.data, JB_FOBJECT, &k);
+		if (f == NULL || f->type != jbvString ||
+			!PlParseUuid(pnstrdup(f->val.string.val, f->val.string.len), &(*chains)[i].chain_id))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("checkpoint chain %d has no chain_id", i)));
+		k.val.string.val = "last_seq";
+		k.val.string.len = 8;
+		f = findJsonbValueFromContainer(elem->val.binary.data, JB_FOBJECT, &k);
+		if (f == NULL || f->type != jbvNumeric)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("checkpoint chain %d has no last_seq", i)));
+		(*chains)[i].seq = DatumGetInt64(DirectFunctionCall1(numeric_int8,
+															 NumericGetDatum(f->val.numeric)));
+		k.val.string.val = "last_hash";
+		k.val.string.len = 9;
+		f = findJsonbValueFromContainer(elem->val.binary.data, JB_FOBJECT, &k);
+		if (f == NULL || f->type != jbvString || f->val.string.len != PL_SHA256_LEN * 2)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("checkpoint chain %d has no last_hash", i)));
+		s = pnstrdup(f->val.string.val, f->val.string.len);
+		if (hex_decode(s, PL_SHA256_LEN * 2, (char *) (*chains)[i].hash) != PL_SHA256_LEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("checkpoint chain %d has a malformed last_hash", i)));
+	}
+}
+
+static void
+verify(VerifyState *st, Jsonb *checkpoint)
+{
+	Portal		portal;
+	SPIPlanPtr	plan;
+	pg_uuid_t	cur_chain;
+	bool		in_chain = false;
+	int64		prev_seq = 0;
+	uint8		prev_hash[PL_SHA256_LEN];
+	CheckpointChain *cp_chains = NULL;
+	int			cp_n = 0;
+	int64		cp_max_id = 0;
+
+	st->ok = true;
+	st->rows = 0;
+	st->has_bad_event = false;
+	st->problem = NULL;
+	if (checkpoint)
+		parse_checkpoint(checkpoint, &cp_chains, &cp_n, &cp_max_id);
+
+	plan = SPI_prepare("SELECT * FROM payledger.payment_audit_log "
+					   "ORDER BY chain_id NULLS FIRST, chain_seq, id", 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the audit scan");
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, 1000);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[r];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			Datum		values[PL_NATTS_AUDIT];
+			bool		nulls[PL_NATTS_AUDIT];
+			uint8		expect[PL_SHA256_LEN];
+			pg_uuid_t  *chain;
+			int64		seq;
+			int64		id;
+
+			if (desc->natts != PL_NATTS_AUDIT)
+				elog(ERROR, "payledger.payment_audit_log does not have the expected columns");
+			heap_deform_tuple(tup, desc, values, nulls);
+			st->rows++;
+			if (nulls[AUDIT_COL_CHAIN_ID] || nulls[AUDIT_COL_CHAIN_SEQ] ||
+				nulls[AUDIT_COL_PREV_HASH] || nulls[AUDIT_COL_ROW_HASH])
+			{
+				fail(st, values[1], nulls[1], "row belongs to no chain (inserted behind the triggers' back)");
+				continue;
+			}
+			chain = DatumGetUUIDP(values[AUDIT_COL_CHAIN_ID]);
+			seq = DatumGetInt64(values[AUDIT_COL_CHAIN_SEQ]);
+			id = DatumGetInt64(values[0]);
+
+			if (!in_chain || memcmp(cur_chain.data, chain->data, UUID_LEN) != 0)
+			{
+				/* the chain before this one ends here: compare with the checkpoint */
+				if (in_chain && checkpoint)
+				{
+					CheckpointChain *c = find_chain(cp_chains, cp_n, &cur_chain);
+
+					if (c && (prev_seq < c->seq))
+						fail(st, (Datum) 0, true, psprintf("chain %s was cut after row %lld; the checkpoint has %lld",
+														   PlUuidText(&cur_chain), (long long) prev_seq, (long long) c->seq));
+				}
+				cur_chain = *chain;
+				in_chain = true;
+				prev_seq = 0;
+				memset(prev_hash, 0, sizeof(prev_hash));
+			}
+			if (seq != prev_seq + 1)
+				fail(st, values[1], false, psprintf("chain sequence jumps from %lld to %lld (a row was deleted or reordered)",
+													(long long) prev_seq, (long long) seq));
+			else if (!bytea_eq(values[AUDIT_COL_PREV_HASH], prev_hash))
+				fail(st, values[1], false, "row does not link to the previous row of its chain");
+			hash_row(desc, values, nulls, AUDIT_COL_ROW_HASH, expect);
+			if (!bytea_eq(values[AUDIT_COL_ROW_HASH], expect))
+				fail(st, values[1], false, "row was changed after it was written");
+			if (checkpoint)
+			{
+				CheckpointChain *c = find_chain(cp_chains, cp_n, chain);
+
+				if (c == NULL && id <= cp_max_id)
+					fail(st, values[1], false, "row is older than the checkpoint but its chain is not in it (inserted)");
+				else if (c != NULL && seq == c->seq)
+				{
+					c->seen = true;
+					if (memcmp(expect, c->hash, PL_SHA256_LEN) != 0)
+						fail(st, values[1], false, "chain head differs from the checkpoint (chain rewritten)");
+				}
+			}
+			prev_seq = seq;
+			{
+				bytea	   *stored = DatumGetByteaPP(values[AUDIT_COL_ROW_HASH]);
+
+				if (VARSIZE_ANY_EXHDR(stored) == PL_SHA256_LEN)
+					memcpy(prev_hash, VARDATA_ANY(stored), PL_SHA256_LEN);
+				else
+					memset(prev_hash, 0xFF, PL_SHA256_LEN);
+			}
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	SPI_freeplan(plan);
+
+	if (checkpoint)
+	{
+		if (in_chain)
+		{
+			CheckpointChain *c = find_chain(cp_chains, cp_n, &cur_chain);
+
+			if (c && prev_seq < c->seq)
+				fail(st, (Datum) 0, true, psprintf("chain %s was cut after row %lld; the checkpoint has %lld",
+												   PlUuidText(&cur_chain), (long long) prev_seq, (long long) c->seq));
+		}
+		for (int i = 0; i < cp_n; i++)
+			if (!cp_chains[i].seen)
+				fail(st, (Datum) 0, true, psprintf("chain %s of the checkpoint is missing its head (rows deleted)",
+												   PlUuidText(&cp_chains[i].chain_id)));
+	}
+}
+
+static Datum
+verify_result(FunctionCallInfo fcinfo, Jsonb *checkpoint)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	PlPrivState priv;
+	VerifyState st;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	InitMaterializedSRF(fcinfo, 0);
+	PlSpiBegin(&priv);
+	verify(&st, checkpoint);
+	values[0] = BoolGetDatum(st.ok);
+	values[1] = Int64GetDatum(st.rows);
+	if (st.has_bad_event)
+		values[2] = UUIDPGetDatum(&st.bad_event);
+	else
+		nulls[2] = true;
+	if (st.problem)
+		values[3] = CStringGetTextDatum(st.problem);
+	else
+		nulls[3] = true;
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	PlSpiEnd(&priv);
+	return (Datum) 0;
+}
+
+/*
+ * payledger.verify_audit_log() RETURNS TABLE(ok boolean, rows_checked
+ *		bigint, first_bad_event_id uuid, problem text)
+ */
+PG_FUNCTION_INFO_V1(verify_audit_log);
+Datum
+verify_audit_log(PG_FUNCTION_ARGS)
+{
+	return verify_result(fcinfo, NULL);
+}
+
+/*
+ * payledger.verify_audit_log(checkpoint jsonb) RETURNS TABLE(...)
+ *
+ * Also checks the log against a checkpoint taken earlier.
+ */
+PG_FUNCTION_INFO_V1(verify_audit_log_checkpoint);
+Datum
+verify_audit_log_checkpoint(PG_FUNCTION_ARGS)
+{
+	PlRequireArg(fcinfo, 0, "checkpoint");
+	return verify_result(fcinfo, PG_GETARG_JSONB_P(0));
+}
+
+/*
+ * payledger.audit_checkpoint() RETURNS jsonb
+ *
+ * {"max_id": n, "taken_at": ..., "chains": [{"chain_id", "last_seq",
+ * "last_hash"}, ...], "signature": hex} -- keep it outside the database.
+ * The signature is an HMAC-SHA256 of the rest under
+ * payledger.audit_signing_key when that is set, else a plain SHA-256.
+ */
+PG_FUNCTION_INFO_V1(audit_checkpoint);
+Datum
+audit_checkpoint(PG_FUNCTION_ARGS)
+{
+	PlPrivState priv;
+	StringInfoData body;
+	uint8		sig[PL_SHA256_LEN];
+	char		hex[PL_SHA256_LEN * 2 + 1];
+	Jsonb	   *result;
+	MemoryContext caller = CurrentMemoryContext;
+	char	   *text;
+
+	PlSpiBegin(&priv);
+	if (SPI_execute("SELECT coalesce((SELECT max(id) FROM payledger.payment_audit_log), 0),"
+					" pg_catalog.to_json(pg_catalog.clock_timestamp()),"
+					" coalesce((SELECT pg_catalog.json_agg(pg_catalog.json_build_object("
+					"  'chain_id', chain_id, 'last_seq', chain_seq,"
+					"  'last_hash', pg_catalog.encode(row_hash, 'hex')) ORDER BY chain_id)"
+					"  FROM (SELECT DISTINCT ON (chain_id) chain_id, chain_seq, row_hash"
+					"        FROM payledger.payment_audit_log WHERE chain_id IS NOT NULL"
+					"        ORDER BY chain_id, chain_seq DESC) h), '[]')",
+					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read the chain heads");
+	initStringInfo(&body);
+	appendStringInfo(&body, "{\"max_id\": %s, \"taken_at\": %s, \"chains\": %s",
+					 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
+					 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2),
+					 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
+	if (pl_audit_signing_key && pl_audit_signing_key[0])
+	{
+		pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
+
+		if (pg_hmac_init(ctx, (const uint8 *) pl_audit_signing_key, strlen(pl_audit_signing_key)) < 0 ||
+			pg_hmac_update(ctx, (const uint8 *) body.data, body.len) < 0 ||
+			pg_hmac_final(ctx, sig, sizeof(sig)) < 0)
+			elog(ERROR, "could not sign the checkpoint");
+		pg_hmac_free(ctx);
+	}
+	else
+		PlSha256(body.data, body.len, sig);
+	hex_encode((const char *) sig, PL_SHA256_LEN, hex);
+	hex[PL_SHA256_LEN * 2] = '\0';
+	appendStringInfo(&body, ", \"signature\": \"%s\"}", hex);
+	text = MemoryContextStrdup(caller, body.data);
+	PlSpiEnd(&priv);
+	result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+	PG_RETURN_JSONB_P(result);
+}

@@ -1,0 +1,174 @@
+/*-------------------------------------------------------------------------
+ *
+ * protect.c
+ *	  The event trigger that keeps DDL away from the ledger's tables.
+ *
+ * ALTER TABLE (which includes DISABLE TRIGGER), ALTER TRIGGER, renames,
+ * DROP of a payledger table, index, sequence, trigger or of the schema, and
+ * DROP EXTENSION payledger while the ledger holds data raise PY007, for
+ * every role.  The extension's own install and upgrade scripts pass
+ * (creating_extension), and a superuser can set payledger.allow_drop for
+ * planned maintenance.  The event trigger is ENABLE ALWAYS, so
+ * session_replication_role does not switch it off; a superuser can still
+ * disable the event trigger itself, which is what the audit log's hash
+ * chains are there to catch.
+ *
+ * Copyright (c) 2026, payledger authors
+ *
+ * IDENTIFICATION
+ *	  src/protect.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "commands/event_trigger.h"
+#include "commands/extension.h"
+#include "fmgr.h"
+#include "nodes/parsenodes.h"
+#include "utils/lsyscache.h"
+
+#include "payledger.h"
+
+static void
+refuse(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_PAYLEDGER_PROTECTED_OBJECT),
+			 errmsg("%s is not allowed on payledger's objects", what),
+			 errdetail("The ledger's tables, triggers and history are protected from DDL."),
+			 errhint("A superuser can SET payledger.allow_drop = on for planned maintenance.")));
+}
+
+static bool
+in_ledger_schema(RangeVar *rv)
+{
+	Oid			relid;
+
+	if (rv == NULL)
+		return false;
+	if (rv->schemaname != NULL)
+		return strcmp(rv->schemaname, "payledger") == 0;
+	relid = RangeVarGetRelid(rv, NoLock, true);
+	return OidIsValid(relid) &&
+		get_rel_namespace(relid) == get_namespace_oid("payledger", true);
+}
+
+static bool
+ledger_holds_data(void)
+{
+	PlPrivState priv;
+	bool		has_data;
+	bool		isnull;
+
+	PlSpiBegin(&priv);
+	if (SPI_execute("SELECT EXISTS (SELECT 1 FROM payledger.accounts)"
+					" OR EXISTS (SELECT 1 FROM payledger.payment_audit_log)",
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look at the ledger");
+	has_data = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+										  &isnull));
+	PlSpiEnd(&priv);
+	return has_data;
+}
+
+/* Does a DROP name something in schema payledger (or the schema itself)? */
+static bool
+drop_touches_ledger(DropStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->objects)
+	{
+		Node	   *obj = lfirst(lc);
+
+		switch (stmt->removeType)
+		{
+			case OBJECT_SCHEMA:
+				if (strcmp(strVal(obj), "payledger") == 0)
+					return true;
+				break;
+			case OBJECT_TABLE:
+			case OBJECT_INDEX:
+			case OBJECT_SEQUENCE:
+			case OBJECT_VIEW:
+				if (in_ledger_schema(makeRangeVarFromNameList((List *) obj)))
+					return true;
+				break;
+			case OBJECT_TRIGGER:
+				{
+					/* trigger name last, table before it */
+					List	   *names = (List *) obj;
+
+					if (in_ledger_schema(makeRangeVarFromNameList(list_truncate(list_copy(names),
+																				list_length(names) - 1))))
+						return true;
+				}
+				break;
+			default:
+				break;
+		}
+	}
+	return false;
+}
+
+/*
+ * payledger.protect_ddl() RETURNS event_trigger, on ddl_command_start
+ */
+PG_FUNCTION_INFO_V1(protect_ddl);
+Datum
+protect_ddl(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trigdata;
+	Node	   *tree;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("protect_ddl() must be called as an event trigger")));
+	if (creating_extension || pl_allow_drop)
+		PG_RETURN_VOID();
+
+	trigdata = (EventTriggerData *) fcinfo->context;
+	tree = trigdata->parsetree;
+	switch (nodeTag(tree))
+	{
+		case T_AlterTableStmt:
+			if (in_ledger_schema(((AlterTableStmt *) tree)->relation))
+				refuse("ALTER TABLE");
+			break;
+		case T_RenameStmt:
+			if (in_ledger_schema(((RenameStmt *) tree)->relation))
+				refuse("renaming");
+			break;
+		case T_AlterObjectSchemaStmt:
+			if (in_ledger_schema(((AlterObjectSchemaStmt *) tree)->relation))
+				refuse("ALTER ... SET SCHEMA");
+			break;
+		case T_DropStmt:
+			{
+				DropStmt   *stmt = (DropStmt *) tree;
+
+				if (stmt->removeType == OBJECT_EXTENSION)
+				{
+					ListCell   *lc;
+
+					foreach(lc, stmt->objects)
+						if (strcmp(strVal(lfirst(lc)), "payledger") == 0 &&
+							ledger_holds_data())
+							ereport(ERROR,
+									(errcode(ERRCODE_PAYLEDGER_PROTECTED_OBJECT),
+									 errmsg("DROP EXTENSION payledger is not allowed while the ledger holds data"),
+									 errdetail("Dropping the extension would drop every account, transfer and audit row."),
+									 errhint("Take a pg_dump first; a superuser can then SET payledger.allow_drop = on.")));
+				}
+				else if (drop_touches_ledger(stmt))
+					refuse("DROP");
+			}
+			break;
+		default:
+			break;
+	}
+	PG_RETURN_VOID();
+}
