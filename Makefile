@@ -35,6 +35,7 @@ REGRESS = \
 	statement \
 	holds \
 	audit_tamper \
+	pii_masking \
 	transfer_legs \
 	check_ledger
 REGRESS_OPTS = --load-extension=payledger

@@ -281,6 +281,8 @@ hold(PG_FUNCTION_ARGS)
 	PlHashText(h, DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(expires_in))));
 	PlHashJsonb(h, metadata);
 	PlHashEnd(h, request_hash);
+	/* stored with e-mail addresses masked; the hash covers what was sent */
+	metadata = PlMaskJsonb(metadata);
 
 	PlSpiBegin(&priv);
 	CommandCounterIncrement();

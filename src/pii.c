@@ -24,6 +24,7 @@
 #include <arpa/inet.h>
 
 #include "common/cryptohash.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -269,4 +270,110 @@ PlSha256Hex(const char *text)
 	hex_encode((const char *) digest, PL_SHA256_LEN, hex);
 	hex[PL_SHA256_LEN * 2] = '\0';
 	return hex;
+}
+
+static bool
+is_local_char(char c)
+{
+	return isalnum((unsigned char) c) || c == '.' || c == '_' || c == '%' ||
+		c == '+' || c == '-';
+}
+
+static bool
+is_domain_char(char c)
+{
+	return isalnum((unsigned char) c) || c == '.' || c == '-';
+}
+
+/*
+ * Masks every e-mail address in a string: "eve@example.com" becomes
+ * "e***@***.com"; the rest of the text is kept.  NULL when there is none.
+ */
+static char *
+mask_emails(const char *s, int len, int *outlen)
+{
+	StringInfoData out;
+	int			copied = 0;
+	bool		any = false;
+
+	initStringInfo(&out);
+	for (int at = 0; at < len; at++)
+	{
+		int			l,
+					r,
+					dot;
+
+		if (s[at] != '@')
+			continue;
+		for (l = at; l > copied && is_local_char(s[l - 1]); l--)
+			;
+		for (r = at + 1; r < len && is_domain_char(s[r]); r++)
+			;
+		while (r > at + 1 && (s[r - 1] == '.' || s[r - 1] == '-'))
+			r--;
+		for (dot = r - 1; dot > at && s[dot] != '.'; dot--)
+			;
+		if (l == at || dot <= at + 1 || r - dot - 1 < 2)
+			continue;
+		{
+			bool		tld_ok = true;
+
+			for (int i = dot + 1; i < r; i++)
+				if (!isalpha((unsigned char) s[i]))
+					tld_ok = false;
+			if (!tld_ok)
+				continue;
+		}
+		appendBinaryStringInfo(&out, s + copied, l - copied);
+		appendStringInfoChar(&out, s[l]);
+		appendStringInfoString(&out, "***@***.");
+		appendBinaryStringInfo(&out, s + dot + 1, r - dot - 1);
+		copied = r;
+		at = r - 1;
+		any = true;
+	}
+	if (!any)
+	{
+		pfree(out.data);
+		return NULL;
+	}
+	appendBinaryStringInfo(&out, s + copied, len - copied);
+	*outlen = out.len;
+	return out.data;
+}
+
+/*
+ * Returns metadata with every e-mail address in its keys and strings
+ * masked; the same pointer when there is nothing to mask.
+ */
+Jsonb *
+PlMaskJsonb(Jsonb *jb)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	JsonbParseState *state = NULL;
+	JsonbValue *res = NULL;
+
+	if (jb == NULL || memchr(VARDATA(jb), '@', VARSIZE(jb) - VARHDRSZ) == NULL)
+		return jb;
+	if (JB_ROOT_IS_SCALAR(jb))
+		return jb;
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		if ((tok == WJB_KEY || tok == WJB_VALUE || tok == WJB_ELEM) && v.type == jbvString)
+		{
+			int			newlen;
+			char	   *masked = mask_emails(v.val.string.val, v.val.string.len, &newlen);
+
+			if (masked)
+			{
+				v.val.string.val = masked;
+				v.val.string.len = newlen;
+			}
+		}
+		res = pushJsonbValue(&state, tok, tok < WJB_BEGIN_ARRAY ? &v : NULL);
+	}
+	return JsonbValueToJsonb(res);
 }

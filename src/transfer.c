@@ -151,6 +151,8 @@ transfer(PG_FUNCTION_ARGS)
 	PlHashText(h, currency);
 	PlHashJsonb(h, metadata);
 	PlHashEnd(h, request_hash);
+	/* stored with e-mail addresses masked; the hash covers what was sent */
+	metadata = PlMaskJsonb(metadata);
 
 	PlSpiBegin(&priv);
 
