@@ -79,6 +79,9 @@ PlAuditWrite(const PlAuditEvent *ev)
 	Oid			seq;
 
 	memset(nulls, 0, sizeof(nulls));
+	/* the actor id is stored as given: it must not carry a card number */
+	if (pl_actor_id && pl_actor_id[0])
+		PlRejectPanInText("payledger.actor_id", pl_actor_id);
 	rel = PlOpenTable("payment_audit_log");
 	if (RelationGetDescr(rel)->natts != PL_NATTS_AUDIT)
 		elog(ERROR, "payledger.payment_audit_log does not have the expected columns");

@@ -1,0 +1,128 @@
+-- 08_audit_protection.sql: DDL protection (PY007) and tamper evidence
+-- (API.md sections 1, 7 and 8)
+--
+-- ALTER TABLE, DISABLE TRIGGER and DROP on the ledger raise PY007, for a
+-- superuser too; verify_audit_log() and check_ledger() catch what a
+-- superuser does after switching the guards off.  Every forgery below runs
+-- inside pg_temp.undone(), which rolls it back before the next test.
+
+BEGIN;
+\ir helpers.psql
+
+SELECT plan(24);
+
+-- Runs p_sql, then the probe p_probe (a query returning one text value)
+-- and rolls both back; returns the probe's value, or the SQLSTATE that p_sql
+-- or p_probe raised.
+CREATE FUNCTION pg_temp.undone(p_sql text, p_probe text DEFAULT $$SELECT 'ok'$$)
+	RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	result	text;
+BEGIN
+	BEGIN
+		EXECUTE p_sql;
+		EXECUTE p_probe INTO result;
+		RAISE EXCEPTION USING ERRCODE = 'PTUND', MESSAGE = 'undo';
+	EXCEPTION
+		WHEN SQLSTATE 'PTUND' THEN
+			NULL;			-- result survives the rollback of the block
+		WHEN OTHERS THEN
+			result := SQLSTATE;
+	END;
+	RETURN result;
+END $$;
+
+DO $$
+BEGIN
+	PERFORM pg_temp.open('sys', 'USD', NULL, 'system');
+	PERFORM pg_temp.open('a');
+	PERFORM pg_temp.open('b');
+END $$;
+SELECT is(pg_temp.xfer('t1', 'sys', 'a', 1000), 'posted', 'setup: a first transfer');
+SELECT is(pg_temp.xfer('t2', 'a', 'b', 300), 'posted', 'setup: a second transfer');
+SELECT is(pg_temp.xfer('t3', 'a', 'b', 5000), 'rejected', 'setup: a declined transfer');
+
+------------------------------------------------------------------------------
+-- PY007 protected_object
+------------------------------------------------------------------------------
+
+SELECT throws_ok($$ALTER TABLE payledger.payment_audit_log ADD COLUMN note text$$,
+	'PY007', NULL, 'ALTER TABLE payledger.payment_audit_log raises PY007');
+SELECT throws_ok($$ALTER TABLE payledger.payment_audit_log DISABLE TRIGGER audit_append_only$$,
+	'PY007', NULL, 'DISABLE TRIGGER on payledger.payment_audit_log raises PY007');
+SELECT throws_ok($$ALTER TABLE payledger.accounts DISABLE TRIGGER ALL$$,
+	'PY007', NULL, 'DISABLE TRIGGER ALL on payledger.accounts raises PY007');
+SELECT throws_ok($$DROP TRIGGER transfers_append_only ON payledger.transfers$$,
+	'PY007', NULL, 'DROP TRIGGER on payledger.transfers raises PY007');
+SELECT throws_ok($$DROP TABLE payledger.payment_audit_log$$,
+	'PY007', NULL, 'DROP TABLE payledger.payment_audit_log raises PY007');
+SELECT throws_ok($$DROP TABLE payledger.entries$$,
+	'PY007', NULL, 'DROP TABLE payledger.entries raises PY007');
+SELECT throws_ok($$DROP EXTENSION payledger$$,
+	'PY007', 'DROP EXTENSION payledger is not allowed while the ledger holds data',
+	'DROP EXTENSION payledger while the ledger holds data raises PY007');
+SET LOCAL session_replication_role = replica;
+SELECT throws_ok($$ALTER TABLE payledger.payment_audit_log DISABLE TRIGGER audit_append_only$$,
+	'PY007', NULL, 'replica mode: DISABLE TRIGGER on the audit log still raises PY007');
+SET LOCAL session_replication_role = origin;
+SELECT is(pg_temp.undone($$SET LOCAL payledger.allow_drop = on; DROP EXTENSION payledger$$,
+						 $$SELECT count(*)::text FROM pg_extension WHERE extname = 'payledger'$$),
+	'0', 'with payledger.allow_drop = on a superuser can drop the extension (undone)');
+SELECT is(current_setting('payledger.allow_drop'), 'off', 'payledger.allow_drop is off by default');
+SELECT lives_ok($$CREATE TEMP TABLE regress_other (id int); ALTER TABLE regress_other ADD COLUMN note text; DROP TABLE regress_other$$,
+	'DDL on other tables is not affected');
+
+------------------------------------------------------------------------------
+-- verify_audit_log(): a clean log verifies
+------------------------------------------------------------------------------
+
+SELECT results_eq(
+	$$SELECT ok, first_bad_event_id FROM payledger.verify_audit_log()$$,
+	$$VALUES (true, NULL::uuid)$$,
+	'verify_audit_log() returns one summary row: ok, no bad event');
+SELECT cmp_ok((SELECT rows_checked FROM payledger.verify_audit_log()), '>=',
+	(SELECT count(*) FROM payledger.payment_audit_log WHERE payment_id IN (SELECT transfer_id FROM pg_temp.res)),
+	'verify_audit_log() checked at least the rows this test wrote');
+
+------------------------------------------------------------------------------
+-- tampering behind the guards is detected
+------------------------------------------------------------------------------
+
+SELECT is(pg_temp.undone(format(
+		$$ALTER EVENT TRIGGER payledger_protect_ddl DISABLE;
+		  ALTER TABLE payledger.payment_audit_log DISABLE TRIGGER audit_append_only;
+		  UPDATE payledger.payment_audit_log SET amount_cents = 3 WHERE payment_id = %L$$, pg_temp.tid('t2')),
+		$$SELECT ok::text FROM payledger.verify_audit_log()$$),
+	'false', 'a row changed by a superuser who switched the guards off: verify_audit_log() is not ok');
+SELECT is(pg_temp.undone(format(
+		$$ALTER EVENT TRIGGER payledger_protect_ddl DISABLE;
+		  ALTER TABLE payledger.payment_audit_log DISABLE TRIGGER audit_append_only;
+		  UPDATE payledger.payment_audit_log SET amount_cents = 3 WHERE payment_id = %L$$, pg_temp.tid('t2')),
+		format($$SELECT (first_bad_event_id = (SELECT event_id FROM payledger.payment_audit_log WHERE payment_id = %L))::text
+		         FROM payledger.verify_audit_log()$$, pg_temp.tid('t2'))),
+	'true', 'and it names the changed row');
+SELECT is(pg_temp.undone(format(
+		$$ALTER EVENT TRIGGER payledger_protect_ddl DISABLE;
+		  ALTER TABLE payledger.payment_audit_log DISABLE TRIGGER audit_append_only;
+		  DELETE FROM payledger.payment_audit_log WHERE payment_id = %L$$, pg_temp.tid('t2')),
+		$$SELECT ok::text FROM payledger.verify_audit_log()$$),
+	'false', 'a row deleted from the middle of the log: verify_audit_log() is not ok');
+SELECT is(pg_temp.undone(
+		$$INSERT INTO payledger.payment_audit_log (event_id, event_time, server_time, event_type, actor_type, actor_id, success)
+		  VALUES (payledger.uuid_v7(), now(), now(), 'TRANSFER_POSTED', 'SYSTEM', 'mallory', true)$$,
+		$$SELECT ok::text FROM payledger.verify_audit_log()$$),
+	'false', 'a row inserted by hand: verify_audit_log() is not ok');
+SELECT is(pg_temp.undone(
+		$$INSERT INTO payledger.payment_audit_log (event_id, event_time, server_time, event_type, actor_type, actor_id, success)
+		  VALUES (payledger.uuid_v7(), now(), now(), 'TRANSFER_POSTED', 'SYSTEM', 'mallory', true)$$,
+		$$SELECT bool_and(ok)::text FROM payledger.check_ledger()$$),
+	'false', 'a row inserted by hand: check_ledger() reports a failed check (the audit chain)');
+
+SELECT is(current_setting('session_replication_role'), 'origin', 'the forgeries left the session as it was');
+SELECT results_eq($$SELECT ok FROM payledger.verify_audit_log()$$, $$VALUES (true)$$,
+	'after the forgeries were undone the log verifies again');
+SELECT is_empty($$SELECT check_name, detail FROM payledger.check_ledger() WHERE NOT ok$$,
+	'check_ledger() passes, the audit chain included');
+
+SELECT * FROM finish();
+ROLLBACK;
