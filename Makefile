@@ -21,6 +21,7 @@ OBJS = \
 	src/batch.o \
 	src/direct.o \
 	src/protect.o \
+	src/events.o \
 	src/check.o
 
 DATA = $(wildcard sql/payledger--*.sql)

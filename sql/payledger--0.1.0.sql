@@ -133,11 +133,22 @@ CREATE TABLE payledger.payment_audit_log (
 	chain_id uuid,
 	chain_seq bigint,
 	prev_hash bytea,
-	row_hash bytea
+	row_hash bytea,
+	txid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id()
 );
 COMMENT ON TABLE payledger.payment_audit_log IS
 	'Append-only audit trail of every state change and every decline; each session''s rows form a hash chain';
 CREATE INDEX payment_audit_log_payment ON payledger.payment_audit_log (payment_id);
+CREATE INDEX payment_audit_log_delivery ON payledger.payment_audit_log (txid, id);
+
+CREATE TABLE payledger.event_consumers (
+	consumer text PRIMARY KEY,
+	last_txid xid8 NOT NULL,
+	last_id bigint NOT NULL,
+	updated_at timestamptz NOT NULL
+);
+COMMENT ON TABLE payledger.event_consumers IS
+	'How far each outbox consumer has acknowledged, in delivery order (txid, id)';
 
 -- pg_dump must carry the money: register every table and sequence
 SELECT pg_catalog.pg_extension_config_dump('payledger.accounts', '');
@@ -147,6 +158,7 @@ SELECT pg_catalog.pg_extension_config_dump('payledger.holds', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.idempotency_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.payment_audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.payment_audit_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('payledger.event_consumers', '');
 
 -- Guards.  Statement-level, so that even a DELETE matching no row is refused,
 -- and ENABLE ALWAYS, so that session_replication_role = replica does not
@@ -365,6 +377,20 @@ CREATE FUNCTION payledger.audit_checkpoint()
 	AS 'MODULE_PATHNAME', 'audit_checkpoint';
 COMMENT ON FUNCTION payledger.audit_checkpoint() IS
 	'Every audit chain''s head, signed: store it outside the database and pass it to verify_audit_log() later';
+
+CREATE FUNCTION payledger.read_events(consumer text, max_events integer DEFAULT 1000)
+	RETURNS SETOF payledger.payment_audit_log
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'read_events';
+COMMENT ON FUNCTION payledger.read_events(text, integer) IS
+	'Outbox: events this consumer has not acknowledged, oldest first, never skipping a late commit';
+
+CREATE FUNCTION payledger.ack_events(consumer text, up_to_event_id uuid)
+	RETURNS void
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'ack_events';
+COMMENT ON FUNCTION payledger.ack_events(text, uuid) IS
+	'Outbox: acknowledges every event up to and including this one';
 
 CREATE FUNCTION payledger.check_ledger()
 	RETURNS TABLE(check_name text, ok boolean, detail text)

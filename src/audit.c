@@ -31,6 +31,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/xid8.h"
 #include "utils/rel.h"
 
 #include "payledger.h"
@@ -130,9 +131,11 @@ PlAuditWrite(const PlAuditEvent *ev)
 	set_text(values, nulls, 23, ev->error_message);
 	values[24] = JsonbPGetDatum(ev->metadata ? ev->metadata : PlEmptyJsonb());
 	values[25] = TimestampTzGetDatum(ev->event_time);
-	PlAuditChainFill(RelationGetDescr(rel), values, nulls);
+	PlAuditChainFill(RelationGetRelid(rel), RelationGetDescr(rel), values, nulls);
+	values[AUDIT_COL_TXID] = FullTransactionIdGetDatum(GetTopFullTransactionId());
 
 	PlDirectInsert(rel, values, nulls);
+	PlNotifyEvents();
 	table_close(rel, NoLock);
 }
 

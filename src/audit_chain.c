@@ -52,6 +52,7 @@
 #include "payledger.h"
 
 /* this session's chain; chain_seq 0 means "start a new chain" */
+static Oid	chain_relid = InvalidOid;	/* the audit table it lives in */
 static pg_uuid_t chain_id;
 static int64 chain_seq = 0;
 static uint8 chain_head[PL_SHA256_LEN];
@@ -151,11 +152,17 @@ make_bytea(const uint8 *data, int len)
  * and advances this session's chain.
  */
 void
-PlAuditChainFill(TupleDesc desc, Datum *values, bool *nulls)
+PlAuditChainFill(Oid relid, TupleDesc desc, Datum *values, bool *nulls)
 {
 	static pg_uuid_t id_copy;
 	uint8		row_hash[PL_SHA256_LEN];
 
+	/* the extension was dropped and created again in this session */
+	if (relid != chain_relid)
+	{
+		chain_relid = relid;
+		chain_seq = 0;
+	}
 	if (chain_seq == 0)
 	{
 		PlUuidV7(&chain_id);

@@ -40,6 +40,7 @@ char	   *pl_user_agent = NULL;
 char	   *pl_device_id = NULL;
 char	   *pl_correlation_id = NULL;
 char	   *pl_audit_signing_key = NULL;
+bool		pl_notify_events = true;
 
 static Interval *retention_interval = NULL;
 
@@ -184,6 +185,11 @@ _PG_init(void)
 							   NULL, &pl_audit_signing_key, "",
 							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("payledger.notify_events",
+							 gettext_noop("Sends NOTIFY payledger_events on commit of every transaction that wrote events."),
+							 NULL, &pl_notify_events, true,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+
 	DefineCustomStringVariable("payledger.actor_type",
 							   gettext_noop("Kind of actor behind this transaction: CUSTOMER, SYSTEM, OPERATOR or API."),
 							   NULL, &pl_actor_type, "",
@@ -208,4 +214,5 @@ _PG_init(void)
 
 	SpiPlansInit();
 	AuditChainInit();
+	EventsInit();
 }

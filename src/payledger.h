@@ -47,6 +47,7 @@ extern char *pl_user_agent;
 extern char *pl_device_id;
 extern char *pl_correlation_id;
 extern char *pl_audit_signing_key;
+extern bool pl_notify_events;
 
 extern Interval *PlIdempotencyRetention(void);
 
@@ -61,6 +62,9 @@ typedef enum PlPlanId
 	PLAN_BALANCE_AT,
 	PLAN_TRANSFER_GET,
 	PLAN_IDEM_PURGE,
+	PLAN_EVENTS_READ,
+	PLAN_EVENT_READABLE,
+	PLAN_EVENTS_ACK,
 	PLAN_HOLD_LOCK,
 	PLAN_HOLD_SET_STATUS,
 	PLAN_HOLDS_OVERDUE,
@@ -145,12 +149,13 @@ extern HeapTuple PlIdemFetchLatest(Relation rel, const pg_uuid_t *scope, const c
 #define PL_NATTS_ACCOUNTS	13
 #define PL_NATTS_TRANSFERS	12
 #define PL_NATTS_ENTRIES	6
-#define PL_NATTS_AUDIT		30
+#define PL_NATTS_AUDIT		31
 /* 0-based positions of the audit log's chain columns */
 #define AUDIT_COL_CHAIN_ID	26
 #define AUDIT_COL_CHAIN_SEQ	27
 #define AUDIT_COL_PREV_HASH	28
 #define AUDIT_COL_ROW_HASH	29
+#define AUDIT_COL_TXID		30
 #define PL_NATTS_HOLDS		12
 
 /* uuid_v7.c */
@@ -196,9 +201,13 @@ typedef struct PlAuditEvent
 extern void PlAuditInit(PlAuditEvent *ev, const char *event_type, TimestampTz at);
 extern void PlAuditWrite(const PlAuditEvent *ev);
 
+/* events.c */
+extern void EventsInit(void);
+extern void PlNotifyEvents(void);
+
 /* audit_chain.c */
 extern void AuditChainInit(void);
-extern void PlAuditChainFill(TupleDesc desc, Datum *values, bool *nulls);
+extern void PlAuditChainFill(Oid relid, TupleDesc desc, Datum *values, bool *nulls);
 extern void PlCheckContext(void);
 
 /* idempotency.c */

@@ -107,6 +107,29 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		" WHERE to_account = $1 AND status = 'pending' AND expires_at <= $2",
 		2, {UUIDOID, TIMESTAMPTZOID}
 	},
+	/* see events.c: readable = written by a transaction below our xmin */
+	[PLAN_EVENTS_READ] = {
+		"SELECT a.* FROM payledger.payment_audit_log a"
+		" LEFT JOIN payledger.event_consumers c ON c.consumer = $1"
+		" WHERE a.txid < pg_snapshot_xmin(pg_current_snapshot())"
+		" AND (a.txid, a.id) > (coalesce(c.last_txid, '0'::xid8), coalesce(c.last_id, 0))"
+		" ORDER BY a.txid, a.id LIMIT $2",
+		2, {TEXTOID, INT4OID}
+	},
+	[PLAN_EVENT_READABLE] = {
+		"SELECT txid < pg_snapshot_xmin(pg_current_snapshot())"
+		" FROM payledger.payment_audit_log WHERE event_id = $1",
+		1, {UUIDOID}
+	},
+	[PLAN_EVENTS_ACK] = {
+		"INSERT INTO payledger.event_consumers AS c (consumer, last_txid, last_id, updated_at)"
+		" SELECT $1, txid, id, clock_timestamp() FROM payledger.payment_audit_log"
+		" WHERE event_id = $2"
+		" ON CONFLICT (consumer) DO UPDATE SET last_txid = excluded.last_txid,"
+		" last_id = excluded.last_id, updated_at = excluded.updated_at"
+		" WHERE (excluded.last_txid, excluded.last_id) > (c.last_txid, c.last_id)",
+		2, {TEXTOID, UUIDOID}
+	},
 	[PLAN_IDEM_PURGE] = {
 		"DELETE FROM payledger.idempotency_keys WHERE created_at < $1",
 		1, {TIMESTAMPTZOID}

@@ -1,0 +1,150 @@
+/*-------------------------------------------------------------------------
+ *
+ * events.c
+ *	  The transactional outbox: read_events(), ack_events() and the
+ *	  payledger_events notification.
+ *
+ * Design note: delivery order.
+ *
+ * Every audit row is an event and carries the id of the transaction that
+ * wrote it (txid).  Ids from the sequence are taken before commit, so a
+ * transaction can commit after one that took a later id; reading "id >
+ * last acknowledged" would skip it.  Instead, events are delivered in
+ * (txid, id) order and only once their txid is below the xmin of the
+ * reader's snapshot, i.e. once that transaction and every older one have
+ * ended.  Any transaction that has not ended has a txid at or above that
+ * xmin, and every transaction that starts later gets a larger txid, so the
+ * readable events only ever grow at the end of the (txid, id) order: a
+ * consumer's position never has to move back, and nothing is skipped.
+ * Delivery is at least once: a consumer that crashes before ack_events()
+ * reads the same events again.
+ *
+ * Copyright (c) 2026, payledger authors
+ *
+ * IDENTIFICATION
+ *	  src/events.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/async.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+
+#include "payledger.h"
+
+static bool notified = false;
+
+static void
+reset_notified(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		notified = false;
+}
+
+void
+EventsInit(void)
+{
+	RegisterXactCallback(reset_notified, NULL);
+}
+
+/* Queues NOTIFY payledger_events once per transaction that writes events. */
+void
+PlNotifyEvents(void)
+{
+	if (notified || !pl_notify_events)
+		return;
+	Async_Notify("payledger_events", "");
+	notified = true;
+}
+
+static char *
+consumer_arg(FunctionCallInfo fcinfo)
+{
+	char	   *consumer;
+
+	PlRequireArg(fcinfo, 0, "consumer");
+	consumer = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (consumer[0] == '\0' || strlen(consumer) > 200)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("consumer must be 1 to 200 bytes long")));
+	return consumer;
+}
+
+/*
+ * payledger.read_events(consumer text, max_events integer DEFAULT 1000)
+ *		RETURNS SETOF payledger.payment_audit_log
+ *
+ * The events this consumer has not acknowledged, oldest first.
+ */
+PG_FUNCTION_INFO_V1(read_events);
+Datum
+read_events(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *consumer = consumer_arg(fcinfo);
+	int32		max_events = PG_ARGISNULL(1) ? 1000 : PG_GETARG_INT32(1);
+	PlPrivState priv;
+	Datum		values[2];
+
+	if (max_events <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_events must be positive")));
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+
+	values[0] = CStringGetTextDatum(consumer);
+	values[1] = Int32GetDatum(max_events);
+	PlSpiBegin(&priv);
+	if (PlExec(PLAN_EVENTS_READ, values, NULL, 0) != SPI_OK_SELECT)
+		elog(ERROR, "event read failed");
+	for (uint64 i = 0; i < SPI_processed; i++)
+		tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
+	PlSpiEnd(&priv);
+	return (Datum) 0;
+}
+
+/*
+ * payledger.ack_events(consumer text, up_to_event_id uuid) RETURNS void
+ *
+ * Acknowledges every event up to and including this one.  Acknowledging
+ * an event the consumer has passed already is a no-op.
+ */
+PG_FUNCTION_INFO_V1(ack_events);
+Datum
+ack_events(PG_FUNCTION_ARGS)
+{
+	char	   *consumer = consumer_arg(fcinfo);
+	PlPrivState priv;
+	Datum		values[2];
+	bool		isnull;
+	bool		readable;
+
+	PlRequireArg(fcinfo, 1, "up_to_event_id");
+	values[0] = CStringGetTextDatum(consumer);
+	values[1] = PG_GETARG_DATUM(1);
+	PlSpiBegin(&priv);
+	if (PlExec(PLAN_EVENT_READABLE, &values[1], NULL, 1) != SPI_OK_SELECT)
+		elog(ERROR, "event lookup failed");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+				 errmsg("event %s does not exist", PlUuidText(PG_GETARG_UUID_P(1)))));
+	readable = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (!readable)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event %s cannot be acknowledged yet", PlUuidText(PG_GETARG_UUID_P(1))),
+				 errdetail("An older transaction that may write events is still running."),
+				 errhint("Acknowledge only events that read_events() returned.")));
+	if (PlExec(PLAN_EVENTS_ACK, values, NULL, 0) < 0)
+		elog(ERROR, "event acknowledgement failed");
+	PlSpiEnd(&priv);
+	PG_RETURN_VOID();
+}
