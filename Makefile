@@ -37,6 +37,7 @@ REGRESS = \
 	holds \
 	audit_tamper \
 	pii_masking \
+	events \
 	transfer_legs \
 	check_ledger
 REGRESS_OPTS = --load-extension=payledger
@@ -49,7 +50,8 @@ ISOLATION = \
 	hold_vs_transfer \
 	hold_post_vs_void \
 	hold_same_key_concurrent \
-	transfer_legs_no_deadlock
+	transfer_legs_no_deadlock \
+	events_late_commit
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=payledger
 
 TAP_TESTS = 1
