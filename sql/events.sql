@@ -1,12 +1,10 @@
--- the outbox: read_events(), ack_events(), NOTIFY payledger_events
+-- the outbox: read_events(), ack_events() (NOTIFY: events_late_commit.spec)
 \set VERBOSITY terse
 SET payledger.require_idempotency_key = off;
-LISTEN payledger_events;
 SELECT payledger.create_account('USD', 'system', NULL) AS sys \gset
 SELECT payledger.create_account('USD') AS a \gset
 SELECT transfer_id AS t1 FROM payledger.transfer(:'sys', :'a', 10, 'USD') \gset
-UNLISTEN payledger_events;
-
+UN
 -- a new consumer reads everything from the start, oldest first
 SELECT count(*) AS events, bool_and(event_type IS NOT NULL) AS typed
   FROM payledger.read_events('regress_consumer');
