@@ -22,6 +22,7 @@ OBJS = \
 	src/direct.o \
 	src/protect.o \
 	src/events.o \
+	src/metrics.o \
 	src/check.o
 
 DATA = $(wildcard sql/payledger--*.sql)
@@ -38,6 +39,7 @@ REGRESS = \
 	audit_tamper \
 	pii_masking \
 	events \
+	metrics \
 	transfer_legs \
 	check_ledger
 REGRESS_OPTS = --load-extension=payledger

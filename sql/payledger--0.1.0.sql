@@ -150,6 +150,13 @@ CREATE TABLE payledger.event_consumers (
 COMMENT ON TABLE payledger.event_consumers IS
 	'How far each outbox consumer has acknowledged, in delivery order (txid, id)';
 
+CREATE TABLE payledger.replay_counts (
+	backend integer PRIMARY KEY,
+	replays bigint NOT NULL
+);
+COMMENT ON TABLE payledger.replay_counts IS
+	'Idempotent replays, one row per backend slot so that counting adds no contention';
+
 -- pg_dump must carry the money: register every table and sequence
 SELECT pg_catalog.pg_extension_config_dump('payledger.accounts', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.transfers', '');
@@ -159,6 +166,7 @@ SELECT pg_catalog.pg_extension_config_dump('payledger.idempotency_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.payment_audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.payment_audit_log_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.event_consumers', '');
+SELECT pg_catalog.pg_extension_config_dump('payledger.replay_counts', '');
 
 -- Guards.  Statement-level, so that even a DELETE matching no row is refused,
 -- and ENABLE ALWAYS, so that session_replication_role = replica does not
@@ -398,3 +406,64 @@ CREATE FUNCTION payledger.check_ledger()
 	AS 'MODULE_PATHNAME', 'check_ledger';
 COMMENT ON FUNCTION payledger.check_ledger() IS
 	'Verifies the ledger''s invariants; one row per check';
+
+CREATE FUNCTION payledger.error_counts()
+	RETURNS TABLE(sqlstate text, errors bigint)
+	LANGUAGE c VOLATILE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'error_counts';
+COMMENT ON FUNCTION payledger.error_counts() IS
+	'Errors payledger raised since the server started, by SQLSTATE (needs shared_preload_libraries)';
+
+-- Prometheus-style counters, derived from the ledger's tables: the money
+-- path updates no shared counter row.
+CREATE VIEW payledger.metrics AS
+	SELECT 'payledger_transfers_total'::text AS metric,
+		   pg_catalog.jsonb_build_object('status', t.status, 'reason_code', COALESCE(t.reason_code, '')) AS labels,
+		   pg_catalog.count(*)::double precision AS value
+	  FROM (SELECT status, reason_code FROM payledger.transfers
+			UNION ALL
+			SELECT status, NULL FROM payledger.holds WHERE status <> 'posted') t
+	 GROUP BY t.status, t.reason_code
+	UNION ALL
+	SELECT 'payledger_payments_total',
+		   pg_catalog.jsonb_build_object('event_type', event_type, 'success', success),
+		   pg_catalog.count(*)::double precision
+	  FROM payledger.payment_audit_log
+	 WHERE event_type LIKE 'PAYMENT%' OR event_type = 'DISPUTE_WON'
+	 GROUP BY event_type, success
+	UNION ALL
+	SELECT 'payledger_payment_success_ratio', '{}'::jsonb,
+		   COALESCE(pg_catalog.avg(CASE WHEN success THEN 1.0 ELSE 0.0 END), 1.0)::double precision
+	  FROM payledger.payment_audit_log
+	 WHERE event_type IN ('PAYMENT_AUTHORIZED', 'PAYMENT_FAILED')
+	UNION ALL
+	SELECT 'payledger_idempotent_replays_total', '{}'::jsonb,
+		   COALESCE(pg_catalog.sum(replays), 0)::double precision
+	  FROM payledger.replay_counts
+	UNION ALL
+	SELECT 'payledger_holds_pending', pg_catalog.jsonb_build_object('currency', currency),
+		   pg_catalog.count(*)::double precision
+	  FROM payledger.holds WHERE status = 'pending' GROUP BY currency
+	UNION ALL
+	SELECT 'payledger_holds_pending_amount', pg_catalog.jsonb_build_object('currency', currency),
+		   pg_catalog.sum(amount)::double precision
+	  FROM payledger.holds WHERE status = 'pending' GROUP BY currency
+	UNION ALL
+	SELECT 'payledger_oldest_pending_hold_seconds', '{}'::jsonb,
+		   COALESCE(EXTRACT(epoch FROM pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) pg_catalog.min(created_at)), 0)::double precision
+	  FROM payledger.holds WHERE status = 'pending'
+	UNION ALL
+	SELECT 'payledger_audit_rows_total', '{}'::jsonb, pg_catalog.count(*)::double precision
+	  FROM payledger.payment_audit_log
+	UNION ALL
+	SELECT 'payledger_events_unacked', pg_catalog.jsonb_build_object('consumer', c.consumer),
+		   (SELECT pg_catalog.count(*) FROM payledger.payment_audit_log a
+			 WHERE (a.txid, a.id) OPERATOR(pg_catalog.>) (c.last_txid, c.last_id)
+			   AND a.txid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()))::double precision
+	  FROM payledger.event_consumers c
+	UNION ALL
+	SELECT 'payledger_errors_total', pg_catalog.jsonb_build_object('sqlstate', e.sqlstate),
+		   e.errors::double precision
+	  FROM payledger.error_counts() e;
+COMMENT ON VIEW payledger.metrics IS
+	'Counters for a Prometheus exporter: metric, labels, value';

@@ -600,6 +600,13 @@ transfer_many(PG_FUNCTION_ARGS)
 	}
 	if (locked != NULL)
 		PlFlushAccounts(accounts, locked, GetCurrentTimestamp());
+	{
+		int			nreplayed = 0;
+
+		for (int i = 0; i < n; i++)
+			nreplayed += replayed[i] ? 1 : 0;
+		PlCountReplays(nreplayed);
+	}
 	table_close(entries, NoLock);
 	table_close(accounts, NoLock);
 	MemoryContextDelete(scratch);

@@ -182,7 +182,10 @@ PlIdemBegin(const pg_uuid_t *scope, const char *operation, const char *key,
 	PlLockIdemKey(scope, key);
 	tup = PlIdemFetchLatest(rel, scope, key, &desc);
 	if (tup != NULL)
+	{
 		read_stored(tup, desc, operation, key, request_hash, wanted_id, result);
+		PlCountReplays(1);
+	}
 	table_close(rel, NoLock);
 	return tup != NULL;
 }

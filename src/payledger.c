@@ -215,4 +215,5 @@ _PG_init(void)
 	SpiPlansInit();
 	AuditChainInit();
 	EventsInit();
+	MetricsInit();
 }

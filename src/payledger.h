@@ -65,6 +65,7 @@ typedef enum PlPlanId
 	PLAN_EVENTS_READ,
 	PLAN_EVENT_READABLE,
 	PLAN_EVENTS_ACK,
+	PLAN_COUNT_REPLAYS,
 	PLAN_HOLD_LOCK,
 	PLAN_HOLD_SET_STATUS,
 	PLAN_HOLDS_OVERDUE,
@@ -200,6 +201,10 @@ typedef struct PlAuditEvent
 
 extern void PlAuditInit(PlAuditEvent *ev, const char *event_type, TimestampTz at);
 extern void PlAuditWrite(const PlAuditEvent *ev);
+
+/* metrics.c */
+extern void MetricsInit(void);
+extern void PlCountReplays(int n);
 
 /* events.c */
 extern void EventsInit(void);

@@ -130,6 +130,11 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		" WHERE (excluded.last_txid, excluded.last_id) > (c.last_txid, c.last_id)",
 		2, {TEXTOID, UUIDOID}
 	},
+	[PLAN_COUNT_REPLAYS] = {
+		"INSERT INTO payledger.replay_counts AS r (backend, replays) VALUES ($1, $2)"
+		" ON CONFLICT (backend) DO UPDATE SET replays = r.replays + excluded.replays",
+		2, {INT4OID, INT8OID}
+	},
 	[PLAN_IDEM_PURGE] = {
 		"DELETE FROM payledger.idempotency_keys WHERE created_at < $1",
 		1, {TIMESTAMPTZOID}

@@ -70,6 +70,7 @@ replay_existing_id(FunctionCallInfo fcinfo, const pg_uuid_t *wanted_id,
 	rc = SPI_getvalue(tup, desc, 3);
 	if (rc)
 		rc = MemoryContextStrdup(TopTransactionContext, rc);
+	PlCountReplays(1);
 	/* a retry with a key the first call did not carry: remember it */
 	if (key != NULL)
 		PlIdemRecord(NULL, "transfer", key, request_hash, wanted_id,

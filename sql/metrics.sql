@@ -1,0 +1,42 @@
+-- payledger.metrics: each counter moves by exactly one for one event
+\set VERBOSITY terse
+SET payledger.require_idempotency_key = off;
+SELECT payledger.create_account('USD', 'system', NULL) AS sys \gset
+SELECT payledger.create_account('USD') AS a \gset
+
+CREATE TEMP TABLE m0 AS SELECT metric, labels, value FROM payledger.metrics;
+CREATE FUNCTION pg_temp.moved() RETURNS TABLE(metric text, labels jsonb, delta double precision)
+LANGUAGE sql AS $$
+	SELECT m.metric, m.labels, m.value - coalesce(o.value, 0)
+	  FROM payledger.metrics m LEFT JOIN m0 o USING (metric, labels)
+	 WHERE m.value IS DISTINCT FROM o.value
+	   AND m.metric <> 'payledger_oldest_pending_hold_seconds'
+	 ORDER BY 1, 2::text;
+$$;
+CREATE FUNCTION pg_temp.snap() RETURNS void LANGUAGE sql AS $$
+	TRUNCATE m0;
+	INSERT INTO m0 SELECT metric, labels, value FROM payledger.metrics;
+$$;
+
+-- one posted transfer
+SELECT status FROM payledger.transfer(:'sys', :'a', 100, 'USD', 'metrics-1');
+SELECT * FROM pg_temp.moved();
+SELECT pg_temp.snap();
+-- one decline
+SELECT status FROM payledger.transfer(:'a', :'sys', 1000, 'USD');
+SELECT * FROM pg_temp.moved();
+SELECT pg_temp.snap();
+-- one replay: no audit row, one replay
+SELECT replayed FROM payledger.transfer(:'sys', :'a', 100, 'USD', 'metrics-1');
+SELECT * FROM pg_temp.moved();
+SELECT pg_temp.snap();
+-- one new hold
+SELECT status FROM payledger.hold(:'a', :'sys', 30, 'USD');
+SELECT * FROM pg_temp.moved();
+SELECT pg_temp.snap();
+-- a consumer's unacknowledged events
+SELECT count(*) > 0 AS has_events FROM payledger.read_events('regress_metrics', 1);
+SELECT payledger.ack_events('regress_metrics', (SELECT event_id FROM payledger.read_events('regress_metrics', 1)));
+SELECT value > 0 AS unacked FROM payledger.metrics
+ WHERE metric = 'payledger_events_unacked' AND labels = '{"consumer": "regress_metrics"}';
+SELECT count(*) AS error_rows_without_preload FROM payledger.metrics WHERE metric = 'payledger_errors_total';
