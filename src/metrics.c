@@ -56,14 +56,17 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
-/* payledger's own source files: errors raised there are ours */
+/*
+ * payledger's own source files: errors raised there are ours.  elog.c keeps
+ * only the base name of __FILE__.
+ */
 static bool
 raised_by_payledger(const char *filename)
 {
 	static const char *const ours[] = {
 		"accounts.c", "args.c", "audit.c", "audit_chain.c", "batch.c",
 		"check.c", "currency.c", "direct.c", "events.c", "holds.c",
-		"idempotency.c", "payledger.c", "pii.c", "posting.c", "protect.c",
+		"idempotency.c", "metrics.c", "payledger.c", "pii.c", "posting.c", "protect.c",
 		"spi_plans.c", "transfer.c", "uuid_v7.c"
 	};
 	const char *base;
@@ -73,7 +76,7 @@ raised_by_payledger(const char *filename)
 	base = strrchr(filename, '/');
 	base = base ? base + 1 : filename;
 	for (int i = 0; i < (int) lengthof(ours); i++)
-		if (strcmp(base, ours[i]) == 0 && strstr(filename, "src/") != NULL)
+		if (strcmp(base, ours[i]) == 0)
 			return true;
 	return false;
 }
