@@ -53,7 +53,8 @@ ISOLATION = \
 	hold_post_vs_void \
 	hold_same_key_concurrent \
 	transfer_legs_no_deadlock \
-	events_late_commit
+	events_late_commit \
+	audit_no_blocking
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=payledger
 
 TAP_TESTS = 1

@@ -10,7 +10,8 @@
  * strings and integral numbers, at any depth) are scanned before anything
  * is written, and keys that name card secrets (cvv, cvc, pan, card_number,
  * ...) are refused outright.  Error messages never repeat the offending
- * value, so a PAN cannot leak into the server log through us.
+ * value and keep the statement out of the server log (errhidestmt), so a
+ * PAN cannot leak into the log through the error either.
  *
  * Copyright (c) 2026, payledger authors
  *
@@ -149,7 +150,8 @@ reject_pan(const char *what)
 			(errcode(ERRCODE_PAYLEDGER_SENSITIVE_DATA),
 			 errmsg("%s looks like it holds a card number", what),
 			 errdetail("Card numbers (PAN) and card security codes must never be stored in the ledger."),
-			 errhint("Store a token from your card vault instead.")));
+			 errhint("Store a token from your card vault instead."),
+			 errhidestmt(true)));
 }
 
 void
@@ -206,7 +208,8 @@ PlRejectPanInJsonb(const char *what, Jsonb *jb)
 						(errcode(ERRCODE_PAYLEDGER_SENSITIVE_DATA),
 						 errmsg("%s has a card security field", what),
 						 errdetail("Keys such as cvv, cvc, pan and card_number are refused."),
-						 errhint("Store a token from your card vault instead.")));
+						 errhint("Store a token from your card vault instead."),
+						 errhidestmt(true)));
 			if (text_has_pan(v.val.string.val, v.val.string.len))
 				reject_pan(what);
 		}
