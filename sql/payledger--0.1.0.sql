@@ -134,21 +134,31 @@ CREATE TABLE payledger.payment_audit_log (
 	chain_seq bigint,
 	prev_hash bytea,
 	row_hash bytea,
-	txid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id()
+	txid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+	era integer NOT NULL DEFAULT 0
 );
 COMMENT ON TABLE payledger.payment_audit_log IS
 	'Append-only audit trail of every state change and every decline; each session''s rows form a hash chain';
 CREATE INDEX payment_audit_log_payment ON payledger.payment_audit_log (payment_id);
-CREATE INDEX payment_audit_log_delivery ON payledger.payment_audit_log (txid, id);
+CREATE INDEX payment_audit_log_delivery ON payledger.payment_audit_log (era, txid, id);
+
+CREATE TABLE payledger.cluster_eras (
+	system_identifier text PRIMARY KEY,
+	era integer NOT NULL UNIQUE,
+	first_seen timestamptz NOT NULL
+);
+COMMENT ON TABLE payledger.cluster_eras IS
+	'The servers this ledger has lived on, numbered: transaction ids order events only within one era';
 
 CREATE TABLE payledger.event_consumers (
 	consumer text PRIMARY KEY,
+	last_era integer NOT NULL,
 	last_txid xid8 NOT NULL,
 	last_id bigint NOT NULL,
 	updated_at timestamptz NOT NULL
 );
 COMMENT ON TABLE payledger.event_consumers IS
-	'How far each outbox consumer has acknowledged, in delivery order (txid, id)';
+	'How far each outbox consumer has acknowledged, in delivery order (era, txid, id)';
 
 CREATE TABLE payledger.replay_counts (
 	backend integer PRIMARY KEY,
@@ -166,6 +176,7 @@ SELECT pg_catalog.pg_extension_config_dump('payledger.idempotency_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.payment_audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.payment_audit_log_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.event_consumers', '');
+SELECT pg_catalog.pg_extension_config_dump('payledger.cluster_eras', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.replay_counts', '');
 
 -- Guards.  Statement-level, so that even a DELETE matching no row is refused,
@@ -400,6 +411,13 @@ CREATE FUNCTION payledger.ack_events(consumer text, up_to_event_id uuid)
 COMMENT ON FUNCTION payledger.ack_events(text, uuid) IS
 	'Outbox: acknowledges every event up to and including this one';
 
+CREATE FUNCTION payledger.delivery_era()
+	RETURNS integer
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'delivery_era';
+COMMENT ON FUNCTION payledger.delivery_era() IS
+	'This server''s era in the outbox''s delivery order (a restore onto another server starts a new one)';
+
 CREATE FUNCTION payledger.check_ledger()
 	RETURNS TABLE(check_name text, ok boolean, detail text)
 	LANGUAGE c VOLATILE PARALLEL UNSAFE
@@ -458,8 +476,9 @@ CREATE VIEW payledger.metrics AS
 	UNION ALL
 	SELECT 'payledger_events_unacked', pg_catalog.jsonb_build_object('consumer', c.consumer),
 		   (SELECT pg_catalog.count(*) FROM payledger.payment_audit_log a
-			 WHERE (a.txid, a.id) OPERATOR(pg_catalog.>) (c.last_txid, c.last_id)
-			   AND a.txid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()))::double precision
+			 WHERE (a.era, a.txid, a.id) OPERATOR(pg_catalog.>) (c.last_era, c.last_txid, c.last_id)
+			   AND (a.era OPERATOR(pg_catalog.<) payledger.delivery_era()
+					OR a.txid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())))::double precision
 	  FROM payledger.event_consumers c
 	UNION ALL
 	SELECT 'payledger_errors_total', pg_catalog.jsonb_build_object('sqlstate', e.sqlstate),

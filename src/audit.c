@@ -133,6 +133,7 @@ PlAuditWrite(const PlAuditEvent *ev)
 	values[25] = TimestampTzGetDatum(ev->event_time);
 	PlAuditChainFill(RelationGetRelid(rel), RelationGetDescr(rel), values, nulls);
 	values[AUDIT_COL_TXID] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	values[AUDIT_COL_ERA] = Int32GetDatum(PlCurrentEra());
 
 	PlDirectInsert(rel, values, nulls);
 	PlNotifyEvents();

@@ -65,6 +65,8 @@ typedef enum PlPlanId
 	PLAN_EVENTS_READ,
 	PLAN_EVENT_READABLE,
 	PLAN_EVENTS_ACK,
+	PLAN_ERA_REGISTER,
+	PLAN_ERA_GET,
 	PLAN_COUNT_REPLAYS,
 	PLAN_HOLD_LOCK,
 	PLAN_HOLD_SET_STATUS,
@@ -150,13 +152,14 @@ extern HeapTuple PlIdemFetchLatest(Relation rel, const pg_uuid_t *scope, const c
 #define PL_NATTS_ACCOUNTS	13
 #define PL_NATTS_TRANSFERS	12
 #define PL_NATTS_ENTRIES	6
-#define PL_NATTS_AUDIT		31
+#define PL_NATTS_AUDIT		32
 /* 0-based positions of the audit log's chain columns */
 #define AUDIT_COL_CHAIN_ID	26
 #define AUDIT_COL_CHAIN_SEQ	27
 #define AUDIT_COL_PREV_HASH	28
 #define AUDIT_COL_ROW_HASH	29
 #define AUDIT_COL_TXID		30
+#define AUDIT_COL_ERA		31
 #define PL_NATTS_HOLDS		12
 
 /* uuid_v7.c */
@@ -209,6 +212,7 @@ extern void PlCountReplays(int n);
 /* events.c */
 extern void EventsInit(void);
 extern void PlNotifyEvents(void);
+extern int32 PlCurrentEra(void);
 
 /* audit_chain.c */
 extern void AuditChainInit(void);

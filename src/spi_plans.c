@@ -107,28 +107,40 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		" WHERE to_account = $1 AND status = 'pending' AND expires_at <= $2",
 		2, {UUIDOID, TIMESTAMPTZOID}
 	},
-	/* see events.c: readable = written by a transaction below our xmin */
+	/* see events.c: readable = an earlier era, or a transaction below our xmin */
 	[PLAN_EVENTS_READ] = {
 		"SELECT a.* FROM payledger.payment_audit_log a"
 		" LEFT JOIN payledger.event_consumers c ON c.consumer = $1"
-		" WHERE a.txid < pg_snapshot_xmin(pg_current_snapshot())"
-		" AND (a.txid, a.id) > (coalesce(c.last_txid, '0'::xid8), coalesce(c.last_id, 0))"
-		" ORDER BY a.txid, a.id LIMIT $2",
-		2, {TEXTOID, INT4OID}
+		" WHERE (a.era < $3 OR a.txid < pg_snapshot_xmin(pg_current_snapshot()))"
+		" AND (a.era, a.txid, a.id) > (coalesce(c.last_era, 0), coalesce(c.last_txid, '0'::xid8),"
+		" coalesce(c.last_id, 0))"
+		" ORDER BY a.era, a.txid, a.id LIMIT $2",
+		3, {TEXTOID, INT4OID, INT4OID}
 	},
 	[PLAN_EVENT_READABLE] = {
-		"SELECT txid < pg_snapshot_xmin(pg_current_snapshot())"
+		"SELECT era < $2 OR txid < pg_snapshot_xmin(pg_current_snapshot())"
 		" FROM payledger.payment_audit_log WHERE event_id = $1",
-		1, {UUIDOID}
+		2, {UUIDOID, INT4OID}
 	},
 	[PLAN_EVENTS_ACK] = {
-		"INSERT INTO payledger.event_consumers AS c (consumer, last_txid, last_id, updated_at)"
-		" SELECT $1, txid, id, clock_timestamp() FROM payledger.payment_audit_log"
+		"INSERT INTO payledger.event_consumers AS c (consumer, last_era, last_txid, last_id, updated_at)"
+		" SELECT $1, era, txid, id, clock_timestamp() FROM payledger.payment_audit_log"
 		" WHERE event_id = $2"
-		" ON CONFLICT (consumer) DO UPDATE SET last_txid = excluded.last_txid,"
-		" last_id = excluded.last_id, updated_at = excluded.updated_at"
-		" WHERE (excluded.last_txid, excluded.last_id) > (c.last_txid, c.last_id)",
+		" ON CONFLICT (consumer) DO UPDATE SET last_era = excluded.last_era,"
+		" last_txid = excluded.last_txid, last_id = excluded.last_id, updated_at = excluded.updated_at"
+		" WHERE (excluded.last_era, excluded.last_txid, excluded.last_id)"
+		" > (c.last_era, c.last_txid, c.last_id)",
 		2, {TEXTOID, UUIDOID}
+	},
+	[PLAN_ERA_REGISTER] = {
+		"INSERT INTO payledger.cluster_eras (system_identifier, era, first_seen)"
+		" SELECT $1, coalesce(max(era), 0) + 1, clock_timestamp() FROM payledger.cluster_eras"
+		" ON CONFLICT DO NOTHING",
+		1, {TEXTOID}
+	},
+	[PLAN_ERA_GET] = {
+		"SELECT era FROM payledger.cluster_eras WHERE system_identifier = $1",
+		1, {TEXTOID}
 	},
 	[PLAN_COUNT_REPLAYS] = {
 		"INSERT INTO payledger.replay_counts AS r (backend, replays) VALUES ($1, $2)"
