@@ -204,6 +204,96 @@ audit_decline(LockedHold *hold, const char *reason, const char *key,
 }
 
 /*
+ * Reserves amount from one account to another under the hold id given,
+ * or declines; writes the hold (or the rejected transfer) and its audit
+ * row.  Returns the decline reason or NULL.  Inside PlSpiBegin; the caller
+ * records idempotency.
+ */
+const char *
+PlHoldCreate(const pg_uuid_t *id, const pg_uuid_t *from_id, const pg_uuid_t *to_id,
+			 int64 amount, const char *currency, TimestampTz expires_at,
+			 const char *key, const uint8 *request_hash, Jsonb *metadata,
+			 const pg_uuid_t *correlation_id)
+{
+	Relation	accounts;
+	PlLockedSet *locked;
+	PlAccountRow *src;
+	PlAccountRow *dst;
+	pg_uuid_t	ids[2];
+	const char *reason;
+	TimestampTz now;
+	PlAuditEvent ev;
+
+	accounts = PlOpenAccounts();
+	ids[0] = *from_id;
+	ids[1] = *to_id;
+	locked = PlLockAccounts(accounts, ids, 2);
+	src = PlFindAccount(locked, from_id);
+	dst = PlFindAccount(locked, to_id);
+	PlCheckAccountCurrency(src, currency);
+	PlCheckAccountCurrency(dst, currency);
+	reason = PlDeclineReason(src, dst, amount);
+	now = GetCurrentTimestamp();
+
+	if (reason == NULL)
+	{
+		Datum		values[PL_NATTS_HOLDS];
+		bool		nulls[PL_NATTS_HOLDS] = {false};
+		Relation	holds = PlOpenTable("holds");
+
+		src->pending_debits += amount;
+		dst->pending_credits += amount;
+		src->version++;
+		dst->version++;
+		src->dirty = dst->dirty = true;
+		PlFlushAccounts(accounts, locked, now);
+
+		if (RelationGetDescr(holds)->natts != PL_NATTS_HOLDS)
+			elog(ERROR, "payledger.holds does not have the expected columns");
+		values[0] = UUIDPGetDatum((pg_uuid_t *) id);
+		values[1] = UUIDPGetDatum((pg_uuid_t *) from_id);
+		values[2] = UUIDPGetDatum((pg_uuid_t *) to_id);
+		values[3] = Int64GetDatum(amount);
+		values[4] = CStringGetTextDatum(currency);
+		values[5] = CStringGetTextDatum("pending");
+		values[6] = TimestampTzGetDatum(expires_at);
+		nulls[7] = true;
+		if (key)
+			values[8] = CStringGetTextDatum(key);
+		else
+			nulls[8] = true;
+		values[9] = JsonbPGetDatum(metadata);
+		values[10] = TimestampTzGetDatum(now);
+		values[11] = TimestampTzGetDatum(now);
+		PlDirectInsert(holds, values, nulls);
+		table_close(holds, NoLock);
+	}
+	else
+		PlStoreTransfer(id, "hold", reason, currency, amount, from_id, to_id,
+						key, request_hash, metadata, now);
+	table_close(accounts, NoLock);
+
+	PlAuditInit(&ev, reason ? "TRANSFER_REJECTED" : "HOLD_CREATED", now);
+	ev.new_state = reason ? "rejected" : "pending";
+	ev.success = (reason == NULL);
+	ev.reason_code = reason;
+	if (reason)
+		ev.event_id = (pg_uuid_t *) id;
+	ev.payment_id = (pg_uuid_t *) id;
+	ev.correlation_id = (pg_uuid_t *) (correlation_id ? correlation_id : id);
+	ev.account_id = (pg_uuid_t *) from_id;
+	ev.counterparty_account_id = (pg_uuid_t *) to_id;
+	ev.idempotency_key = key;
+	ev.has_amount = true;
+	ev.amount = amount;
+	ev.currency = currency;
+	ev.metadata = metadata;
+	PlAuditWrite(&ev);
+
+	return reason;
+}
+
+/*
  * payledger.hold(from_account uuid, to_account uuid, amount bigint,
  *		currency text, expires_in interval DEFAULT '7 days',
  *		idempotency_key text DEFAULT NULL, metadata jsonb DEFAULT '{}')
@@ -228,15 +318,9 @@ hold(PG_FUNCTION_ARGS)
 	PlPrivState priv;
 	PlIdemResult stored;
 	pg_uuid_t	id;
-	pg_uuid_t	ids[2];
-	Relation	accounts;
-	PlLockedSet *locked;
-	PlAccountRow *src;
-	PlAccountRow *dst;
 	const char *reason;
 	TimestampTz now;
 	TimestampTz expires_at;
-	PlAuditEvent ev;
 
 	PlRequireArg(fcinfo, 0, "from_account");
 	PlRequireArg(fcinfo, 1, "to_account");
@@ -294,137 +378,14 @@ hold(PG_FUNCTION_ARGS)
 	}
 	PlUuidV7(&id);
 
-	accounts = PlOpenAccounts();
-	ids[0] = *from_id;
-	ids[1] = *to_id;
-	locked = PlLockAccounts(accounts, ids, 2);
-	src = PlFindAccount(locked, from_id);
-	dst = PlFindAccount(locked, to_id);
-	PlCheckAccountCurrency(src, currency);
-	PlCheckAccountCurrency(dst, currency);
-	reason = PlDeclineReason(src, dst, amount);
-	now = GetCurrentTimestamp();
-
+	reason = PlHoldCreate(&id, from_id, to_id, amount, currency, expires_at, key,
+						  request_hash, metadata, NULL);
 	if (key != NULL)
 		PlIdemRecord(NULL, "hold", key, request_hash, &id,
-					 reason ? "rejected" : "pending", reason, now);
-	if (reason == NULL)
-	{
-		Datum		values[PL_NATTS_HOLDS];
-		bool		nulls[PL_NATTS_HOLDS] = {false};
-		Relation	holds = PlOpenTable("holds");
-
-		src->pending_debits += amount;
-		dst->pending_credits += amount;
-		src->version++;
-		dst->version++;
-		src->dirty = dst->dirty = true;
-		PlFlushAccounts(accounts, locked, now);
-
-		if (RelationGetDescr(holds)->natts != PL_NATTS_HOLDS)
-			elog(ERROR, "payledger.holds does not have the expected columns");
-		values[0] = UUIDPGetDatum(&id);
-		values[1] = UUIDPGetDatum(from_id);
-		values[2] = UUIDPGetDatum(to_id);
-		values[3] = Int64GetDatum(amount);
-		values[4] = CStringGetTextDatum(currency);
-		values[5] = CStringGetTextDatum("pending");
-		values[6] = TimestampTzGetDatum(expires_at);
-		nulls[7] = true;
-		if (key)
-			values[8] = CStringGetTextDatum(key);
-		else
-			nulls[8] = true;
-		values[9] = JsonbPGetDatum(metadata);
-		values[10] = TimestampTzGetDatum(now);
-		values[11] = TimestampTzGetDatum(now);
-		PlDirectInsert(holds, values, nulls);
-		table_close(holds, NoLock);
-	}
-	else
-		PlStoreTransfer(&id, "hold", reason, currency, amount, from_id, to_id,
-						key, request_hash, metadata, now);
-	table_close(accounts, NoLock);
-
-	PlAuditInit(&ev, reason ? "TRANSFER_REJECTED" : "HOLD_CREATED", now);
-	ev.new_state = reason ? "rejected" : "pending";
-	ev.success = (reason == NULL);
-	ev.reason_code = reason;
-	if (reason)
-		ev.event_id = &id;
-	ev.payment_id = &id;
-	ev.correlation_id = &id;
-	ev.account_id = from_id;
-	ev.counterparty_account_id = to_id;
-	ev.idempotency_key = key;
-	ev.has_amount = true;
-	ev.amount = amount;
-	ev.currency = currency;
-	ev.metadata = metadata;
-	PlAuditWrite(&ev);
+					 reason ? "rejected" : "pending", reason, GetCurrentTimestamp());
 
 	PlSpiEnd(&priv);
 	return PlTransferResult(fcinfo, &id, reason ? "rejected" : "pending", reason, false);
-}
-
-/*
- * Shared start of post_hold and void_hold: argument checks, key, hold lock.
- * Returns true when the call was answered from the idempotency store.
- */
-static bool
-begin_hold_call(FunctionCallInfo fcinfo, const char *operation, bool has_amount,
-				int64 amount, int key_arg, char **key, uint8 *request_hash,
-				LockedHold *hold, Datum *result)
-{
-	pg_uuid_t  *hold_id;
-	PlHasher   *h;
-	PlIdemResult stored;
-
-	PlRequireArg(fcinfo, 0, "hold_id");
-	hold_id = PG_GETARG_UUID_P(0);
-	if (has_amount)
-		PlCheckAmount(amount);
-	*key = NULL;
-	if (!PG_ARGISNULL(key_arg))
-	{
-		*key = text_to_cstring(PG_GETARG_TEXT_PP(key_arg));
-		PlCheckKey(*key);
-	}
-	else
-		PlRequireKey(operation);
-
-	h = PlHashBegin(operation);
-	PlHashUuid(h, hold_id);
-	if (has_amount)
-		PlHashInt64(h, amount);
-	else
-		PlHashText(h, NULL);
-	PlHashEnd(h, request_hash);
-
-	CommandCounterIncrement();
-	if (*key != NULL &&
-		PlIdemBegin(NULL, operation, *key, request_hash, NULL, &stored))
-	{
-		*result = PlTransferResult(fcinfo, &stored.result_id, stored.status,
-								   stored.reason_code, true);
-		return true;
-	}
-	if (!lock_hold(hold_id, hold))
-		ereport(ERROR,
-				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
-				 errmsg("hold %s does not exist", PlUuidText(hold_id))));
-	return false;
-}
-
-static Datum
-finish_hold_call(FunctionCallInfo fcinfo, PlPrivState *priv, const char *operation,
-				 const char *key, const uint8 *request_hash, LockedHold *hold,
-				 const char *status, const char *reason, TimestampTz now)
-{
-	if (key != NULL)
-		PlIdemRecord(NULL, operation, key, request_hash, &hold->id, status, reason, now);
-	PlSpiEnd(priv);
-	return PlTransferResult(fcinfo, &hold->id, status, reason, false);
 }
 
 /*
@@ -448,57 +409,121 @@ hold_not_usable(LockedHold *hold, const char *key, int64 amount, TimestampTz now
 }
 
 /*
- * payledger.post_hold(hold_id uuid, amount bigint DEFAULT NULL,
- *		idempotency_key text DEFAULT NULL) RETURNS payledger.transfer_result
- *
- * Posts the held amount (or less: the rest is released in the same
- * transaction).  More than held is declined EXCEEDS_AVAILABLE_AMOUNT.
+ * Posts (all, or amount) or voids a hold.  Returns the decline reason or
+ * NULL.  Raises PY005 for an unknown hold.  Inside PlSpiBegin; the caller
+ * records idempotency.
  */
-PG_FUNCTION_INFO_V1(post_hold);
-Datum
-post_hold(PG_FUNCTION_ARGS)
+const char *
+PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount, int64 amount,
+			 const char *key, const uint8 *request_hash, TimestampTz now)
 {
-	bool		has_amount = !PG_ARGISNULL(1);
-	int64		amount = has_amount ? PG_GETARG_INT64(1) : 0;
-	char	   *key;
-	uint8		request_hash[PL_SHA256_LEN];
 	LockedHold	hold;
-	PlPrivState priv;
-	Datum		result;
-	TimestampTz now;
 	const char *reason;
 	PlAuditEvent ev;
 	int64		posted;
 
-	PlSpiBegin(&priv);
-	if (begin_hold_call(fcinfo, "post_hold", has_amount, amount, 2, &key,
-						request_hash, &hold, &result))
-	{
-		PlSpiEnd(&priv);
-		return result;
-	}
-	posted = has_amount ? amount : hold.amount;
-	now = GetCurrentTimestamp();
-
+	if (!lock_hold(hold_id, &hold))
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+				 errmsg("hold %s does not exist", PlUuidText(hold_id))));
+	posted = (post && has_amount) ? amount : hold.amount;
 	reason = hold_not_usable(&hold, key, posted, now);
-	if (reason == NULL && posted > hold.amount)
+	if (reason == NULL && post && posted > hold.amount)
 	{
 		reason = "EXCEEDS_AVAILABLE_AMOUNT";
 		audit_decline(&hold, reason, key, posted, now);
 	}
 	if (reason != NULL)
-		return finish_hold_call(fcinfo, &priv, "post_hold", key, request_hash,
-								&hold, "rejected", reason, now);
+		return reason;
 
-	settle_hold(&hold, "posted", posted, now);
-	PlStoreTransfer(&hold.id, "hold", NULL, hold.currency, posted, &hold.from_id,
-					&hold.to_id, key, request_hash, PlEmptyJsonb(), now);
-	hold_event(&ev, "HOLD_POSTED", &hold, "posted", now);
-	ev.amount = posted;
+	if (post)
+	{
+		settle_hold(&hold, "posted", posted, now);
+		PlStoreTransfer(&hold.id, "hold", NULL, hold.currency, posted, &hold.from_id,
+						&hold.to_id, key, request_hash, PlEmptyJsonb(), now);
+		hold_event(&ev, "HOLD_POSTED", &hold, "posted", now);
+		ev.amount = posted;
+	}
+	else
+	{
+		settle_hold(&hold, "voided", 0, now);
+		hold_event(&ev, "HOLD_VOIDED", &hold, "voided", now);
+	}
 	ev.idempotency_key = key;
 	PlAuditWrite(&ev);
-	return finish_hold_call(fcinfo, &priv, "post_hold", key, request_hash, &hold,
-							"posted", NULL, now);
+	return NULL;
+}
+
+/* post_hold and void_hold: arguments, key, then PlHoldSettle */
+static Datum
+hold_call(FunctionCallInfo fcinfo, bool post)
+{
+	const char *operation = post ? "post_hold" : "void_hold";
+	int			key_arg = post ? 2 : 1;
+	bool		has_amount = post && !PG_ARGISNULL(1);
+	int64		amount = has_amount ? PG_GETARG_INT64(1) : 0;
+	pg_uuid_t  *hold_id;
+	char	   *key = NULL;
+	uint8		request_hash[PL_SHA256_LEN];
+	PlHasher   *h;
+	PlIdemResult stored;
+	PlPrivState priv;
+	const char *reason;
+	const char *status;
+	TimestampTz now;
+
+	PlRequireArg(fcinfo, 0, "hold_id");
+	hold_id = PG_GETARG_UUID_P(0);
+	if (has_amount)
+		PlCheckAmount(amount);
+	if (!PG_ARGISNULL(key_arg))
+	{
+		key = text_to_cstring(PG_GETARG_TEXT_PP(key_arg));
+		PlCheckKey(key);
+	}
+	else
+		PlRequireKey(operation);
+
+	h = PlHashBegin(operation);
+	PlHashUuid(h, hold_id);
+	if (has_amount)
+		PlHashInt64(h, amount);
+	else
+		PlHashText(h, NULL);
+	PlHashEnd(h, request_hash);
+
+	PlSpiBegin(&priv);
+	CommandCounterIncrement();
+	if (key != NULL &&
+		PlIdemBegin(NULL, operation, key, request_hash, NULL, &stored))
+	{
+		PlSpiEnd(&priv);
+		return PlTransferResult(fcinfo, &stored.result_id, stored.status,
+								stored.reason_code, true);
+	}
+	now = GetCurrentTimestamp();
+	reason = PlHoldSettle(hold_id, post, has_amount, amount, key, request_hash, now);
+	status = reason ? "rejected" : (post ? "posted" : "voided");
+	if (key != NULL)
+		PlIdemRecord(NULL, operation, key, request_hash, hold_id, status, reason, now);
+	PlSpiEnd(&priv);
+	return PlTransferResult(fcinfo, hold_id, status, reason, false);
+}
+
+/*
+ * payledger.post_hold(hold_id uuid, amount bigint DEFAULT NULL,
+ *		idempotency_key text DEFAULT NULL) RETURNS payledger.transfer_result
+ *
+ * Posts the held amount (or less: the rest is released in the same
+ * transaction).  More than held is declined EXCEEDS_AVAILABLE_AMOUNT; a hold
+ * no longer pending HOLD_NOT_PENDING; an overdue one is expired on the spot
+ * and declined HOLD_EXPIRED.
+ */
+PG_FUNCTION_INFO_V1(post_hold);
+Datum
+post_hold(PG_FUNCTION_ARGS)
+{
+	return hold_call(fcinfo, true);
 }
 
 /*
@@ -511,34 +536,7 @@ PG_FUNCTION_INFO_V1(void_hold);
 Datum
 void_hold(PG_FUNCTION_ARGS)
 {
-	char	   *key;
-	uint8		request_hash[PL_SHA256_LEN];
-	LockedHold	hold;
-	PlPrivState priv;
-	Datum		result;
-	TimestampTz now;
-	const char *reason;
-	PlAuditEvent ev;
-
-	PlSpiBegin(&priv);
-	if (begin_hold_call(fcinfo, "void_hold", false, 0, 1, &key, request_hash,
-						&hold, &result))
-	{
-		PlSpiEnd(&priv);
-		return result;
-	}
-	now = GetCurrentTimestamp();
-	reason = hold_not_usable(&hold, key, hold.amount, now);
-	if (reason != NULL)
-		return finish_hold_call(fcinfo, &priv, "void_hold", key, request_hash,
-								&hold, "rejected", reason, now);
-
-	settle_hold(&hold, "voided", 0, now);
-	hold_event(&ev, "HOLD_VOIDED", &hold, "voided", now);
-	ev.idempotency_key = key;
-	PlAuditWrite(&ev);
-	return finish_hold_call(fcinfo, &priv, "void_hold", key, request_hash, &hold,
-							"voided", NULL, now);
+	return hold_call(fcinfo, false);
 }
 
 /*

@@ -138,6 +138,14 @@ extern void PlStoreTransfer(const pg_uuid_t *id, const char *kind, const char *r
 /* holds.c */
 extern int64 PlOverdueDebits(const pg_uuid_t *account_id);
 extern int64 PlOverdueCredits(const pg_uuid_t *account_id);
+extern const char *PlHoldCreate(const pg_uuid_t *id, const pg_uuid_t *from_id,
+								const pg_uuid_t *to_id, int64 amount, const char *currency,
+								TimestampTz expires_at, const char *key,
+								const uint8 *request_hash, Jsonb *metadata,
+								const pg_uuid_t *correlation_id);
+extern const char *PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount,
+								int64 amount, const char *key, const uint8 *request_hash,
+								TimestampTz now);
 
 extern bool PlLockAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row);
 extern void PlUpdateAccountRow(Relation rel, PlAccountRow *row, TimestampTz now);
