@@ -135,6 +135,13 @@ extern void PlStoreTransfer(const pg_uuid_t *id, const char *kind, const char *r
 							const pg_uuid_t *to_id, const char *key,
 							const uint8 *request_hash, Jsonb *metadata, TimestampTz now);
 
+/* transfer.c */
+extern const char *PlPostTransfer(const pg_uuid_t *id, const char *kind,
+								  const pg_uuid_t *from_id, const pg_uuid_t *to_id,
+								  int64 amount, const char *currency, const char *key,
+								  const uint8 *request_hash, Jsonb *metadata,
+								  const pg_uuid_t *correlation_id, TimestampTz *at);
+
 /* holds.c */
 extern int64 PlOverdueDebits(const pg_uuid_t *account_id);
 extern int64 PlOverdueCredits(const pg_uuid_t *account_id);

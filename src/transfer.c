@@ -80,6 +80,66 @@ replay_existing_id(FunctionCallInfo fcinfo, const pg_uuid_t *wanted_id,
 }
 
 /*
+ * Moves amount between two accounts under the transfer id given, or
+ * declines: locks both accounts in the fixed order, checks their currency
+ * (PY005, PY004 raise), writes entries, the transfer row and the audit row.
+ * Returns the decline reason or NULL, and the time of the posting in *at.
+ * Inside PlSpiBegin; the caller records idempotency.
+ */
+const char *
+PlPostTransfer(const pg_uuid_t *id, const char *kind, const pg_uuid_t *from_id,
+			   const pg_uuid_t *to_id, int64 amount, const char *currency,
+			   const char *key, const uint8 *request_hash, Jsonb *metadata,
+			   const pg_uuid_t *correlation_id, TimestampTz *at)
+{
+	Relation	accounts = PlOpenAccounts();
+	pg_uuid_t	ids[2] = {*from_id, *to_id};
+	PlLockedSet *locked = PlLockAccounts(accounts, ids, 2);
+	PlAccountRow *src = PlFindAccount(locked, from_id);
+	PlAccountRow *dst = PlFindAccount(locked, to_id);
+	const char *reason;
+	TimestampTz now;
+	PlAuditEvent ev;
+
+	PlCheckAccountCurrency(src, currency);
+	PlCheckAccountCurrency(dst, currency);
+	reason = PlDeclineReason(src, dst, amount);
+	now = GetCurrentTimestamp();
+	if (reason == NULL)
+	{
+		Relation	entries = PlOpenEntries();
+
+		PlWriteEntry(entries, src, id, -amount, now);
+		PlWriteEntry(entries, dst, id, amount, now);
+		table_close(entries, NoLock);
+		PlFlushAccounts(accounts, locked, now);
+	}
+	table_close(accounts, NoLock);
+	PlStoreTransfer(id, kind, reason, currency, amount, from_id, to_id,
+					key, request_hash, metadata, now);
+
+	PlAuditInit(&ev, reason ? "TRANSFER_REJECTED" : "TRANSFER_POSTED", now);
+	ev.new_state = reason ? "rejected" : "posted";
+	ev.success = (reason == NULL);
+	ev.reason_code = reason;
+	if (reason)
+		ev.event_id = (pg_uuid_t *) id;
+	ev.payment_id = (pg_uuid_t *) id;
+	ev.correlation_id = (pg_uuid_t *) (correlation_id ? correlation_id : id);
+	ev.account_id = (pg_uuid_t *) from_id;
+	ev.counterparty_account_id = (pg_uuid_t *) to_id;
+	ev.idempotency_key = key;
+	ev.has_amount = true;
+	ev.amount = amount;
+	ev.currency = currency;
+	ev.metadata = metadata;
+	PlAuditWrite(&ev);
+	if (at)
+		*at = now;
+	return reason;
+}
+
+/*
  * payledger.transfer(from_account uuid, to_account uuid, amount bigint,
  *		currency text, idempotency_key text DEFAULT NULL,
  *		metadata jsonb DEFAULT '{}', transfer_id uuid DEFAULT NULL)
@@ -105,15 +165,9 @@ transfer(PG_FUNCTION_ARGS)
 	PlHasher   *h;
 	PlPrivState priv;
 	PlIdemResult stored;
-	pg_uuid_t	ids[2];
-	PlLockedSet *locked;
-	PlAccountRow *src;
-	PlAccountRow *dst;
-	Relation	accounts;
 	const char *reason;
 	TimestampTz now;
 	Datum		result;
-	PlAuditEvent ev;
 
 	/* (1) the arguments themselves */
 	PlRequireArg(fcinfo, 0, "from_account");
@@ -183,54 +237,12 @@ transfer(PG_FUNCTION_ARGS)
 	else
 		PlUuidV7(&id);
 
-	/* (4) unknown accounts, locked in the fixed order */
-	accounts = PlOpenAccounts();
-	ids[0] = *from_id;
-	ids[1] = *to_id;
-	locked = PlLockAccounts(accounts, ids, 2);
-	src = PlFindAccount(locked, from_id);
-	dst = PlFindAccount(locked, to_id);
-
-	/* (5) currency */
-	PlCheckAccountCurrency(src, currency);
-	PlCheckAccountCurrency(dst, currency);
-
-	/* (8) business declines */
-	reason = PlDeclineReason(src, dst, amount);
-	now = GetCurrentTimestamp();
-
+	/* (4) unknown accounts, (5) currency, (8) declines */
+	reason = PlPostTransfer(&id, "transfer", from_id, to_id, amount, currency, key,
+							request_hash, metadata, NULL, &now);
 	if (key != NULL)
 		PlIdemRecord(NULL, "transfer", key, request_hash, &id,
 					 reason ? "rejected" : "posted", reason, now);
-	if (reason == NULL)
-	{
-		Relation	entries = PlOpenEntries();
-
-		PlWriteEntry(entries, src, &id, -amount, now);
-		PlWriteEntry(entries, dst, &id, amount, now);
-		table_close(entries, NoLock);
-		PlFlushAccounts(accounts, locked, now);
-	}
-	table_close(accounts, NoLock);
-	PlStoreTransfer(&id, "transfer", reason, currency, amount, from_id, to_id,
-					key, request_hash, metadata, now);
-
-	PlAuditInit(&ev, reason ? "TRANSFER_REJECTED" : "TRANSFER_POSTED", now);
-	ev.new_state = reason ? "rejected" : "posted";
-	ev.success = (reason == NULL);
-	ev.reason_code = reason;
-	if (reason)
-		ev.event_id = &id;
-	ev.payment_id = &id;
-	ev.correlation_id = &id;
-	ev.account_id = from_id;
-	ev.counterparty_account_id = to_id;
-	ev.idempotency_key = key;
-	ev.has_amount = true;
-	ev.amount = amount;
-	ev.currency = currency;
-	ev.metadata = metadata;
-	PlAuditWrite(&ev);
 
 	PlSpiEnd(&priv);
 	return PlTransferResult(fcinfo, &id, reason ? "rejected" : "posted", reason, false);
