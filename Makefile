@@ -18,6 +18,8 @@ OBJS = \
 	src/posting.o \
 	src/transfer.o \
 	src/holds.o \
+	src/state_machine.o \
+	src/payments.o \
 	src/batch.o \
 	src/direct.o \
 	src/protect.o \
@@ -36,6 +38,7 @@ REGRESS = \
 	audit_append_only \
 	statement \
 	holds \
+	payments \
 	audit_tamper \
 	pii_masking \
 	events \

@@ -89,6 +89,47 @@ CREATE INDEX holds_pending_from ON payledger.holds (from_account) WHERE status =
 CREATE INDEX holds_pending_to ON payledger.holds (to_account) WHERE status = 'pending';
 CREATE INDEX holds_pending_expiry ON payledger.holds (expires_at) WHERE status = 'pending';
 
+CREATE TYPE payledger.payment_state AS ENUM (
+	'pending', 'authorized', 'captured', 'partially_refunded', 'refunded', 'settled',
+	'failed', 'voided', 'expired', 'disputed', 'charged_back'
+);
+
+CREATE TABLE payledger.payments (
+	id uuid PRIMARY KEY,
+	merchant_id uuid NOT NULL,
+	customer_id uuid NOT NULL,
+	amount bigint NOT NULL,
+	currency text NOT NULL,
+	state payledger.payment_state NOT NULL,
+	source_account uuid NOT NULL,
+	merchant_account uuid NOT NULL,
+	captured_amount bigint NOT NULL DEFAULT 0,
+	refunded_amount bigint NOT NULL DEFAULT 0,
+	disputed_amount bigint NOT NULL DEFAULT 0,
+	fee_amount bigint NOT NULL DEFAULT 0,
+	hold_id uuid,
+	state_before_dispute payledger.payment_state,
+	correlation_id uuid NOT NULL,
+	version bigint NOT NULL DEFAULT 1,
+	metadata jsonb NOT NULL DEFAULT '{}',
+	authorized_at timestamptz,
+	captured_at timestamptz,
+	settlement_id uuid,
+	created_at timestamptz NOT NULL,
+	updated_at timestamptz NOT NULL
+);
+COMMENT ON TABLE payledger.payments IS
+	'One row per payment; state changes follow the state machine "payment"';
+CREATE INDEX payments_merchant_state ON payledger.payments (merchant_id, state);
+
+CREATE TABLE payledger.state_machines (
+	name text PRIMARY KEY,
+	transitions jsonb NOT NULL,
+	updated_at timestamptz NOT NULL
+);
+COMMENT ON TABLE payledger.state_machines IS
+	'Named state machines: state -> states it may move to (define_state_machine)';
+
 CREATE TABLE payledger.idempotency_keys (
 	scope uuid NOT NULL,
 	key text COLLATE "C" NOT NULL,	-- opaque: compared byte by byte
@@ -172,6 +213,8 @@ SELECT pg_catalog.pg_extension_config_dump('payledger.accounts', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.transfers', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.entries', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.holds', '');
+SELECT pg_catalog.pg_extension_config_dump('payledger.payments', '');
+SELECT pg_catalog.pg_extension_config_dump('payledger.state_machines', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.idempotency_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.payment_audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.payment_audit_log_id_seq', '');
@@ -217,6 +260,51 @@ ALTER TABLE payledger.entries ENABLE ALWAYS TRIGGER entries_append_only;
 ALTER TABLE payledger.payment_audit_log ENABLE ALWAYS TRIGGER audit_append_only;
 ALTER TABLE payledger.accounts ENABLE ALWAYS TRIGGER accounts_guard;
 ALTER TABLE payledger.holds ENABLE ALWAYS TRIGGER holds_guard;
+
+-- Reusable state machines (src/state_machine.c); payments use "payment"
+CREATE FUNCTION payledger.define_state_machine(name text, transitions jsonb)
+	RETURNS void
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'define_state_machine';
+COMMENT ON FUNCTION payledger.define_state_machine(text, jsonb) IS
+	'Creates or replaces a state machine: {"state": ["next", ...], ...}';
+
+CREATE FUNCTION payledger.enforce_state_machine()
+	RETURNS trigger
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'enforce_state_machine';
+COMMENT ON FUNCTION payledger.enforce_state_machine() IS
+	'Trigger (BEFORE UPDATE FOR EACH ROW, args: machine, column): PY001 on a transition the machine does not allow';
+
+CREATE FUNCTION payledger.guard_payments()
+	RETURNS trigger
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'guard_payments';
+COMMENT ON FUNCTION payledger.guard_payments() IS
+	'Trigger: a payment''s amounts change only through payledger functions; every change bumps version';
+
+SELECT payledger.define_state_machine('payment', '{
+	"pending": ["authorized", "failed"],
+	"authorized": ["captured", "voided", "expired", "failed"],
+	"captured": ["partially_refunded", "refunded", "settled", "disputed"],
+	"partially_refunded": ["partially_refunded", "refunded", "settled", "disputed"],
+	"settled": ["partially_refunded", "refunded", "disputed"],
+	"disputed": ["captured", "settled", "partially_refunded", "charged_back"],
+	"failed": [], "voided": [], "expired": [], "refunded": [], "charged_back": []
+}');
+
+CREATE TRIGGER payments_1_state
+	BEFORE UPDATE OF state ON payledger.payments
+	FOR EACH ROW EXECUTE FUNCTION payledger.enforce_state_machine('payment', 'state');
+CREATE TRIGGER payments_2_guard
+	BEFORE UPDATE ON payledger.payments
+	FOR EACH ROW EXECUTE FUNCTION payledger.guard_payments();
+CREATE TRIGGER payments_no_delete
+	BEFORE DELETE OR TRUNCATE ON payledger.payments
+	FOR EACH STATEMENT EXECUTE FUNCTION payledger.forbid_mutation();
+ALTER TABLE payledger.payments ENABLE ALWAYS TRIGGER payments_1_state;
+ALTER TABLE payledger.payments ENABLE ALWAYS TRIGGER payments_2_guard;
+ALTER TABLE payledger.payments ENABLE ALWAYS TRIGGER payments_no_delete;
 
 -- DDL on the ledger raises PY007 (src/protect.c)
 CREATE FUNCTION payledger.protect_ddl()
@@ -368,6 +456,73 @@ CREATE FUNCTION payledger.transfer_many(
 	AS 'MODULE_PATHNAME', 'transfer_many';
 COMMENT ON FUNCTION payledger.transfer_many(uuid[], uuid[], bigint[], text, text[]) IS
 	'Independent transfers in one call: one result per item, in order';
+
+CREATE FUNCTION payledger.create_payment(
+	merchant_id uuid,
+	customer_id uuid,
+	amount bigint,
+	currency text,
+	source_account uuid,
+	merchant_account uuid,
+	idempotency_key text,
+	metadata jsonb DEFAULT '{}')
+	RETURNS uuid
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'create_payment';
+COMMENT ON FUNCTION payledger.create_payment(uuid, uuid, bigint, text, uuid, uuid, text, jsonb) IS
+	'A new payment in state pending';
+
+CREATE FUNCTION payledger.authorize_payment(
+	payment_id uuid,
+	idempotency_key text,
+	expires_in interval DEFAULT '7 days')
+	RETURNS payledger.payment_state
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'authorize_payment';
+COMMENT ON FUNCTION payledger.authorize_payment(uuid, text, interval) IS
+	'pending -> authorized (a hold from source to merchant account) or failed with the reason in the audit log';
+
+CREATE FUNCTION payledger.capture_payment(
+	payment_id uuid,
+	idempotency_key text,
+	amount bigint DEFAULT NULL,
+	splits jsonb DEFAULT NULL)
+	RETURNS payledger.payment_state
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'capture_payment';
+COMMENT ON FUNCTION payledger.capture_payment(uuid, text, bigint, jsonb) IS
+	'authorized -> captured, in full or in part; splits [{"account": uuid, "amount": n}] move out of the merchant account atomically';
+
+CREATE FUNCTION payledger.void_payment(payment_id uuid, idempotency_key text)
+	RETURNS payledger.payment_state
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'void_payment';
+COMMENT ON FUNCTION payledger.void_payment(uuid, text) IS 'authorized -> voided: the hold is released';
+
+CREATE FUNCTION payledger.refund_payment(
+	payment_id uuid,
+	amount bigint,
+	idempotency_key text,
+	reason_code text DEFAULT NULL)
+	RETURNS payledger.payment_state
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'refund_payment';
+COMMENT ON FUNCTION payledger.refund_payment(uuid, bigint, text, text) IS
+	'Pays back from the merchant account; never more than captured';
+
+CREATE FUNCTION payledger.fail_payment(payment_id uuid, reason_code text, idempotency_key text)
+	RETURNS payledger.payment_state
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'fail_payment';
+COMMENT ON FUNCTION payledger.fail_payment(uuid, text, text) IS
+	'pending or authorized -> failed';
+
+CREATE FUNCTION payledger.expire_authorizations()
+	RETURNS integer
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'expire_authorizations';
+COMMENT ON FUNCTION payledger.expire_authorizations() IS
+	'Authorized payments whose hold is past expiry become expired; returns how many';
 
 CREATE FUNCTION payledger.purge_idempotency_keys()
 	RETURNS bigint

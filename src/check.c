@@ -75,6 +75,21 @@ static const LedgerCheck checks[] = {
 		"UNION ALL SELECT h.id FROM payledger.holds h WHERE NOT EXISTS ("
 		"SELECT 1 FROM payledger.payment_audit_log l WHERE l.payment_id = h.id "
 		"AND l.event_type = 'HOLD_CREATED') LIMIT 10) s"},
+	{"payments_match_transfers",
+		"SELECT count(*), string_agg(id::text, ', ') FROM ("
+		"SELECT p.id FROM payledger.payments p "
+		"LEFT JOIN payledger.transfers h ON h.id = p.hold_id AND h.status = 'posted' "
+		"LEFT JOIN (SELECT metadata->>'payment_id' AS pid, "
+		" sum(amount) FILTER (WHERE kind = 'refund') AS refunds, "
+		" sum(amount) FILTER (WHERE kind = 'split') AS splits "
+		" FROM payledger.transfers WHERE kind IN ('refund', 'split') AND status = 'posted' "
+		" GROUP BY 1) m ON m.pid = p.id::text "
+		"WHERE p.captured_amount <> coalesce(h.amount, 0) "
+		"OR p.refunded_amount <> coalesce(m.refunds, 0) "
+		"OR p.fee_amount <> coalesce(m.splits, 0) "
+		"OR (p.state IN ('authorized') AND NOT EXISTS (SELECT 1 FROM payledger.holds x "
+		" WHERE x.id = p.hold_id AND x.status IN ('pending', 'expired'))) "
+		"LIMIT 10) s"},
 	{"audit_chain_verifies",
 		"SELECT CASE WHEN ok THEN 0 ELSE 1 END::bigint, problem || coalesce(' at event ' || first_bad_event_id, '') "
 		"FROM payledger.verify_audit_log()"},

@@ -68,6 +68,13 @@ typedef enum PlPlanId
 	PLAN_ERA_REGISTER,
 	PLAN_ERA_GET,
 	PLAN_COUNT_REPLAYS,
+	PLAN_MACHINE_GET,
+	PLAN_MACHINE_PUT,
+	PLAN_PAYMENT_INSERT,
+	PLAN_PAYMENT_LOCK,
+	PLAN_PAYMENT_MERCHANT,
+	PLAN_PAYMENT_UPDATE,
+	PLAN_AUTHS_OVERDUE,
 	PLAN_HOLD_LOCK,
 	PLAN_HOLD_SET_STATUS,
 	PLAN_HOLDS_OVERDUE,
@@ -134,6 +141,9 @@ extern void PlStoreTransfer(const pg_uuid_t *id, const char *kind, const char *r
 							const char *currency, int64 amount, const pg_uuid_t *from_id,
 							const pg_uuid_t *to_id, const char *key,
 							const uint8 *request_hash, Jsonb *metadata, TimestampTz now);
+
+/* state_machine.c */
+extern void PlCheckTransition(const char *machine, const char *from, const char *to);
 
 /* transfer.c */
 extern const char *PlPostTransfer(const pg_uuid_t *id, const char *kind,

@@ -30,6 +30,7 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "access/xact.h"
 #include "common/int.h"
 #include "utils/builtins.h"
 #include "utils/rel.h"
@@ -66,6 +67,9 @@ PlLockAccounts(Relation rel, const pg_uuid_t *ids, int n)
 	pg_uuid_t  *sorted = palloc(sizeof(pg_uuid_t) * Max(n, 1));
 	int			nunique = 0;
 	bool		missing = false;
+
+	/* rows this call already changed must be seen as the newest versions */
+	CommandCounterIncrement();
 
 	memcpy(sorted, ids, sizeof(pg_uuid_t) * n);
 	qsort(sorted, n, sizeof(pg_uuid_t), uuid_cmp_raw);

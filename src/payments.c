@@ -1,0 +1,1028 @@
+/*-------------------------------------------------------------------------
+ *
+ * payments.c
+ *	  Payments: create, authorize, capture (with splits), void, refund,
+ *	  fail, expire authorizations; the guard of payledger.payments.
+ *
+ * A payment moves money only through the ledger, in the same transaction
+ * as its state change: authorization is a hold from the customer's source
+ * account to the merchant account, capture posts it (a partial capture
+ * releases the rest) and moves the splits out of the merchant account,
+ * a void releases the hold, a refund is a transfer from the merchant
+ * account back to the source.  Every state change goes through the state
+ * machine "payment" (state_machine.c), for these functions and for a
+ * hand-written UPDATE alike; the amounts and accounts of a payment can only
+ * be changed by these functions (guard_payments).
+ *
+ * Idempotency keys of payment functions are scoped to the merchant.  Locks
+ * follow posting.c: key, then the payment row, then the hold, then the
+ * accounts in id order.
+ *
+ * Copyright (c) 2026, payledger authors
+ *
+ * IDENTIFICATION
+ *	  src/payments.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "common/int.h"
+#include "executor/executor.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/regproc.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "payledger.h"
+
+typedef struct Payment
+{
+	pg_uuid_t	id;
+	pg_uuid_t	merchant_id;
+	pg_uuid_t	customer_id;
+	int64		amount;
+	char	   *currency;
+	char	   *state;
+	pg_uuid_t	source_account;
+	pg_uuid_t	merchant_account;
+	int64		captured;
+	int64		refunded;
+	int64		disputed;
+	int64		fees;
+	bool		has_hold;
+	pg_uuid_t	hold_id;
+	pg_uuid_t	correlation_id;
+} Payment;
+
+static char *
+pstr(const char *s)
+{
+	return s ? MemoryContextStrdup(TopTransactionContext, s) : NULL;
+}
+
+/* Locks and reads a payment (inside PlSpiBegin); PY005 when unknown. */
+static void
+lock_payment(const pg_uuid_t *id, Payment *p)
+{
+	Datum		values[1];
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		d;
+
+	values[0] = UUIDPGetDatum((pg_uuid_t *) id);
+	if (PlExec(PLAN_PAYMENT_LOCK, values, NULL, 1) != SPI_OK_SELECT)
+		elog(ERROR, "payment lookup failed");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+				 errmsg("payment %s does not exist", PlUuidText(id))));
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	p->id = *id;
+	p->merchant_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
+	p->customer_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
+	p->amount = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+	p->currency = pstr(SPI_getvalue(tup, desc, 4));
+	p->state = pstr(SPI_getvalue(tup, desc, 5));
+	p->source_account = *DatumGetUUIDP(SPI_getbinval(tup, desc, 6, &isnull));
+	p->merchant_account = *DatumGetUUIDP(SPI_getbinval(tup, desc, 7, &isnull));
+	p->captured = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
+	p->refunded = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
+	p->disputed = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
+	p->fees = DatumGetInt64(SPI_getbinval(tup, desc, 11, &isnull));
+	d = SPI_getbinval(tup, desc, 12, &isnull);
+	p->has_hold = !isnull;
+	if (!isnull)
+		p->hold_id = *DatumGetUUIDP(d);
+	p->correlation_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 13, &isnull));
+}
+
+/* The merchant of a payment, read without a lock: the idempotency scope. */
+static pg_uuid_t
+payment_merchant(const pg_uuid_t *id)
+{
+	Datum		values[1];
+	bool		isnull;
+
+	values[0] = UUIDPGetDatum((pg_uuid_t *) id);
+	if (PlExec(PLAN_PAYMENT_MERCHANT, values, NULL, 1) != SPI_OK_SELECT)
+		elog(ERROR, "payment lookup failed");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+				 errmsg("payment %s does not exist", PlUuidText(id))));
+	return *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* Writes the payment's state and amounts back (the triggers bump version). */
+static void
+store_payment(Payment *p, const char *state, TimestampTz now, bool authorized, bool captured)
+{
+	Datum		values[10];
+	char		nulls[10] = "          ";
+
+	values[0] = UUIDPGetDatum(&p->id);
+	values[1] = CStringGetTextDatum(state);
+	values[2] = Int64GetDatum(p->captured);
+	values[3] = Int64GetDatum(p->refunded);
+	values[4] = Int64GetDatum(p->disputed);
+	values[5] = Int64GetDatum(p->fees);
+	if (p->has_hold)
+		values[6] = UUIDPGetDatum(&p->hold_id);
+	else
+		nulls[6] = 'n';
+	values[7] = TimestampTzGetDatum(now);
+	values[8] = BoolGetDatum(authorized);
+	values[9] = BoolGetDatum(captured);
+	if (PlExec(PLAN_PAYMENT_UPDATE, values, nulls, 0) != SPI_OK_UPDATE || SPI_processed != 1)
+		elog(ERROR, "payment update failed");
+	p->state = pstr(state);
+}
+
+static void
+payment_event(Payment *p, const char *type, const char *previous, const char *new_state,
+			  int64 amount, bool success, const char *reason, const char *key,
+			  TimestampTz now)
+{
+	PlAuditEvent ev;
+
+	PlAuditInit(&ev, type, now);
+	ev.previous_state = previous;
+	ev.new_state = new_state;
+	ev.payment_id = &p->id;
+	ev.correlation_id = &p->correlation_id;
+	ev.merchant_id = &p->merchant_id;
+	ev.customer_id = &p->customer_id;
+	ev.account_id = &p->source_account;
+	ev.counterparty_account_id = &p->merchant_account;
+	ev.has_amount = true;
+	ev.amount = amount;
+	ev.currency = p->currency;
+	ev.success = success;
+	ev.reason_code = reason;
+	ev.idempotency_key = key;
+	PlAuditWrite(&ev);
+}
+
+/* metadata of the transfers a payment makes: {"payment_id": id} */
+static Jsonb *
+payment_ref(Payment *p)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	k,
+				v;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = "payment_id";
+	k.val.string.len = strlen(k.val.string.val);
+	pushJsonbValue(&state, WJB_KEY, &k);
+	v.type = jbvString;
+	v.val.string.val = PlUuidText(&p->id);
+	v.val.string.len = strlen(v.val.string.val);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
+static Datum
+state_datum(FunctionCallInfo fcinfo, const char *state)
+{
+	return DirectFunctionCall2(enum_in, CStringGetDatum(state),
+							   ObjectIdGetDatum(get_fn_expr_rettype(fcinfo->flinfo)));
+}
+
+/* PY001 unless the payment is in one of the states given */
+static void
+require_state(Payment *p, const char *operation, const char *const *allowed, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(p->state, allowed[i]) == 0)
+			return;
+	ereport(ERROR,
+			(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
+			 errmsg("cannot %s a payment that is %s", operation, p->state),
+			 errdetail("Payment %s is in state \"%s\".", PlUuidText(&p->id), p->state)));
+}
+
+/* Starts a keyed payment call: the payment's merchant scopes the key. */
+typedef struct PaymentCall
+{
+	PlPrivState priv;
+	pg_uuid_t	payment_id;
+	pg_uuid_t	merchant;
+	char	   *key;
+	uint8		hash[PL_SHA256_LEN];
+	const char *operation;
+} PaymentCall;
+
+static bool
+begin_payment_call(FunctionCallInfo fcinfo, PaymentCall *call, const char *operation,
+				   int key_arg, PlHasher *h, Datum *result)
+{
+	PlIdemResult stored;
+
+	call->operation = operation;
+	call->key = NULL;
+	PlRequireArg(fcinfo, 0, "payment_id");
+	call->payment_id = *PG_GETARG_UUID_P(0);
+	if (!PG_ARGISNULL(key_arg))
+	{
+		call->key = text_to_cstring(PG_GETARG_TEXT_PP(key_arg));
+		PlCheckKey(call->key);
+	}
+	else
+		PlRequireKey(operation);
+	PlHashUuid(h, &call->payment_id);
+	PlHashEnd(h, call->hash);
+
+	PlSpiBegin(&call->priv);
+	CommandCounterIncrement();
+	call->merchant = payment_merchant(&call->payment_id);
+	if (call->key != NULL &&
+		PlIdemBegin(&call->merchant, operation, call->key, call->hash, NULL, &stored))
+	{
+		PlSpiEnd(&call->priv);
+		*result = state_datum(fcinfo, stored.status);
+		return true;
+	}
+	return false;
+}
+
+static Datum
+finish_payment_call(FunctionCallInfo fcinfo, PaymentCall *call, const char *state,
+					const char *reason, TimestampTz now)
+{
+	if (call->key != NULL)
+		PlIdemRecord(&call->merchant, call->operation, call->key, call->hash,
+					 &call->payment_id, state, reason, now);
+	PlSpiEnd(&call->priv);
+	return state_datum(fcinfo, state);
+}
+
+/*
+ * payledger.create_payment(merchant_id uuid, customer_id uuid, amount bigint,
+ *		currency text, source_account uuid, merchant_account uuid,
+ *		idempotency_key text, metadata jsonb DEFAULT '{}') RETURNS uuid
+ *
+ * A new payment in state pending.  Its correlation id, used by all its
+ * events, is the caller's payledger.correlation_id or a new UUIDv7.
+ */
+PG_FUNCTION_INFO_V1(create_payment);
+Datum
+create_payment(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *merchant;
+	pg_uuid_t  *customer;
+	int64		amount;
+	char	   *currency;
+	pg_uuid_t  *source;
+	pg_uuid_t  *dest;
+	char	   *key = NULL;
+	Jsonb	   *metadata;
+	PlHasher   *h;
+	uint8		hash[PL_SHA256_LEN];
+	PlPrivState priv;
+	PlIdemResult stored;
+	Payment		p;
+	Datum		values[10];
+	TimestampTz now;
+	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
+	pg_uuid_t	ids[2];
+
+	PlRequireArg(fcinfo, 0, "merchant_id");
+	PlRequireArg(fcinfo, 1, "customer_id");
+	PlRequireArg(fcinfo, 2, "amount");
+	PlRequireArg(fcinfo, 3, "currency");
+	PlRequireArg(fcinfo, 4, "source_account");
+	PlRequireArg(fcinfo, 5, "merchant_account");
+	merchant = PG_GETARG_UUID_P(0);
+	customer = PG_GETARG_UUID_P(1);
+	amount = PG_GETARG_INT64(2);
+	currency = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	source = PG_GETARG_UUID_P(4);
+	dest = PG_GETARG_UUID_P(5);
+	metadata = PG_ARGISNULL(7) ? PlEmptyJsonb() : PG_GETARG_JSONB_P(7);
+	PlCheckAmount(amount);
+	PlCheckCurrency(currency);
+	if (memcmp(source->data, dest->data, UUID_LEN) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("source_account and merchant_account must differ")));
+	PlRejectPanInJsonb("payment metadata", metadata);
+	if (!PG_ARGISNULL(6))
+	{
+		key = text_to_cstring(PG_GETARG_TEXT_PP(6));
+		PlCheckKey(key);
+	}
+	else
+		PlRequireKey("create_payment");
+
+	h = PlHashBegin("create_payment");
+	PlHashUuid(h, customer);
+	PlHashInt64(h, amount);
+	PlHashText(h, currency);
+	PlHashUuid(h, source);
+	PlHashUuid(h, dest);
+	PlHashJsonb(h, metadata);
+	PlHashEnd(h, hash);
+	metadata = PlMaskJsonb(metadata);
+
+	PlSpiBegin(&priv);
+	CommandCounterIncrement();
+	if (key != NULL && PlIdemBegin(merchant, "create_payment", key, hash, NULL, &stored))
+	{
+		PlSpiEnd(&priv);
+		*result = stored.result_id;
+		PG_RETURN_UUID_P(result);
+	}
+
+	/* the accounts must exist and hold the payment's currency */
+	ids[0] = *source;
+	ids[1] = *dest;
+	for (int i = 0; i < 2; i++)
+	{
+		Datum		a[1];
+
+		a[0] = UUIDPGetDatum(&ids[i]);
+		if (PlExec(PLAN_ACCOUNT_GET, a, NULL, 1) != SPI_OK_SELECT)
+			elog(ERROR, "account lookup failed");
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+					 errmsg("account %s does not exist", PlUuidText(&ids[i]))));
+		if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), currency) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_PAYLEDGER_CURRENCY_MISMATCH),
+					 errmsg("account %s does not hold %s", PlUuidText(&ids[i]), currency)));
+	}
+
+	memset(&p, 0, sizeof(p));
+	PlUuidV7(&p.id);
+	p.merchant_id = *merchant;
+	p.customer_id = *customer;
+	p.amount = amount;
+	p.currency = currency;
+	p.source_account = *source;
+	p.merchant_account = *dest;
+	if (pl_correlation_id == NULL || !PlParseUuid(pl_correlation_id, &p.correlation_id))
+		PlUuidV7(&p.correlation_id);
+	now = GetCurrentTimestamp();
+
+	values[0] = UUIDPGetDatum(&p.id);
+	values[1] = UUIDPGetDatum(merchant);
+	values[2] = UUIDPGetDatum(customer);
+	values[3] = Int64GetDatum(amount);
+	values[4] = CStringGetTextDatum(currency);
+	values[5] = UUIDPGetDatum(source);
+	values[6] = UUIDPGetDatum(dest);
+	values[7] = UUIDPGetDatum(&p.correlation_id);
+	values[8] = JsonbPGetDatum(metadata);
+	values[9] = TimestampTzGetDatum(now);
+	if (PlExec(PLAN_PAYMENT_INSERT, values, NULL, 0) != SPI_OK_INSERT)
+		elog(ERROR, "payment insert failed");
+	payment_event(&p, "PAYMENT_CREATED", NULL, "pending", amount, true, NULL, key, now);
+	if (key != NULL)
+		PlIdemRecord(merchant, "create_payment", key, hash, &p.id, "pending", NULL, now);
+	PlSpiEnd(&priv);
+	*result = p.id;
+	PG_RETURN_UUID_P(result);
+}
+
+/*
+ * The risk hook: payledger.risk_function(payment payledger.payments)
+ * RETURNS integer.  True when the payment scores at or above the
+ * threshold, or when the hook fails (fail closed).
+ */
+static bool
+risk_says_no(Payment *p)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool fraud = false;
+	Oid			fn;
+
+	if (pl_risk_function == NULL || pl_risk_function[0] == '\0')
+		return false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		char	   *sql;
+		bool		isnull;
+		int			score;
+		Oid			argtypes[1] = {UUIDOID};
+		Datum		values[1];
+
+		fn = DatumGetObjectId(DirectFunctionCall1(regprocin, CStringGetDatum(pl_risk_function)));
+		sql = psprintf("SELECT %s(p)::integer FROM payledger.payments p WHERE p.id = $1",
+					   format_procedure_qualified(fn));
+		values[0] = UUIDPGetDatum(&p->id);
+		if (SPI_execute_with_args(sql, 1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "risk function returned no score");
+		score = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		fraud = isnull || score >= pl_risk_threshold;
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ereport(WARNING,
+				(errmsg("risk function failed, payment declined: %s", edata->message)));
+		fraud = true;
+	}
+	PG_END_TRY();
+	return fraud;
+}
+
+/*
+ * payledger.authorize_payment(payment_id uuid, idempotency_key text,
+ *		expires_in interval DEFAULT '7 days') RETURNS payledger.payment_state
+ *
+ * pending -> authorized (a hold from the source to the merchant account),
+ * or -> failed with the reason in the audit log (INSUFFICIENT_FUNDS,
+ * ACCOUNT_FROZEN, FRAUD_SUSPECTED, ...).
+ */
+PG_FUNCTION_INFO_V1(authorize_payment);
+Datum
+authorize_payment(PG_FUNCTION_ARGS)
+{
+	static const char *const from[] = {"pending"};
+	PaymentCall call;
+	PlHasher   *h = PlHashBegin("authorize_payment");
+	Interval   *expires_in;
+	Datum		result;
+	Payment		p;
+	TimestampTz now;
+	TimestampTz expires_at;
+	const char *reason = NULL;
+	pg_uuid_t	hold_id;
+
+	PlRequireArg(fcinfo, 2, "expires_in");
+	expires_in = PG_GETARG_INTERVAL_P(2);
+	now = GetCurrentTimestamp();
+	expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														 TimestampTzGetDatum(now),
+														 IntervalPGetDatum(expires_in)));
+	if (expires_at <= now)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expires_in must be a positive, finite interval")));
+	PlHashText(h, DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(expires_in))));
+	if (begin_payment_call(fcinfo, &call, "authorize_payment", 1, h, &result))
+		return result;
+
+	lock_payment(&call.payment_id, &p);
+	require_state(&p, "authorize", from, lengthof(from));
+	if (risk_says_no(&p))
+		reason = "FRAUD_SUSPECTED";
+	else
+	{
+		PlUuidV7(&hold_id);
+		reason = PlHoldCreate(&hold_id, &p.source_account, &p.merchant_account, p.amount,
+							  p.currency, expires_at, call.key, call.hash, PlEmptyJsonb(),
+							  &p.correlation_id);
+		if (reason == NULL)
+		{
+			p.has_hold = true;
+			p.hold_id = hold_id;
+		}
+	}
+	now = GetCurrentTimestamp();
+	if (reason == NULL)
+	{
+		store_payment(&p, "authorized", now, true, false);
+		payment_event(&p, "PAYMENT_AUTHORIZED", "pending", "authorized", p.amount, true, NULL,
+					  call.key, now);
+		return finish_payment_call(fcinfo, &call, "authorized", NULL, now);
+	}
+	store_payment(&p, "failed", now, false, false);
+	payment_event(&p, "PAYMENT_FAILED", "pending", "failed", p.amount, false, reason,
+				  call.key, now);
+	return finish_payment_call(fcinfo, &call, "failed", reason, now);
+}
+
+typedef struct Split
+{
+	pg_uuid_t	account;
+	int64		amount;
+} Split;
+
+static Split *
+parse_splits(Jsonb *splits, int *n, int64 *total)
+{
+	Split	   *out;
+	int			count;
+
+	if (!JB_ROOT_IS_ARRAY(splits) || JB_ROOT_IS_SCALAR(splits))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("splits must be a JSON array of {\"account\": uuid, \"amount\": n}")));
+	count = JB_ROOT_COUNT(splits);
+	out = palloc(sizeof(Split) * Max(count, 1));
+	*total = 0;
+	for (int i = 0; i < count; i++)
+	{
+		JsonbValue *elem = getIthJsonbValueFromContainer(&splits->root, i);
+		JsonbValue	k;
+		JsonbValue *acct;
+		JsonbValue *amt;
+		char	   *s;
+
+		if (elem == NULL || elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data) ||
+			JsonContainerSize(elem->val.binary.data) != 2)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("malformed splits"),
+					 errdetail("splits[%d] must be {\"account\": uuid, \"amount\": n}.", i)));
+		k.type = jbvString;
+		k.val.string.val = "account";
+		k.val.string.len = 7;
+		acct = findJsonbValueFromContainer(elem->val.binary.data, JB_FOBJECT, &k);
+		k.val.string.val = "amount";
+		k.val.string.len = 6;
+		amt = findJsonbValueFromContainer(elem->val.binary.data, JB_FOBJECT, &k);
+		if (acct == NULL || acct->type != jbvString ||
+			!PlParseUuid(pnstrdup(acct->val.string.val, acct->val.string.len), &out[i].account))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("malformed splits"),
+					 errdetail("splits[%d]: \"account\" must be a uuid.", i)));
+		if (amt == NULL || amt->type != jbvNumeric)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("malformed splits"),
+					 errdetail("splits[%d]: \"amount\" must be a positive integer.", i)));
+		s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(amt->val.numeric)));
+		{
+			char	   *end;
+
+			errno = 0;
+			out[i].amount = strtoll(s, &end, 10);
+			if (errno != 0 || *end != '\0' || out[i].amount <= 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("malformed splits"),
+						 errdetail("splits[%d]: \"amount\" must be a positive integer.", i)));
+		}
+		if (pg_add_s64_overflow(*total, out[i].amount, total))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("the splits' total would overflow bigint")));
+	}
+	*n = count;
+	return out;
+}
+
+/*
+ * payledger.capture_payment(payment_id uuid, idempotency_key text,
+ *		amount bigint DEFAULT NULL, splits jsonb DEFAULT NULL)
+ *		RETURNS payledger.payment_state
+ *
+ * authorized -> captured: posts the hold (in full, or amount of it, the
+ * rest released) and moves each split out of the merchant account, all in
+ * one transaction.  A capture above the authorized amount, or splits above
+ * the captured amount, raise 22023 with what is left in the detail.
+ */
+PG_FUNCTION_INFO_V1(capture_payment);
+Datum
+capture_payment(PG_FUNCTION_ARGS)
+{
+	static const char *const from[] = {"authorized"};
+	PaymentCall call;
+	PlHasher   *h = PlHashBegin("capture_payment");
+	bool		has_amount = !PG_ARGISNULL(2);
+	int64		amount = has_amount ? PG_GETARG_INT64(2) : 0;
+	Jsonb	   *splits_json = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	Split	   *splits = NULL;
+	int			nsplits = 0;
+	int64		split_total = 0;
+	Datum		result;
+	Payment		p;
+	TimestampTz now;
+	const char *reason;
+	int64		captured;
+
+	if (has_amount)
+		PlCheckAmount(amount);
+	if (splits_json)
+		splits = parse_splits(splits_json, &nsplits, &split_total);
+	PlHashInt64(h, has_amount ? amount : -1);
+	PlHashJsonb(h, splits_json);
+	if (begin_payment_call(fcinfo, &call, "capture_payment", 1, h, &result))
+		return result;
+
+	lock_payment(&call.payment_id, &p);
+	require_state(&p, "capture", from, lengthof(from));
+	captured = has_amount ? amount : p.amount;
+	if (captured > p.amount)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("capture amount exceeds what is authorized"),
+				 errdetail("Asked to capture " INT64_FORMAT "; " INT64_FORMAT " is left to capture.",
+						   captured, p.amount)));
+	if (split_total > captured)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("splits exceed the captured amount"),
+				 errdetail("Splits total " INT64_FORMAT "; " INT64_FORMAT " is captured.",
+						   split_total, captured)));
+
+	now = GetCurrentTimestamp();
+	reason = PlHoldSettle(&p.hold_id, true, true, captured, call.key, call.hash, now);
+	if (reason != NULL)
+	{
+		/* the authorization ran out: the payment expires */
+		store_payment(&p, "expired", now, false, false);
+		payment_event(&p, "PAYMENT_EXPIRED", "authorized", "expired", p.amount, false, reason,
+					  call.key, now);
+		return finish_payment_call(fcinfo, &call, "expired", reason, now);
+	}
+	for (int i = 0; i < nsplits; i++)
+	{
+		pg_uuid_t	split_id;
+		const char *declined;
+
+		PlUuidV7(&split_id);
+		declined = PlPostTransfer(&split_id, "split", &p.merchant_account, &splits[i].account,
+								  splits[i].amount, p.currency, NULL, call.hash, payment_ref(&p),
+								  &p.correlation_id, NULL);
+		if (declined != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("split %d cannot be paid: %s", i, declined),
+					 errdetail("The capture and all its splits are rolled back.")));
+	}
+	p.captured = captured;
+	p.fees = split_total;
+	store_payment(&p, "captured", now, false, true);
+	payment_event(&p, "PAYMENT_CAPTURED", "authorized", "captured", captured, true, NULL,
+				  call.key, now);
+	return finish_payment_call(fcinfo, &call, "captured", NULL, now);
+}
+
+/*
+ * payledger.void_payment(payment_id uuid, idempotency_key text)
+ *		RETURNS payledger.payment_state
+ *
+ * authorized -> voided: the hold is released.
+ */
+PG_FUNCTION_INFO_V1(void_payment);
+Datum
+void_payment(PG_FUNCTION_ARGS)
+{
+	static const char *const from[] = {"authorized"};
+	PaymentCall call;
+	PlHasher   *h = PlHashBegin("void_payment");
+	Datum		result;
+	Payment		p;
+	TimestampTz now;
+	const char *reason;
+
+	if (begin_payment_call(fcinfo, &call, "void_payment", 1, h, &result))
+		return result;
+	lock_payment(&call.payment_id, &p);
+	require_state(&p, "void", from, lengthof(from));
+	now = GetCurrentTimestamp();
+	reason = PlHoldSettle(&p.hold_id, false, false, 0, call.key, call.hash, now);
+	if (reason != NULL)
+	{
+		store_payment(&p, "expired", now, false, false);
+		payment_event(&p, "PAYMENT_EXPIRED", "authorized", "expired", p.amount, false, reason,
+					  call.key, now);
+		return finish_payment_call(fcinfo, &call, "expired", reason, now);
+	}
+	store_payment(&p, "voided", now, false, false);
+	payment_event(&p, "PAYMENT_VOIDED", "authorized", "voided", p.amount, true, NULL, call.key, now);
+	return finish_payment_call(fcinfo, &call, "voided", NULL, now);
+}
+
+/*
+ * payledger.refund_payment(payment_id uuid, amount bigint,
+ *		idempotency_key text, reason_code text DEFAULT NULL)
+ *		RETURNS payledger.payment_state
+ *
+ * Pays amount back from the merchant account to the source.  Refunds never
+ * exceed what was captured (22023 with what is left).  When the merchant
+ * account cannot cover it, nothing moves, the state stays and the decline
+ * is in the audit log.
+ */
+PG_FUNCTION_INFO_V1(refund_payment);
+Datum
+refund_payment(PG_FUNCTION_ARGS)
+{
+	static const char *const from[] = {"captured", "partially_refunded", "settled"};
+	PaymentCall call;
+	PlHasher   *h = PlHashBegin("refund_payment");
+	int64		amount;
+	char	   *why = NULL;
+	Datum		result;
+	Payment		p;
+	TimestampTz now;
+	const char *reason;
+	const char *state;
+	pg_uuid_t	refund_id;
+	int64		left;
+
+	PlRequireArg(fcinfo, 1, "amount");
+	amount = PG_GETARG_INT64(1);
+	PlCheckAmount(amount);
+	if (!PG_ARGISNULL(3))
+	{
+		why = text_to_cstring(PG_GETARG_TEXT_PP(3));
+		PlRejectPanInText("refund reason", why);
+	}
+	PlHashInt64(h, amount);
+	PlHashText(h, why);
+	if (begin_payment_call(fcinfo, &call, "refund_payment", 2, h, &result))
+		return result;
+
+	lock_payment(&call.payment_id, &p);
+	require_state(&p, "refund", from, lengthof(from));
+	left = p.captured - p.refunded;
+	if (amount > left)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("refund exceeds what is left of the payment"),
+				 errdetail("Asked to refund " INT64_FORMAT "; " INT64_FORMAT " is left to refund.",
+						   amount, left)));
+
+	PlUuidV7(&refund_id);
+	reason = PlPostTransfer(&refund_id, "refund", &p.merchant_account, &p.source_account, amount,
+							p.currency, NULL, call.hash, payment_ref(&p), &p.correlation_id, &now);
+	if (reason != NULL)
+	{
+		payment_event(&p, "PAYMENT_REFUNDED", p.state, p.state, amount, false, reason,
+					  call.key, now);
+		return finish_payment_call(fcinfo, &call, p.state, reason, now);
+	}
+	p.refunded += amount;
+	state = (p.refunded == p.captured) ? "refunded" : "partially_refunded";
+	{
+		char	   *previous = p.state;
+
+		store_payment(&p, state, now, false, false);
+		payment_event(&p, "PAYMENT_REFUNDED", previous, state, amount, true, why, call.key, now);
+	}
+	return finish_payment_call(fcinfo, &call, state, NULL, now);
+}
+
+/*
+ * payledger.fail_payment(payment_id uuid, reason_code text,
+ *		idempotency_key text) RETURNS payledger.payment_state
+ *
+ * pending or authorized -> failed; an authorization's hold is released.
+ */
+PG_FUNCTION_INFO_V1(fail_payment);
+Datum
+fail_payment(PG_FUNCTION_ARGS)
+{
+	static const char *const from[] = {"pending", "authorized"};
+	PaymentCall call;
+	PlHasher   *h = PlHashBegin("fail_payment");
+	char	   *why;
+	Datum		result;
+	Payment		p;
+	TimestampTz now;
+	char	   *previous;
+
+	PlRequireArg(fcinfo, 1, "reason_code");
+	why = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (why[0] == '\0' || strlen(why) > 64)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("reason_code must be 1 to 64 bytes long")));
+	PlRejectPanInText("reason_code", why);
+	PlHashText(h, why);
+	if (begin_payment_call(fcinfo, &call, "fail_payment", 2, h, &result))
+		return result;
+
+	lock_payment(&call.payment_id, &p);
+	require_state(&p, "fail", from, lengthof(from));
+	now = GetCurrentTimestamp();
+	previous = p.state;
+	if (strcmp(p.state, "authorized") == 0)
+		(void) PlHoldSettle(&p.hold_id, false, false, 0, call.key, call.hash, now);
+	store_payment(&p, "failed", now, false, false);
+	payment_event(&p, "PAYMENT_FAILED", previous, "failed", p.amount, false, why, call.key, now);
+	return finish_payment_call(fcinfo, &call, "failed", why, now);
+}
+
+/*
+ * payledger.expire_authorizations() RETURNS integer
+ *
+ * Every authorized payment whose hold is past its expiry becomes expired
+ * and its hold is released; returns how many.
+ */
+PG_FUNCTION_INFO_V1(expire_authorizations);
+Datum
+expire_authorizations(PG_FUNCTION_ARGS)
+{
+	PlPrivState priv;
+	Datum		values[1];
+	pg_uuid_t  *ids;
+	uint64		n;
+	int			expired = 0;
+
+	PlSpiBegin(&priv);
+	values[0] = TimestampTzGetDatum(GetCurrentTimestamp());
+	if (PlExec(PLAN_AUTHS_OVERDUE, values, NULL, 0) != SPI_OK_SELECT)
+		elog(ERROR, "overdue authorization scan failed");
+	n = SPI_processed;
+	ids = palloc(sizeof(pg_uuid_t) * Max(n, 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		ids[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	for (uint64 i = 0; i < n; i++)
+	{
+		Payment		p;
+		TimestampTz now = GetCurrentTimestamp();
+
+		lock_payment(&ids[i], &p);
+		if (strcmp(p.state, "authorized") != 0 || !p.has_hold)
+			continue;
+		/* an overdue hold is expired by the settle attempt itself */
+		if (PlHoldSettle(&p.hold_id, false, false, 0, NULL, (const uint8 *) "", now) == NULL)
+			elog(ERROR, "authorization %s was not overdue after all", PlUuidText(&p.id));
+		store_payment(&p, "expired", now, false, false);
+		payment_event(&p, "PAYMENT_EXPIRED", "authorized", "expired", p.amount, true, NULL, NULL, now);
+		expired++;
+	}
+	PlSpiEnd(&priv);
+	PG_RETURN_INT32(expired);
+}
+
+static const char *
+event_for_state(const char *from, const char *to)
+{
+	if (strcmp(to, "authorized") == 0)
+		return "PAYMENT_AUTHORIZED";
+	if (strcmp(to, "captured") == 0)
+		return strcmp(from, "disputed") == 0 ? "DISPUTE_WON" : "PAYMENT_CAPTURED";
+	if (strcmp(to, "failed") == 0)
+		return "PAYMENT_FAILED";
+	if (strcmp(to, "voided") == 0)
+		return "PAYMENT_VOIDED";
+	if (strcmp(to, "expired") == 0)
+		return "PAYMENT_EXPIRED";
+	if (strcmp(to, "refunded") == 0 || strcmp(to, "partially_refunded") == 0)
+		return strcmp(from, "disputed") == 0 ? "DISPUTE_WON" : "PAYMENT_REFUNDED";
+	if (strcmp(to, "settled") == 0)
+		return strcmp(from, "disputed") == 0 ? "DISPUTE_WON" : "PAYMENT_SETTLED";
+	if (strcmp(to, "disputed") == 0)
+		return "PAYMENT_DISPUTED";
+	if (strcmp(to, "charged_back") == 0)
+		return "PAYMENT_CHARGED_BACK";
+	return "PAYMENT_CREATED";
+}
+
+/* The audit row of a state change made by a hand-written UPDATE. */
+static void
+audit_direct_change(TupleDesc desc, HeapTuple tup, const char *from, const char *to)
+{
+	PlPrivState priv;
+	Payment		p;
+	bool		isnull;
+	JsonbParseState *state = NULL;
+	JsonbValue	k,
+				v;
+	PlAuditEvent ev;
+
+	p.id = *DatumGetUUIDP(heap_getattr(tup, SPI_fnumber(desc, "id"), desc, &isnull));
+	p.merchant_id = *DatumGetUUIDP(heap_getattr(tup, SPI_fnumber(desc, "merchant_id"), desc, &isnull));
+	p.customer_id = *DatumGetUUIDP(heap_getattr(tup, SPI_fnumber(desc, "customer_id"), desc, &isnull));
+	p.source_account = *DatumGetUUIDP(heap_getattr(tup, SPI_fnumber(desc, "source_account"), desc, &isnull));
+	p.merchant_account = *DatumGetUUIDP(heap_getattr(tup, SPI_fnumber(desc, "merchant_account"), desc, &isnull));
+	p.correlation_id = *DatumGetUUIDP(heap_getattr(tup, SPI_fnumber(desc, "correlation_id"), desc, &isnull));
+	p.amount = DatumGetInt64(heap_getattr(tup, SPI_fnumber(desc, "amount"), desc, &isnull));
+	p.currency = SPI_getvalue(tup, desc, SPI_fnumber(desc, "currency"));
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = "direct_update";
+	k.val.string.len = strlen(k.val.string.val);
+	pushJsonbValue(&state, WJB_KEY, &k);
+	v.type = jbvBool;
+	v.val.boolean = true;
+	pushJsonbValue(&state, WJB_VALUE, &v);
+
+	PlSpiBegin(&priv);
+	PlAuditInit(&ev, event_for_state(from, to), GetCurrentTimestamp());
+	ev.previous_state = from;
+	ev.new_state = to;
+	ev.payment_id = &p.id;
+	ev.correlation_id = &p.correlation_id;
+	ev.merchant_id = &p.merchant_id;
+	ev.customer_id = &p.customer_id;
+	ev.account_id = &p.source_account;
+	ev.counterparty_account_id = &p.merchant_account;
+	ev.has_amount = true;
+	ev.amount = p.amount;
+	ev.currency = p.currency;
+	ev.success = strcmp(to, "failed") != 0;
+	ev.metadata = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+	PlAuditWrite(&ev);
+	PlSpiEnd(&priv);
+}
+
+/*
+ * payledger.guard_payments() RETURNS trigger, BEFORE UPDATE FOR EACH ROW
+ *
+ * The money columns of a payment change only through payledger's functions
+ * (PY003 otherwise); every change advances version by one and stamps
+ * updated_at.  State changes are checked by enforce_state_machine, which
+ * fires first.
+ */
+PG_FUNCTION_INFO_V1(guard_payments);
+Datum
+guard_payments(PG_FUNCTION_ARGS)
+{
+	static const char *const money_columns[] = {
+		"id", "merchant_id", "customer_id", "amount", "currency", "source_account",
+		"merchant_account", "captured_amount", "refunded_amount", "disputed_amount",
+		"fee_amount", "hold_id", "correlation_id", "created_at"
+	};
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	oldtup;
+	HeapTuple	newtup;
+	int			version_att;
+	int			updated_att;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	int			cols[2];
+	bool		isnull;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("guard_payments() must fire BEFORE UPDATE FOR EACH ROW")));
+	desc = RelationGetDescr(trigdata->tg_relation);
+	oldtup = trigdata->tg_trigtuple;
+	newtup = trigdata->tg_newtuple;
+	if (!PlInternalWrite())
+	{
+		for (int i = 0; i < (int) lengthof(money_columns); i++)
+		{
+			int			att = SPI_fnumber(desc, money_columns[i]);
+			bool		n1,
+						n2;
+			Datum		d1 = heap_getattr(oldtup, att, desc, &n1);
+			Datum		d2 = heap_getattr(newtup, att, desc, &n2);
+			Form_pg_attribute a = TupleDescAttr(desc, att - 1);
+
+			if (n1 != n2 || (!n1 && !datumIsEqual(d1, d2, a->attbyval, a->attlen)))
+				ereport(ERROR,
+						(errcode(ERRCODE_PAYLEDGER_IMMUTABLE_RECORD),
+						 errmsg("column \"%s\" of a payment can only change through payledger functions",
+								money_columns[i]),
+						 errhint("Use capture_payment(), refund_payment() and the other payment functions.")));
+		}
+	}
+	/* a state change written by hand is audited like any other */
+	if (!PlInternalWrite())
+	{
+		int			state_att = SPI_fnumber(desc, "state");
+		char	   *from = SPI_getvalue(oldtup, desc, state_att);
+		char	   *to = SPI_getvalue(newtup, desc, state_att);
+
+		if (from && to && strcmp(from, to) != 0)
+			audit_direct_change(desc, oldtup, from, to);
+	}
+	version_att = SPI_fnumber(desc, "version");
+	updated_att = SPI_fnumber(desc, "updated_at");
+	cols[0] = version_att;
+	cols[1] = updated_att;
+	values[0] = Int64GetDatum(DatumGetInt64(heap_getattr(oldtup, version_att, desc, &isnull)) + 1);
+	values[1] = TimestampTzGetDatum(GetCurrentTimestamp());
+	newtup = heap_modify_tuple_by_cols(newtup, desc, 2, cols, values, nulls);
+	return PointerGetDatum(newtup);
+}

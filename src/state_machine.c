@@ -1,0 +1,277 @@
+/*-------------------------------------------------------------------------
+ *
+ * state_machine.c
+ *	  Reusable state machines: define_state_machine() and the trigger
+ *	  enforce_state_machine(machine, column).
+ *
+ * A machine is a name and a JSON object mapping each state to the states it
+ * may move to: {"pending": ["authorized", "failed"], ...}.  The trigger,
+ * BEFORE UPDATE FOR EACH ROW, raises PY001 when the column changes along a
+ * pair the machine does not list, whoever runs the UPDATE.  Machines are
+ * read once per backend and kept in a hash table; define_state_machine()
+ * sends a relcache invalidation for payledger.state_machines, whose
+ * callback empties every backend's cache when the definition commits.
+ * payledger.payments is guarded by the machine named "payment".
+ *
+ * Copyright (c) 2026, payledger authors
+ *
+ * IDENTIFICATION
+ *	  src/state_machine.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "payledger.h"
+
+#define MACHINE_NAME_LEN 64
+
+typedef struct MachineEntry
+{
+	char		name[MACHINE_NAME_LEN];
+	Jsonb	   *transitions;	/* in CacheMemoryContext */
+} MachineEntry;
+
+static HTAB *machines = NULL;
+static bool callback_registered = false;
+
+static void
+forget_machines(Datum arg, Oid relid)
+{
+	if (machines == NULL)
+		return;
+	if (!OidIsValid(relid) ||
+		relid == get_relname_relid("state_machines", get_namespace_oid("payledger", true)))
+	{
+		HASH_SEQ_STATUS status;
+		MachineEntry *e;
+
+		hash_seq_init(&status, machines);
+		while ((e = hash_seq_search(&status)) != NULL)
+		{
+			if (e->transitions)
+				pfree(e->transitions);
+			hash_search(machines, e->name, HASH_REMOVE, NULL);
+		}
+	}
+}
+
+static void
+check_name(const char *name)
+{
+	if (name[0] == '\0' || strlen(name) >= MACHINE_NAME_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("state machine name must be 1 to %d bytes long", MACHINE_NAME_LEN - 1)));
+}
+
+/* The transitions of a machine (cached); PY005 if it is not defined. */
+static Jsonb *
+machine_transitions(const char *name)
+{
+	MachineEntry *e;
+	bool		found;
+
+	check_name(name);
+	if (machines == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = MACHINE_NAME_LEN;
+		ctl.entrysize = sizeof(MachineEntry);
+		ctl.hcxt = CacheMemoryContext;
+		machines = hash_create("payledger state machines", 16, &ctl,
+							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(forget_machines, (Datum) 0);
+		callback_registered = true;
+	}
+	e = hash_search(machines, name, HASH_FIND, NULL);
+	if (e == NULL)
+	{
+		PlPrivState priv;
+		Datum		values[1];
+		bool		isnull;
+		Jsonb	   *jb;
+
+		PlSpiBegin(&priv);
+		values[0] = CStringGetTextDatum(name);
+		if (PlExec(PLAN_MACHINE_GET, values, NULL, 1) != SPI_OK_SELECT)
+			elog(ERROR, "state machine lookup failed");
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+					 errmsg("state machine \"%s\" is not defined", name),
+					 errhint("Define it with payledger.define_state_machine().")));
+		jb = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		e = hash_search(machines, name, HASH_ENTER, &found);
+		e->transitions = MemoryContextAlloc(CacheMemoryContext, VARSIZE(jb));
+		memcpy(e->transitions, jb, VARSIZE(jb));
+		PlSpiEnd(&priv);
+	}
+	return e->transitions;
+}
+
+static JsonbValue *
+targets_of(Jsonb *transitions, const char *from)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) from;
+	k.val.string.len = strlen(from);
+	return findJsonbValueFromContainer(&transitions->root, JB_FOBJECT, &k);
+}
+
+/*
+ * Raises PY001 unless machine allows from -> to.
+ */
+void
+PlCheckTransition(const char *machine, const char *from, const char *to)
+{
+	Jsonb	   *transitions = machine_transitions(machine);
+	JsonbValue *targets = targets_of(transitions, from);
+	JsonbValue	want;
+
+	want.type = jbvString;
+	want.val.string.val = (char *) to;
+	want.val.string.len = strlen(to);
+	if (targets != NULL && targets->type == jbvBinary &&
+		findJsonbValueFromContainer(targets->val.binary.data, JB_FARRAY, &want) != NULL)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
+			 errmsg("invalid state transition from \"%s\" to \"%s\"", from, to),
+			 (targets != NULL && targets->type == jbvBinary) ?
+			 errdetail("State machine \"%s\" allows \"%s\" to move to %s.", machine, from,
+					   JsonbToCString(NULL, targets->val.binary.data, -1)) :
+			 errdetail("In state machine \"%s\", \"%s\" is a final state or no state at all.",
+					   machine, from)));
+}
+
+/*
+ * payledger.define_state_machine(name text, transitions jsonb) RETURNS void
+ *
+ * Creates or replaces a machine.  transitions maps every state to an array
+ * of the states it may move to (empty for a final state).
+ */
+PG_FUNCTION_INFO_V1(define_state_machine);
+Datum
+define_state_machine(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	Jsonb	   *transitions;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	PlPrivState priv;
+	Datum		values[2];
+	int			depth = 0;
+
+	PlRequireArg(fcinfo, 0, "name");
+	PlRequireArg(fcinfo, 1, "transitions");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	transitions = PG_GETARG_JSONB_P(1);
+	check_name(name);
+	if (!JB_ROOT_IS_OBJECT(transitions))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("transitions must be a JSON object of state -> array of states")));
+	it = JsonbIteratorInit(&transitions->root);
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		if (tok == WJB_BEGIN_OBJECT || tok == WJB_BEGIN_ARRAY)
+			depth++;
+		else if (tok == WJB_END_OBJECT || tok == WJB_END_ARRAY)
+			depth--;
+		if ((tok == WJB_BEGIN_ARRAY && depth != 2) || (tok == WJB_BEGIN_OBJECT && depth != 1) ||
+			(tok == WJB_VALUE && v.type != jbvBinary) ||
+			(tok == WJB_ELEM && (v.type != jbvString || v.val.string.len == 0)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("transitions must be a JSON object of state -> array of states"),
+					 errdetail("Example: {\"pending\": [\"authorized\", \"failed\"], \"failed\": []}.")));
+	}
+
+	PlSpiBegin(&priv);
+	values[0] = CStringGetTextDatum(name);
+	values[1] = JsonbPGetDatum(transitions);
+	if (PlExec(PLAN_MACHINE_PUT, values, NULL, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not store the state machine");
+	CacheInvalidateRelcacheByRelid(get_relname_relid("state_machines",
+													 get_namespace_oid("payledger", false)));
+	PlSpiEnd(&priv);
+	PG_RETURN_VOID();
+}
+
+/* the column's value as text, or NULL */
+static char *
+column_text(HeapTuple tup, TupleDesc desc, int attnum)
+{
+	return SPI_getvalue(tup, desc, attnum);
+}
+
+/*
+ * payledger.enforce_state_machine() RETURNS trigger
+ *
+ * CREATE TRIGGER ... BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION
+ * payledger.enforce_state_machine('machine', 'column')
+ */
+PG_FUNCTION_INFO_V1(enforce_state_machine);
+Datum
+enforce_state_machine(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Trigger    *trigger;
+	TupleDesc	desc;
+	int			attnum;
+	char	   *from;
+	char	   *to;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("enforce_state_machine() must be called as a trigger")));
+	trigger = trigdata->tg_trigger;
+	if (!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("enforce_state_machine() must fire BEFORE UPDATE FOR EACH ROW")));
+	if (trigger->tgnargs != 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("enforce_state_machine() takes a machine name and a column name")));
+	desc = RelationGetDescr(trigdata->tg_relation);
+	attnum = SPI_fnumber(desc, trigger->tgargs[1]);
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" does not exist in \"%s\"", trigger->tgargs[1],
+						RelationGetRelationName(trigdata->tg_relation))));
+	from = column_text(trigdata->tg_trigtuple, desc, attnum);
+	to = column_text(trigdata->tg_newtuple, desc, attnum);
+	if (from != NULL && to != NULL && strcmp(from, to) != 0)
+		PlCheckTransition(trigger->tgargs[0], from, to);
+	else if ((from == NULL) != (to == NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
+				 errmsg("invalid state transition from %s to %s",
+						from ? from : "NULL", to ? to : "NULL")));
+	return PointerGetDatum(trigdata->tg_newtuple);
+}
