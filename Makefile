@@ -20,6 +20,7 @@ OBJS = \
 	src/holds.o \
 	src/state_machine.o \
 	src/payments.o \
+	src/settlement.o \
 	src/batch.o \
 	src/direct.o \
 	src/protect.o \
@@ -39,6 +40,7 @@ REGRESS = \
 	statement \
 	holds \
 	payments \
+	settlement \
 	audit_tamper \
 	pii_masking \
 	events \

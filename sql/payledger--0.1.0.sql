@@ -35,10 +35,20 @@ CREATE TABLE payledger.accounts (
 	metadata jsonb NOT NULL DEFAULT '{}',
 	frozen_reason text,
 	created_at timestamptz NOT NULL,
-	updated_at timestamptz NOT NULL
+	updated_at timestamptz NOT NULL,
+	has_limits boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE payledger.accounts IS
 	'Ledger accounts; balance = credits - debits, changed only by payledger functions';
+
+CREATE TABLE payledger.account_limits (
+	account_id uuid PRIMARY KEY,
+	max_per_transfer bigint,
+	max_daily_debit bigint,
+	updated_at timestamptz NOT NULL
+);
+COMMENT ON TABLE payledger.account_limits IS
+	'Per-account debit limits (set_limits); a debit above one is declined LIMIT_EXCEEDED';
 
 CREATE TABLE payledger.transfers (
 	id uuid PRIMARY KEY,
@@ -115,12 +125,31 @@ CREATE TABLE payledger.payments (
 	authorized_at timestamptz,
 	captured_at timestamptz,
 	settlement_id uuid,
+	dispute_hold_id uuid,
 	created_at timestamptz NOT NULL,
 	updated_at timestamptz NOT NULL
 );
 COMMENT ON TABLE payledger.payments IS
 	'One row per payment; state changes follow the state machine "payment"';
 CREATE INDEX payments_merchant_state ON payledger.payments (merchant_id, state);
+
+CREATE TABLE payledger.settlements (
+	id uuid PRIMARY KEY,
+	merchant_id uuid NOT NULL,
+	cutoff timestamptz NOT NULL,
+	currency text,
+	payment_count integer NOT NULL,
+	gross_amount bigint NOT NULL,
+	fee_amount bigint NOT NULL,
+	refund_amount bigint NOT NULL,
+	net_amount bigint NOT NULL,
+	payout_account uuid NOT NULL,
+	payout_transfer_id uuid,
+	created_at timestamptz NOT NULL
+);
+COMMENT ON TABLE payledger.settlements IS
+	'Settlement batches: captured payments of a merchant paid out net of fees and refunds';
+CREATE INDEX payments_settlement ON payledger.payments (settlement_id);
 
 CREATE TABLE payledger.state_machines (
 	name text PRIMARY KEY,
@@ -215,6 +244,8 @@ SELECT pg_catalog.pg_extension_config_dump('payledger.entries', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.holds', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.payments', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.state_machines', '');
+SELECT pg_catalog.pg_extension_config_dump('payledger.settlements', '');
+SELECT pg_catalog.pg_extension_config_dump('payledger.account_limits', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.idempotency_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.payment_audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.payment_audit_log_id_seq', '');
@@ -251,6 +282,12 @@ CREATE TRIGGER audit_append_only
 CREATE TRIGGER accounts_guard
 	BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.accounts
 	FOR EACH STATEMENT EXECUTE FUNCTION payledger.guard_internal();
+CREATE TRIGGER settlements_append_only
+	BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.settlements
+	FOR EACH STATEMENT EXECUTE FUNCTION payledger.forbid_mutation();
+CREATE TRIGGER account_limits_guard
+	BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.account_limits
+	FOR EACH STATEMENT EXECUTE FUNCTION payledger.guard_internal();
 CREATE TRIGGER holds_guard
 	BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.holds
 	FOR EACH STATEMENT EXECUTE FUNCTION payledger.guard_internal();
@@ -260,6 +297,8 @@ ALTER TABLE payledger.entries ENABLE ALWAYS TRIGGER entries_append_only;
 ALTER TABLE payledger.payment_audit_log ENABLE ALWAYS TRIGGER audit_append_only;
 ALTER TABLE payledger.accounts ENABLE ALWAYS TRIGGER accounts_guard;
 ALTER TABLE payledger.holds ENABLE ALWAYS TRIGGER holds_guard;
+ALTER TABLE payledger.settlements ENABLE ALWAYS TRIGGER settlements_append_only;
+ALTER TABLE payledger.account_limits ENABLE ALWAYS TRIGGER account_limits_guard;
 
 -- Reusable state machines (src/state_machine.c); payments use "payment"
 CREATE FUNCTION payledger.define_state_machine(name text, transitions jsonb)
@@ -523,6 +562,52 @@ CREATE FUNCTION payledger.expire_authorizations()
 	AS 'MODULE_PATHNAME', 'expire_authorizations';
 COMMENT ON FUNCTION payledger.expire_authorizations() IS
 	'Authorized payments whose hold is past expiry become expired; returns how many';
+
+CREATE FUNCTION payledger.dispute_payment(
+	payment_id uuid,
+	amount bigint,
+	idempotency_key text,
+	reason_code text DEFAULT NULL)
+	RETURNS payledger.payment_state
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'dispute_payment';
+COMMENT ON FUNCTION payledger.dispute_payment(uuid, bigint, text, text) IS
+	'-> disputed: the disputed amount is held out of the merchant''s available funds';
+
+CREATE FUNCTION payledger.resolve_dispute(payment_id uuid, won boolean, idempotency_key text)
+	RETURNS payledger.payment_state
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'resolve_dispute';
+COMMENT ON FUNCTION payledger.resolve_dispute(uuid, boolean, text) IS
+	'Won: back to the state before the dispute, funds released; lost: charged_back, funds returned to the customer';
+
+CREATE FUNCTION payledger.settle_merchant(
+	merchant_id uuid,
+	cutoff timestamptz,
+	payout_account uuid,
+	idempotency_key text)
+	RETURNS uuid
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'settle_merchant';
+COMMENT ON FUNCTION payledger.settle_merchant(uuid, timestamptz, uuid, text) IS
+	'Settles the merchant''s captured payments up to cutoff: net of fees and refunds to the payout account';
+
+CREATE FUNCTION payledger.reconcile_settlement(settlement_id uuid, statement jsonb)
+	RETURNS TABLE(payment_id uuid, ledger_amount bigint, statement_amount bigint, status text)
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'reconcile_settlement';
+COMMENT ON FUNCTION payledger.reconcile_settlement(uuid, jsonb) IS
+	'Compares a processor statement [{"payment_id", "amount"}] with a settlement batch';
+
+CREATE FUNCTION payledger.set_limits(
+	account_id uuid,
+	max_per_transfer bigint DEFAULT NULL,
+	max_daily_debit bigint DEFAULT NULL)
+	RETURNS void
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'set_limits';
+COMMENT ON FUNCTION payledger.set_limits(uuid, bigint, bigint) IS
+	'Debit limits of an account (NULL = none); a debit above one is declined LIMIT_EXCEEDED';
 
 CREATE FUNCTION payledger.purge_idempotency_keys()
 	RETURNS bigint

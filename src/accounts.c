@@ -437,3 +437,43 @@ account_entries(PG_FUNCTION_ARGS)
 	PlSpiEnd(&priv);
 	return (Datum) 0;
 }
+
+/*
+ * payledger.set_limits(account_id uuid, max_per_transfer bigint DEFAULT
+ *		NULL, max_daily_debit bigint DEFAULT NULL) RETURNS void
+ *
+ * NULL is no limit.  A debit above max_per_transfer, or one that would
+ * take the day's (UTC) posted and pending debits above max_daily_debit, is
+ * declined LIMIT_EXCEEDED.  Accounts without limits pay nothing for this
+ * on the transfer path (accounts.has_limits).
+ */
+PG_FUNCTION_INFO_V1(set_limits);
+Datum
+set_limits(PG_FUNCTION_ARGS)
+{
+	PlPrivState priv;
+	PlAccount	acc;
+	Datum		values[3];
+	char		nulls[3] = "   ";
+
+	PlRequireArg(fcinfo, 0, "account_id");
+	for (int i = 1; i <= 2; i++)
+	{
+		if (PG_ARGISNULL(i))
+			nulls[i] = 'n';
+		else if (PG_GETARG_INT64(i) <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("limits must be positive"),
+					 errhint("Use NULL for no limit.")));
+		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+	}
+	values[0] = PG_GETARG_DATUM(0);
+	PlSpiBegin(&priv);
+	if (!fetch_account(PLAN_ACCOUNT_LOCK, PG_GETARG_UUID_P(0), &acc))
+		raise_not_found(PG_GETARG_UUID_P(0));
+	if (PlExec(PLAN_LIMITS_SET, values, nulls, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not store the limits");
+	PlSpiEnd(&priv);
+	PG_RETURN_VOID();
+}

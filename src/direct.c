@@ -184,6 +184,7 @@ PlLockAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row)
 	row->pending_debits = DatumGetInt64(heap_getattr(row->tuple, 7, desc, &isnull));
 	row->pending_credits = DatumGetInt64(heap_getattr(row->tuple, 8, desc, &isnull));
 	row->version = DatumGetInt64(heap_getattr(row->tuple, 9, desc, &isnull));
+	row->has_limits = DatumGetBool(heap_getattr(row->tuple, 14, desc, &isnull));
 	return true;
 }
 

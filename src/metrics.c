@@ -67,7 +67,8 @@ raised_by_payledger(const char *filename)
 		"accounts.c", "args.c", "audit.c", "audit_chain.c", "batch.c",
 		"check.c", "currency.c", "direct.c", "events.c", "holds.c",
 		"idempotency.c", "metrics.c", "payledger.c", "payments.c", "pii.c", "posting.c",
-		"protect.c", "spi_plans.c", "state_machine.c", "transfer.c", "uuid_v7.c"
+		"protect.c", "settlement.c", "spi_plans.c", "state_machine.c", "transfer.c",
+		"uuid_v7.c"
 	};
 	const char *base;
 

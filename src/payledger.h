@@ -75,6 +75,14 @@ typedef enum PlPlanId
 	PLAN_PAYMENT_MERCHANT,
 	PLAN_PAYMENT_UPDATE,
 	PLAN_AUTHS_OVERDUE,
+	PLAN_LIMITS_CHECK,
+	PLAN_LIMITS_SET,
+	PLAN_PAYMENT_DISPUTE,
+	PLAN_SETTLE_CANDIDATES,
+	PLAN_PAYMENT_SETTLE,
+	PLAN_SETTLEMENT_INSERT,
+	PLAN_SETTLEMENT_GET,
+	PLAN_SETTLEMENT_PAYMENTS,
 	PLAN_HOLD_LOCK,
 	PLAN_HOLD_SET_STATUS,
 	PLAN_HOLDS_OVERDUE,
@@ -117,6 +125,7 @@ typedef struct PlAccountRow
 	int64		pending_debits;
 	int64		pending_credits;
 	int64		version;
+	bool		has_limits;		/* see account_limits */
 	bool		dirty;			/* changed in memory, not yet written */
 } PlAccountRow;
 
@@ -174,7 +183,7 @@ extern HeapTuple PlIdemFetchLatest(Relation rel, const pg_uuid_t *scope, const c
 #define PL_IDEM_LOCK_SPACE	0x504C
 
 /* column counts the direct inserts are written for */
-#define PL_NATTS_ACCOUNTS	13
+#define PL_NATTS_ACCOUNTS	14
 #define PL_NATTS_TRANSFERS	12
 #define PL_NATTS_ENTRIES	6
 #define PL_NATTS_AUDIT		32

@@ -65,6 +65,9 @@ typedef struct Payment
 	bool		has_hold;
 	pg_uuid_t	hold_id;
 	pg_uuid_t	correlation_id;
+	char	   *state_before_dispute;
+	bool		has_dispute_hold;
+	pg_uuid_t	dispute_hold_id;
 } Payment;
 
 static char *
@@ -109,6 +112,11 @@ lock_payment(const pg_uuid_t *id, Payment *p)
 	if (!isnull)
 		p->hold_id = *DatumGetUUIDP(d);
 	p->correlation_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 13, &isnull));
+	p->state_before_dispute = pstr(SPI_getvalue(tup, desc, 14));
+	d = SPI_getbinval(tup, desc, 15, &isnull);
+	p->has_dispute_hold = !isnull;
+	if (!isnull)
+		p->dispute_hold_id = *DatumGetUUIDP(d);
 }
 
 /* The merchant of a payment, read without a lock: the idempotency scope. */
@@ -429,8 +437,9 @@ risk_says_no(Payment *p)
 		Datum		values[1];
 
 		fn = DatumGetObjectId(DirectFunctionCall1(regprocin, CStringGetDatum(pl_risk_function)));
-		sql = psprintf("SELECT %s(p)::integer FROM payledger.payments p WHERE p.id = $1",
-					   format_procedure_qualified(fn));
+		sql = psprintf("SELECT %s.%s(p)::integer FROM payledger.payments p WHERE p.id = $1",
+					   quote_identifier(get_namespace_name(get_func_namespace(fn))),
+					   quote_identifier(get_func_name(fn)));
 		values[0] = UUIDPGetDatum(&p->id);
 		if (SPI_execute_with_args(sql, 1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT ||
 			SPI_processed != 1)
@@ -952,6 +961,155 @@ audit_direct_change(TupleDesc desc, HeapTuple tup, const char *from, const char 
 	PlSpiEnd(&priv);
 }
 
+static void
+store_dispute(Payment *p, const char *state, const char *before)
+{
+	Datum		values[5];
+	char		nulls[5] = "     ";
+
+	values[0] = UUIDPGetDatum(&p->id);
+	values[1] = CStringGetTextDatum(state);
+	values[2] = Int64GetDatum(p->disputed);
+	if (p->has_dispute_hold)
+		values[3] = UUIDPGetDatum(&p->dispute_hold_id);
+	else
+		nulls[3] = 'n';
+	if (before)
+		values[4] = CStringGetTextDatum(before);
+	else
+		nulls[4] = 'n';
+	if (PlExec(PLAN_PAYMENT_DISPUTE, values, nulls, 0) != SPI_OK_UPDATE || SPI_processed != 1)
+		elog(ERROR, "payment update failed");
+	p->state = pstr(state);
+}
+
+/*
+ * payledger.dispute_payment(payment_id uuid, amount bigint,
+ *		idempotency_key text, reason_code text DEFAULT NULL)
+ *		RETURNS payledger.payment_state
+ *
+ * captured, partially_refunded or settled -> disputed: the disputed amount
+ * is held from the merchant account for the customer, out of what the
+ * merchant has available, until the dispute is resolved.  More than is left
+ * of the payment raises 22023; a merchant account that cannot cover it
+ * declines (state unchanged, the decline audited).
+ */
+PG_FUNCTION_INFO_V1(dispute_payment);
+Datum
+dispute_payment(PG_FUNCTION_ARGS)
+{
+	static const char *const from[] = {"captured", "partially_refunded", "settled"};
+	PaymentCall call;
+	PlHasher   *h = PlHashBegin("dispute_payment");
+	int64		amount;
+	char	   *why = NULL;
+	Datum		result;
+	Payment		p;
+	TimestampTz now;
+	const char *reason;
+	pg_uuid_t	hold_id;
+	int64		left;
+	char	   *before;
+
+	PlRequireArg(fcinfo, 1, "amount");
+	amount = PG_GETARG_INT64(1);
+	PlCheckAmount(amount);
+	if (!PG_ARGISNULL(3))
+	{
+		why = text_to_cstring(PG_GETARG_TEXT_PP(3));
+		PlRejectPanInText("dispute reason", why);
+	}
+	PlHashInt64(h, amount);
+	PlHashText(h, why);
+	if (begin_payment_call(fcinfo, &call, "dispute_payment", 2, h, &result))
+		return result;
+
+	lock_payment(&call.payment_id, &p);
+	require_state(&p, "dispute", from, lengthof(from));
+	left = p.captured - p.refunded;
+	if (amount > left)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("dispute exceeds what is left of the payment"),
+				 errdetail("Asked to dispute " INT64_FORMAT "; " INT64_FORMAT " is left.",
+						   amount, left)));
+	now = GetCurrentTimestamp();
+	PlUuidV7(&hold_id);
+	reason = PlHoldCreate(&hold_id, &p.merchant_account, &p.source_account, amount, p.currency,
+						  now + (TimestampTz) 365 * USECS_PER_DAY, call.key, call.hash,
+						  payment_ref(&p), &p.correlation_id);
+	if (reason != NULL)
+	{
+		payment_event(&p, "PAYMENT_DISPUTED", p.state, p.state, amount, false, reason,
+					  call.key, now);
+		return finish_payment_call(fcinfo, &call, p.state, reason, now);
+	}
+	before = p.state;
+	p.disputed = amount;
+	p.has_dispute_hold = true;
+	p.dispute_hold_id = hold_id;
+	store_dispute(&p, "disputed", before);
+	payment_event(&p, "PAYMENT_DISPUTED", before, "disputed", amount, true, why, call.key, now);
+	return finish_payment_call(fcinfo, &call, "disputed", NULL, now);
+}
+
+/*
+ * payledger.resolve_dispute(payment_id uuid, won boolean,
+ *		idempotency_key text) RETURNS payledger.payment_state
+ *
+ * Won: the held amount is released and the payment returns to the state
+ * it had before the dispute (DISPUTE_WON).  Lost: the held amount goes to
+ * the customer and the payment is charged_back.
+ */
+PG_FUNCTION_INFO_V1(resolve_dispute);
+Datum
+resolve_dispute(PG_FUNCTION_ARGS)
+{
+	static const char *const from[] = {"disputed"};
+	PaymentCall call;
+	PlHasher   *h = PlHashBegin("resolve_dispute");
+	bool		won;
+	Datum		result;
+	Payment		p;
+	TimestampTz now;
+	const char *state;
+
+	PlRequireArg(fcinfo, 1, "won");
+	won = PG_GETARG_BOOL(1);
+	PlHashInt64(h, won ? 1 : 0);
+	if (begin_payment_call(fcinfo, &call, "resolve_dispute", 2, h, &result))
+		return result;
+
+	lock_payment(&call.payment_id, &p);
+	require_state(&p, "resolve the dispute of", from, lengthof(from));
+	now = GetCurrentTimestamp();
+	if (won)
+	{
+		state = p.state_before_dispute ? p.state_before_dispute : "captured";
+		if (p.has_dispute_hold)
+			(void) PlHoldSettle(&p.dispute_hold_id, false, false, 0, call.key, call.hash, now);
+		p.disputed = 0;
+		store_dispute(&p, state, NULL);
+		payment_event(&p, "DISPUTE_WON", "disputed", state, 0, true, NULL, call.key, now);
+	}
+	else
+	{
+		const char *declined = NULL;
+
+		state = "charged_back";
+		if (p.has_dispute_hold)
+			declined = PlHoldSettle(&p.dispute_hold_id, true, false, 0, call.key, call.hash, now);
+		if (declined != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
+					 errmsg("the disputed funds can no longer be charged back: %s", declined)));
+		store_dispute(&p, state, p.state_before_dispute);
+		payment_event(&p, "PAYMENT_CHARGED_BACK", "disputed", state, p.disputed, true, NULL,
+					  call.key, now);
+	}
+	return finish_payment_call(fcinfo, &call, state, NULL, now);
+}
+
 /*
  * payledger.guard_payments() RETURNS trigger, BEFORE UPDATE FOR EACH ROW
  *
@@ -967,7 +1125,8 @@ guard_payments(PG_FUNCTION_ARGS)
 	static const char *const money_columns[] = {
 		"id", "merchant_id", "customer_id", "amount", "currency", "source_account",
 		"merchant_account", "captured_amount", "refunded_amount", "disputed_amount",
-		"fee_amount", "hold_id", "correlation_id", "created_at"
+		"fee_amount", "hold_id", "correlation_id", "created_at", "dispute_hold_id",
+		"settlement_id"
 	};
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	TupleDesc	desc;

@@ -125,6 +125,40 @@ PlCheckAccountCurrency(const PlAccountRow *row, const char *currency)
 }
 
 /*
+ * Is a debit of amount above the account's per-transfer limit, or would it
+ * take today's (UTC) posted and pending debits above the daily limit?
+ */
+static bool
+over_limit(const pg_uuid_t *account, int64 amount)
+{
+	Datum		values[1];
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	int64		max_per,
+				max_daily,
+				today;
+	bool		per_null,
+				daily_null;
+
+	values[0] = UUIDPGetDatum((pg_uuid_t *) account);
+	if (PlExec(PLAN_LIMITS_CHECK, values, NULL, 1) != SPI_OK_SELECT)
+		elog(ERROR, "limit lookup failed");
+	if (SPI_processed == 0)
+		return false;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	max_per = DatumGetInt64(SPI_getbinval(tup, desc, 1, &per_null));
+	max_daily = DatumGetInt64(SPI_getbinval(tup, desc, 2, &daily_null));
+	today = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+	if (!per_null && amount > max_per)
+		return true;
+	if (!daily_null && (today > max_daily - amount))
+		return true;
+	return false;
+}
+
+/*
  * Why moving amount from src to dst is declined, or NULL.  Reserving
  * (a hold) and posting check the same floor: what is available is the
  * balance less open holds, where holds past their expiry no longer count.
@@ -143,6 +177,8 @@ PlDeclineReason(PlAccountRow *src, PlAccountRow *dst, int64 amount)
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("balance of account %s would overflow bigint", PlUuidText(&dst->id))));
+	if (src->has_limits && over_limit(&src->id, amount))
+		return "LIMIT_EXCEEDED";
 	if (src->has_floor)
 	{
 		int64		available;

@@ -31,6 +31,7 @@
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/syscache.h"
 
 #include "payledger.h"
@@ -167,7 +168,8 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 	[PLAN_PAYMENT_LOCK] = {
 		"SELECT merchant_id, customer_id, amount, currency, state::text, source_account,"
 		" merchant_account, captured_amount, refunded_amount, disputed_amount, fee_amount,"
-		" hold_id, correlation_id FROM payledger.payments WHERE id = $1 FOR UPDATE",
+		" hold_id, correlation_id, state_before_dispute::text, dispute_hold_id"
+		" FROM payledger.payments WHERE id = $1 FOR UPDATE",
 		1, {UUIDOID}
 	},
 	[PLAN_PAYMENT_MERCHANT] = {
@@ -188,6 +190,68 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		" WHERE p.state = 'authorized' AND h.expires_at <= $1 ORDER BY p.id",
 		1, {TIMESTAMPTZOID}
 	},
+	/* today's debits: posted entries and holds still pending, since 00:00 UTC */
+	[PLAN_LIMITS_CHECK] = {
+		"SELECT l.max_per_transfer, l.max_daily_debit,"
+		" (SELECT coalesce(-sum(e.amount), 0) FROM payledger.entries e"
+		"   WHERE e.account_id = $1 AND e.amount < 0"
+		"   AND e.created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')::bigint"
+		" + (SELECT coalesce(sum(h.amount), 0) FROM payledger.holds h"
+		"   WHERE h.from_account = $1 AND h.status = 'pending'"
+		"   AND h.created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')::bigint"
+		" FROM payledger.account_limits l WHERE l.account_id = $1",
+		1, {UUIDOID}
+	},
+	[PLAN_LIMITS_SET] = {
+		"WITH l AS (INSERT INTO payledger.account_limits AS x (account_id, max_per_transfer,"
+		"  max_daily_debit, updated_at) VALUES ($1, $2, $3, clock_timestamp())"
+		"  ON CONFLICT (account_id) DO UPDATE SET max_per_transfer = excluded.max_per_transfer,"
+		"  max_daily_debit = excluded.max_daily_debit, updated_at = excluded.updated_at)"
+		" UPDATE payledger.accounts SET has_limits = ($2 IS NOT NULL OR $3 IS NOT NULL),"
+		" version = version + 1, updated_at = clock_timestamp() WHERE id = $1",
+		3, {UUIDOID, INT8OID, INT8OID}
+	},
+	[PLAN_PAYMENT_DISPUTE] = {
+		"UPDATE payledger.payments SET state = $2::payledger.payment_state,"
+		" disputed_amount = $3, dispute_hold_id = $4,"
+		" state_before_dispute = $5::payledger.payment_state WHERE id = $1",
+		5, {UUIDOID, TEXTOID, INT8OID, UUIDOID, TEXTOID}
+	},
+	[PLAN_SETTLE_CANDIDATES] = {
+		"SELECT id, merchant_account, currency, captured_amount, fee_amount, refunded_amount"
+		" FROM payledger.payments WHERE merchant_id = $1"
+		" AND state IN ('captured', 'partially_refunded') AND captured_at <= $2"
+		" ORDER BY id FOR UPDATE",
+		2, {UUIDOID, TIMESTAMPTZOID}
+	},
+	[PLAN_PAYMENT_SETTLE] = {
+		"UPDATE payledger.payments SET state = 'settled', settlement_id = $2 WHERE id = $1",
+		2, {UUIDOID, UUIDOID}
+	},
+	[PLAN_SETTLEMENT_INSERT] = {
+		"INSERT INTO payledger.settlements (id, merchant_id, cutoff, currency, payment_count,"
+		" gross_amount, fee_amount, refund_amount, net_amount, payout_account,"
+		" payout_transfer_id, created_at)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, clock_timestamp())",
+		11, {UUIDOID, UUIDOID, TIMESTAMPTZOID, TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID,
+		INT8OID, UUIDOID, UUIDOID}
+	},
+	[PLAN_SETTLEMENT_GET] = {
+		"SELECT merchant_id FROM payledger.settlements WHERE id = $1",
+		1, {UUIDOID}
+	},
+	[PLAN_SETTLEMENT_PAYMENTS] = {
+		"WITH s AS (SELECT (e->>'payment_id')::uuid AS payment_id, (e->>'amount')::bigint AS amount"
+		"  FROM jsonb_array_elements($2) e),"
+		" l AS (SELECT id AS payment_id, captured_amount - refunded_amount AS amount"
+		"  FROM payledger.payments WHERE settlement_id = $1)"
+		" SELECT coalesce(l.payment_id, s.payment_id), l.amount, s.amount,"
+		"  CASE WHEN l.payment_id IS NULL THEN 'missing_in_ledger'"
+		"   WHEN s.payment_id IS NULL THEN 'missing_in_statement'"
+		"   WHEN l.amount = s.amount THEN 'matched' ELSE 'amount_mismatch' END"
+		" FROM l FULL JOIN s ON s.payment_id = l.payment_id ORDER BY 1",
+		2, {UUIDOID, JSONBOID}
+	},
 	[PLAN_IDEM_PURGE] = {
 		"DELETE FROM payledger.idempotency_keys WHERE created_at < $1",
 		1, {TIMESTAMPTZOID}
@@ -202,19 +266,60 @@ static int	internal_depth = 0;
 /* who called the outermost payledger function: the audit log's actor */
 static Oid	caller_userid = InvalidOid;
 
+/* flag depth at the start of each open subtransaction, innermost first */
+typedef struct SubDepth
+{
+	SubTransactionId subid;
+	int			depth;
+	struct SubDepth *next;
+} SubDepth;
+
+static SubDepth *sub_depths = NULL;
+
 static void
 reset_on_abort(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 		internal_depth = 0;
+	/* the list lives in TopTransactionContext, which goes away now */
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PREPARE)
+		sub_depths = NULL;
 }
 
+/*
+ * A subtransaction that aborts (a caller's EXCEPTION block, or the risk
+ * hook's own) puts the flag back where it was when it started.
+ */
 static void
 reset_on_subabort(SubXactEvent event, SubTransactionId mySubid,
 				  SubTransactionId parentSubid, void *arg)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		internal_depth = 0;
+	switch (event)
+	{
+		case SUBXACT_EVENT_START_SUB:
+			{
+				SubDepth   *d = MemoryContextAlloc(TopTransactionContext, sizeof(SubDepth));
+
+				d->subid = mySubid;
+				d->depth = internal_depth;
+				d->next = sub_depths;
+				sub_depths = d;
+			}
+			break;
+		case SUBXACT_EVENT_COMMIT_SUB:
+		case SUBXACT_EVENT_ABORT_SUB:
+			while (sub_depths != NULL && sub_depths->subid >= mySubid)
+			{
+				if (event == SUBXACT_EVENT_ABORT_SUB && sub_depths->subid == mySubid)
+					internal_depth = sub_depths->depth;
+				sub_depths = sub_depths->next;
+			}
+			break;
+		default:
+			break;
+	}
 }
 
 void
