@@ -59,7 +59,8 @@ ISOLATION = \
 	hold_same_key_concurrent \
 	transfer_legs_no_deadlock \
 	events_late_commit \
-	audit_no_blocking
+	audit_no_blocking \
+	payment_races
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=payledger
 
 TAP_TESTS = 1
