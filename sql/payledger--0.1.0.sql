@@ -91,7 +91,8 @@ CREATE TABLE payledger.holds (
 	idempotency_key text,
 	metadata jsonb NOT NULL,
 	created_at timestamptz NOT NULL,
-	updated_at timestamptz NOT NULL
+	updated_at timestamptz NOT NULL,
+	correlation_id uuid
 );
 COMMENT ON TABLE payledger.holds IS
 	'Two-phase transfers: pending reservations and how each ended (posted, voided, expired)';

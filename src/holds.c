@@ -46,6 +46,7 @@ typedef struct LockedHold
 	char	   *currency;
 	char	   *status;
 	TimestampTz expires_at;
+	pg_uuid_t	correlation_id;	/* the payment's, or the hold's own id */
 } LockedHold;
 
 static int64
@@ -100,6 +101,7 @@ lock_hold(const pg_uuid_t *id, LockedHold *hold)
 	hold->currency = MemoryContextStrdup(TopTransactionContext, SPI_getvalue(tup, desc, 4));
 	hold->status = MemoryContextStrdup(TopTransactionContext, SPI_getvalue(tup, desc, 5));
 	hold->expires_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
+	hold->correlation_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 7, &isnull));
 	return true;
 }
 
@@ -129,7 +131,7 @@ hold_event(PlAuditEvent *ev, const char *type, LockedHold *hold,
 	ev->previous_state = hold->status;
 	ev->new_state = new_state;
 	ev->payment_id = &hold->id;
-	ev->correlation_id = &hold->id;
+	ev->correlation_id = &hold->correlation_id;
 	ev->account_id = &hold->from_id;
 	ev->counterparty_account_id = &hold->to_id;
 	ev->has_amount = true;
@@ -265,6 +267,10 @@ PlHoldCreate(const pg_uuid_t *id, const pg_uuid_t *from_id, const pg_uuid_t *to_
 		values[9] = JsonbPGetDatum(metadata);
 		values[10] = TimestampTzGetDatum(now);
 		values[11] = TimestampTzGetDatum(now);
+		if (correlation_id)
+			values[12] = UUIDPGetDatum((pg_uuid_t *) correlation_id);
+		else
+			nulls[12] = true;
 		PlDirectInsert(holds, values, nulls);
 		table_close(holds, NoLock);
 	}

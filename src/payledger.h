@@ -194,7 +194,7 @@ extern HeapTuple PlIdemFetchLatest(Relation rel, const pg_uuid_t *scope, const c
 #define AUDIT_COL_ROW_HASH	29
 #define AUDIT_COL_TXID		30
 #define AUDIT_COL_ERA		31
-#define PL_NATTS_HOLDS		12
+#define PL_NATTS_HOLDS		13
 
 /* uuid_v7.c */
 extern void PlUuidV7(pg_uuid_t *out);

@@ -654,6 +654,12 @@ capture_payment(PG_FUNCTION_ARGS)
 				 errmsg("capture amount exceeds what is authorized"),
 				 errdetail("Asked to capture " INT64_FORMAT "; " INT64_FORMAT " is left to capture.",
 						   captured, p.amount)));
+	for (int i = 0; i < nsplits; i++)
+		if (memcmp(splits[i].account.data, p.merchant_account.data, UUID_LEN) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("malformed splits"),
+					 errdetail("splits[%d] pays the merchant account itself.", i)));
 	if (split_total > captured)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -37,6 +37,9 @@ typedef struct Candidate
 {
 	pg_uuid_t	id;
 	pg_uuid_t	merchant_account;
+	pg_uuid_t	customer_id;
+	pg_uuid_t	correlation_id;
+	char	   *state;
 	int64		net;
 } Candidate;
 
@@ -124,6 +127,15 @@ settle_merchant(PG_FUNCTION_ARGS)
 		PG_RETURN_UUID_P(settlement);
 	}
 
+	/* the payout account must exist even when there is nothing to pay */
+	values[0] = UUIDPGetDatum(payout);
+	if (PlExec(PLAN_ACCOUNT_GET, values, NULL, 1) != SPI_OK_SELECT)
+		elog(ERROR, "account lookup failed");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+				 errmsg("account %s does not exist", PlUuidText(payout))));
+
 	values[0] = UUIDPGetDatum(merchant);
 	values[1] = TimestampTzGetDatum(cutoff);
 	if (PlExec(PLAN_SETTLE_CANDIDATES, values, NULL, 0) != SPI_OK_SELECT)
@@ -149,6 +161,15 @@ settle_merchant(PG_FUNCTION_ARGS)
 					 errhint("Settle each currency to a payout account of that currency.")));
 		cands[i].id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
 		cands[i].merchant_account = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
+		cands[i].state = MemoryContextStrdup(TopTransactionContext, SPI_getvalue(tup, desc, 7));
+		cands[i].customer_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 8, &isnull));
+		cands[i].correlation_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 9, &isnull));
+		if (memcmp(cands[i].merchant_account.data, payout->data, UUID_LEN) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("payout_account is the merchant account itself"),
+					 errdetail("Payment %s is paid into %s.", PlUuidText(&cands[i].id),
+							   PlUuidText(payout))));
 		cands[i].net = captured - fee - refunded;
 		if (pg_add_s64_overflow(gross, captured, &gross) ||
 			pg_add_s64_overflow(fees, fee, &fees) ||
@@ -205,9 +226,12 @@ settle_merchant(PG_FUNCTION_ARGS)
 		if (PlExec(PLAN_PAYMENT_SETTLE, v, NULL, 0) != SPI_OK_UPDATE || SPI_processed != 1)
 			elog(ERROR, "payment settle failed");
 		PlAuditInit(&ev, "PAYMENT_SETTLED", now);
+		ev.previous_state = cands[i].state;
 		ev.new_state = "settled";
 		ev.payment_id = &cands[i].id;
+		ev.correlation_id = &cands[i].correlation_id;
 		ev.merchant_id = merchant;
+		ev.customer_id = &cands[i].customer_id;
 		ev.account_id = &cands[i].merchant_account;
 		ev.counterparty_account_id = payout;
 		ev.has_amount = true;

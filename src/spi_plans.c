@@ -85,7 +85,7 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 	},
 	[PLAN_HOLD_LOCK] = {
 		"SELECT from_account, to_account, amount, currency, status, expires_at,"
-		" idempotency_key FROM payledger.holds WHERE id = $1 FOR UPDATE",
+		" coalesce(correlation_id, id) FROM payledger.holds WHERE id = $1 FOR UPDATE",
 		1, {UUIDOID}
 	},
 	[PLAN_HOLD_SET_STATUS] = {
@@ -218,8 +218,9 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		5, {UUIDOID, TEXTOID, INT8OID, UUIDOID, TEXTOID}
 	},
 	[PLAN_SETTLE_CANDIDATES] = {
-		"SELECT id, merchant_account, currency, captured_amount, fee_amount, refunded_amount"
-		" FROM payledger.payments WHERE merchant_id = $1"
+		"SELECT id, merchant_account, currency, captured_amount, fee_amount, refunded_amount,"
+		" state::text, customer_id, correlation_id"
+		" FROM payledger.payments WHERE merchant_id = $1 AND settlement_id IS NULL"
 		" AND state IN ('captured', 'partially_refunded') AND captured_at <= $2"
 		" ORDER BY id FOR UPDATE",
 		2, {UUIDOID, TIMESTAMPTZOID}
