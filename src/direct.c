@@ -30,6 +30,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
@@ -163,9 +164,18 @@ PlLockAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row)
 	systable_endscan(scan);
 
 	slot = table_slot_create(rel, NULL);
+	/*
+	 * READ COMMITTED follows the row to its newest version; REPEATABLE READ
+	 * and SERIALIZABLE must not use a version their snapshot cannot see.
+	 */
 	res = table_tuple_lock(rel, &tid, snap, slot, GetCurrentCommandId(true),
 						   LockTupleNoKeyExclusive, LockWaitBlock,
-						   TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
+						   IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+						   &tmfd);
+	if ((res == TM_Updated || res == TM_Deleted) && IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent update")));
 	if (res != TM_Ok)
 		elog(ERROR, "could not lock account row (result %d)", (int) res);
 	tup = ExecFetchSlotHeapTuple(slot, false, &should_free);

@@ -105,6 +105,22 @@ lock_hold(const pg_uuid_t *id, LockedHold *hold)
 	return true;
 }
 
+/* Locks a hold row (key, then hold, then accounts: see posting.c). */
+void
+PlLockHold(const pg_uuid_t *hold_id, pg_uuid_t *from_id, pg_uuid_t *to_id)
+{
+	LockedHold	hold;
+
+	if (!lock_hold(hold_id, &hold))
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+				 errmsg("hold %s does not exist", PlUuidText(hold_id))));
+	if (from_id)
+		*from_id = hold.from_id;
+	if (to_id)
+		*to_id = hold.to_id;
+}
+
 static void
 set_hold_status(const pg_uuid_t *id, const char *status, bool has_posted,
 				int64 posted, TimestampTz now)
@@ -432,6 +448,20 @@ PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount, int64 amount,
 		ereport(ERROR,
 				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
 				 errmsg("hold %s does not exist", PlUuidText(hold_id))));
+
+	/*
+	 * Judge expiry only once the accounts are locked: a transfer that ran
+	 * while this call waited may have treated the hold as overdue and spent
+	 * what it reserved.
+	 */
+	{
+		Relation	accounts = PlOpenAccounts();
+		pg_uuid_t	ids[2] = {hold.from_id, hold.to_id};
+
+		(void) PlLockAccounts(accounts, ids, 2);
+		table_close(accounts, NoLock);
+		now = GetCurrentTimestamp();
+	}
 	posted = (post && has_amount) ? amount : hold.amount;
 	reason = hold_not_usable(&hold, key, posted, now);
 	if (reason == NULL && post && posted > hold.amount)
@@ -559,21 +589,34 @@ expire_holds(PG_FUNCTION_ARGS)
 	PlPrivState priv;
 	Datum		values[1];
 	pg_uuid_t  *ids;
+	pg_uuid_t  *accounts;
 	uint64		n;
 	int			expired = 0;
 
 	PlSpiBegin(&priv);
 	values[0] = TimestampTzGetDatum(GetCurrentTimestamp());
+	/* all the holds first, in id order, then all their accounts */
 	if (PlExec(PLAN_HOLDS_OVERDUE, values, NULL, 0) != SPI_OK_SELECT)
 		elog(ERROR, "overdue hold scan failed");
 	n = SPI_processed;
 	ids = palloc(sizeof(pg_uuid_t) * Max(n, 1));
+	accounts = palloc(sizeof(pg_uuid_t) * Max(2 * n, 1));
 	for (uint64 i = 0; i < n; i++)
 	{
 		bool		isnull;
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
 
-		ids[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
-											  SPI_tuptable->tupdesc, 1, &isnull));
+		ids[i] = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
+		accounts[2 * i] = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
+		accounts[2 * i + 1] = *DatumGetUUIDP(SPI_getbinval(tup, desc, 3, &isnull));
+	}
+	if (n > 0)
+	{
+		Relation	rel = PlOpenAccounts();
+
+		(void) PlLockAccounts(rel, accounts, 2 * n);
+		table_close(rel, NoLock);
 	}
 	for (uint64 i = 0; i < n; i++)
 	{

@@ -75,6 +75,7 @@ typedef enum PlPlanId
 	PLAN_PAYMENT_MERCHANT,
 	PLAN_PAYMENT_UPDATE,
 	PLAN_AUTHS_OVERDUE,
+	PLAN_HOLDS_LOCK_MANY,
 	PLAN_LIMITS_CHECK,
 	PLAN_LIMITS_SET,
 	PLAN_PAYMENT_DISPUTE,
@@ -95,7 +96,7 @@ typedef struct PlPrivState
 {
 	Oid			save_userid;
 	int			save_sec_context;
-	bool		save_internal;
+	int			save_internal;
 } PlPrivState;
 
 extern void PlSpiBegin(PlPrivState *state);
@@ -103,6 +104,8 @@ extern void PlSpiEnd(PlPrivState *state);
 extern int	PlExec(PlPlanId id, Datum *values, const char *nulls, long count);
 extern bool PlInternalWrite(void);
 extern Oid	PlCallerUserId(void);
+extern void PlUnprivilegedBegin(PlPrivState *state);
+extern void PlUnprivilegedEnd(PlPrivState *state);
 extern void SpiPlansInit(void);
 
 /* direct.c: executor-free inserts and lookups */
@@ -169,6 +172,7 @@ extern const char *PlHoldCreate(const pg_uuid_t *id, const pg_uuid_t *from_id,
 								TimestampTz expires_at, const char *key,
 								const uint8 *request_hash, Jsonb *metadata,
 								const pg_uuid_t *correlation_id);
+extern void PlLockHold(const pg_uuid_t *hold_id, pg_uuid_t *from_id, pg_uuid_t *to_id);
 extern const char *PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount,
 								int64 amount, const char *key, const uint8 *request_hash,
 								TimestampTz now);

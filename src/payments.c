@@ -28,6 +28,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -35,6 +36,7 @@
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/jsonb.h"
@@ -413,7 +415,10 @@ create_payment(PG_FUNCTION_ARGS)
 /*
  * The risk hook: payledger.risk_function(payment payledger.payments)
  * RETURNS integer.  True when the payment scores at or above the
- * threshold, or when the hook fails (fail closed).
+ * threshold, or when the hook fails (fail closed).  The hook runs read-only
+ * (SPI read_only), as the caller and in a security-restricted operation, so
+ * it can neither write the ledger nor borrow payledger's privileges; the
+ * subtransaction undoes the user switch if it fails.
  */
 static bool
 risk_says_no(Payment *p)
@@ -430,20 +435,32 @@ risk_says_no(Payment *p)
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
+		PlPrivState caller;
 		char	   *sql;
 		bool		isnull;
 		int			score;
-		Oid			argtypes[1] = {UUIDOID};
+		Oid			argtypes[1];
 		Datum		values[1];
 
 		fn = DatumGetObjectId(DirectFunctionCall1(regprocin, CStringGetDatum(pl_risk_function)));
-		sql = psprintf("SELECT %s.%s(p)::integer FROM payledger.payments p WHERE p.id = $1",
+		/* read the row with the ledger's rights, score it with the caller's */
+		argtypes[0] = UUIDOID;
+		values[0] = UUIDPGetDatum(&p->id);
+		if (SPI_execute_with_args("SELECT p FROM payledger.payments p WHERE p.id = $1",
+								  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "payment row not found for the risk hook");
+		argtypes[0] = SPI_gettypeid(SPI_tuptable->tupdesc, 1);
+		values[0] = datumCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
+							  false, -1);
+		sql = psprintf("SELECT %s.%s($1)::integer",
 					   quote_identifier(get_namespace_name(get_func_namespace(fn))),
 					   quote_identifier(get_func_name(fn)));
-		values[0] = UUIDPGetDatum(&p->id);
-		if (SPI_execute_with_args(sql, 1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT ||
+		PlUnprivilegedBegin(&caller);
+		if (SPI_execute_with_args(sql, 1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT ||
 			SPI_processed != 1)
 			elog(ERROR, "risk function returned no score");
+		PlUnprivilegedEnd(&caller);
 		score = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		fraud = isnull || score >= pl_risk_threshold;
 		ReleaseCurrentSubTransaction();
@@ -667,6 +684,17 @@ capture_payment(PG_FUNCTION_ARGS)
 				 errdetail("Splits total " INT64_FORMAT "; " INT64_FORMAT " is captured.",
 						   split_total, captured)));
 
+	/* hold, then every account the capture touches, in one sorted pass */
+	{
+		pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * (2 + nsplits));
+		Relation	accounts = PlOpenAccounts();
+
+		PlLockHold(&p.hold_id, &ids[0], &ids[1]);
+		for (int i = 0; i < nsplits; i++)
+			ids[2 + i] = splits[i].account;
+		(void) PlLockAccounts(accounts, ids, 2 + nsplits);
+		table_close(accounts, NoLock);
+	}
 	now = GetCurrentTimestamp();
 	reason = PlHoldSettle(&p.hold_id, true, true, captured, call.key, call.hash, now);
 	if (reason != NULL)
@@ -860,20 +888,44 @@ expire_authorizations(PG_FUNCTION_ARGS)
 	PlPrivState priv;
 	Datum		values[1];
 	pg_uuid_t  *ids;
+	Datum	   *holds;
+	pg_uuid_t  *accounts;
 	uint64		n;
 	int			expired = 0;
 
 	PlSpiBegin(&priv);
 	values[0] = TimestampTzGetDatum(GetCurrentTimestamp());
+	/* payments, then their holds, then their accounts, each in id order */
 	if (PlExec(PLAN_AUTHS_OVERDUE, values, NULL, 0) != SPI_OK_SELECT)
 		elog(ERROR, "overdue authorization scan failed");
 	n = SPI_processed;
 	ids = palloc(sizeof(pg_uuid_t) * Max(n, 1));
+	holds = palloc(sizeof(Datum) * Max(n, 1));
+	accounts = palloc(sizeof(pg_uuid_t) * Max(2 * n, 1));
 	for (uint64 i = 0; i < n; i++)
 	{
 		bool		isnull;
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		pg_uuid_t  *h = palloc(sizeof(pg_uuid_t));
 
-		ids[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		ids[i] = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
+		*h = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
+		holds[i] = UUIDPGetDatum(h);
+		accounts[2 * i] = *DatumGetUUIDP(SPI_getbinval(tup, desc, 3, &isnull));
+		accounts[2 * i + 1] = *DatumGetUUIDP(SPI_getbinval(tup, desc, 4, &isnull));
+	}
+	if (n > 0)
+	{
+		Datum		arr[1];
+		Relation	rel;
+
+		arr[0] = PointerGetDatum(construct_array(holds, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+		if (PlExec(PLAN_HOLDS_LOCK_MANY, arr, NULL, 0) != SPI_OK_SELECT)
+			elog(ERROR, "hold lock failed");
+		rel = PlOpenAccounts();
+		(void) PlLockAccounts(rel, accounts, 2 * n);
+		table_close(rel, NoLock);
 	}
 	for (uint64 i = 0; i < n; i++)
 	{

@@ -21,6 +21,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "common/int.h"
 #include "fmgr.h"
@@ -177,6 +178,19 @@ settle_merchant(PG_FUNCTION_ARGS)
 			overflow();
 	}
 	net = gross - fees - refunds;
+
+	/* every merchant account and the payout account, in one sorted pass */
+	if (n > 0)
+	{
+		pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * (n + 1));
+		Relation	accounts = PlOpenAccounts();
+
+		for (int i = 0; i < n; i++)
+			ids[i] = cands[i].merchant_account;
+		ids[n] = *payout;
+		(void) PlLockAccounts(accounts, ids, n + 1);
+		table_close(accounts, NoLock);
+	}
 	PlUuidV7(settlement);
 	now = GetCurrentTimestamp();
 

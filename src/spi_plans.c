@@ -94,8 +94,8 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		4, {UUIDOID, TEXTOID, INT8OID, TIMESTAMPTZOID}
 	},
 	[PLAN_HOLDS_OVERDUE] = {
-		"SELECT id FROM payledger.holds WHERE status = 'pending' AND expires_at <= $1"
-		" ORDER BY id",
+		"SELECT id, from_account, to_account FROM payledger.holds"
+		" WHERE status = 'pending' AND expires_at <= $1 ORDER BY id FOR UPDATE",
 		1, {TIMESTAMPTZOID}
 	},
 	[PLAN_OVERDUE_DEBITS] = {
@@ -186,8 +186,9 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		BOOLOID, BOOLOID}
 	},
 	[PLAN_AUTHS_OVERDUE] = {
-		"SELECT p.id FROM payledger.payments p JOIN payledger.holds h ON h.id = p.hold_id"
-		" WHERE p.state = 'authorized' AND h.expires_at <= $1 ORDER BY p.id",
+		"SELECT p.id, h.id, h.from_account, h.to_account FROM payledger.payments p"
+		" JOIN payledger.holds h ON h.id = p.hold_id"
+		" WHERE p.state = 'authorized' AND h.expires_at <= $1 ORDER BY p.id FOR UPDATE OF p",
 		1, {TIMESTAMPTZOID}
 	},
 	/* today's debits: posted entries and holds still pending, since 00:00 UTC */
@@ -252,6 +253,11 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		"   WHEN l.amount = s.amount THEN 'matched' ELSE 'amount_mismatch' END"
 		" FROM l FULL JOIN s ON s.payment_id = l.payment_id ORDER BY 1",
 		2, {UUIDOID, JSONBOID}
+	},
+	/* hold rows in id order (LockRows above the sort) */
+	[PLAN_HOLDS_LOCK_MANY] = {
+		"SELECT id FROM payledger.holds WHERE id = ANY ($1) ORDER BY id FOR UPDATE",
+		1, {UUIDARRAYOID}
 	},
 	[PLAN_IDEM_PURGE] = {
 		"DELETE FROM payledger.idempotency_keys WHERE created_at < $1",
@@ -328,6 +334,28 @@ SpiPlansInit(void)
 {
 	RegisterXactCallback(reset_on_abort, NULL);
 	RegisterSubXactCallback(reset_on_subabort, NULL);
+}
+
+/*
+ * Runs code that is not payledger's (the risk hook) without payledger's
+ * privileges: as the caller, in a security-restricted operation, with the
+ * internal-write flag down.  PlUnprivilegedEnd restores all of it.
+ */
+void
+PlUnprivilegedBegin(PlPrivState *state)
+{
+	GetUserIdAndSecContext(&state->save_userid, &state->save_sec_context);
+	state->save_internal = internal_depth;
+	internal_depth = 0;
+	SetUserIdAndSecContext(caller_userid,
+						   state->save_sec_context | SECURITY_RESTRICTED_OPERATION);
+}
+
+void
+PlUnprivilegedEnd(PlPrivState *state)
+{
+	internal_depth = state->save_internal;
+	SetUserIdAndSecContext(state->save_userid, state->save_sec_context);
 }
 
 Oid
