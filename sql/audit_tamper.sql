@@ -42,6 +42,10 @@ DROP TABLE regress_other;
 SELECT payledger.audit_checkpoint() AS cp \gset
 SELECT jsonb_typeof(:'cp'::jsonb -> 'chains') AS chains, length(:'cp'::jsonb ->> 'signature') AS signature_length;
 SELECT ok FROM payledger.verify_audit_log(:'cp');
+-- a checkpoint edited after the fact is refused
+SELECT ok, problem FROM payledger.verify_audit_log(
+  jsonb_set(:'cp'::jsonb, '{max_id}', to_jsonb((:'cp'::jsonb ->> 'max_id')::bigint - 1)));
+SELECT ok FROM payledger.verify_audit_log(:'cp'::jsonb - 'signature');
 
 -- a superuser switches the guards off and edits a row: caught
 ALTER EVENT TRIGGER payledger_protect_ddl DISABLE;
@@ -67,6 +71,12 @@ UPDATE payledger.payment_audit_log SET id = CASE id WHEN -2 THEN 3 ELSE 2 END WH
 SELECT ok, problem FROM payledger.verify_audit_log();
 UPDATE payledger.payment_audit_log SET id = -id WHERE id IN (2, 3);
 UPDATE payledger.payment_audit_log SET id = CASE id WHEN -2 THEN 3 ELSE 2 END WHERE id IN (-2, -3);
+SELECT ok FROM payledger.verify_audit_log();
+
+-- the delivery columns are covered too: moving an event in the outbox order is caught
+UPDATE payledger.payment_audit_log SET era = 99 WHERE id = 2;
+SELECT ok, problem FROM payledger.verify_audit_log();
+UPDATE payledger.payment_audit_log SET era = (SELECT era FROM payledger.payment_audit_log WHERE id = 3) WHERE id = 2;
 SELECT ok FROM payledger.verify_audit_log();
 
 -- a forged row inserted by hand: caught

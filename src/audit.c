@@ -131,9 +131,9 @@ PlAuditWrite(const PlAuditEvent *ev)
 	set_text(values, nulls, 23, ev->error_message);
 	values[24] = JsonbPGetDatum(ev->metadata ? ev->metadata : PlEmptyJsonb());
 	values[25] = TimestampTzGetDatum(ev->event_time);
-	PlAuditChainFill(RelationGetRelid(rel), RelationGetDescr(rel), values, nulls);
 	values[AUDIT_COL_TXID] = FullTransactionIdGetDatum(GetTopFullTransactionId());
 	values[AUDIT_COL_ERA] = Int32GetDatum(PlCurrentEra());
+	PlAuditChainFill(RelationGetRelid(rel), RelationGetDescr(rel), values, nulls);
 
 	PlDirectInsert(rel, values, nulls);
 	PlNotifyEvents();

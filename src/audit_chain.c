@@ -9,7 +9,7 @@
  * Each session appends its audit rows to a chain of its own: a UUID
  * chain_id, a chain_seq counting 1, 2, 3, ... and, per row, prev_hash (the
  * previous row's row_hash, 32 zero bytes for the first) and row_hash =
- * SHA-256 over every other column of the row, id included.  A session never
+ * SHA-256 over every other column of the row, id, txid and era included.  A session never
  * waits for another to extend its chain, so unrelated payments never
  * serialize on a global lock.  When a transaction or subtransaction of the
  * session aborts, the rows it wrote vanish, so the session starts a new
@@ -47,6 +47,7 @@
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 
 #include "payledger.h"
@@ -80,12 +81,14 @@ AuditChainInit(void)
 }
 
 /*
- * SHA-256 over columns 1 .. nhash of a row, each as a tag, a length and
- * its stored bytes.
+ * SHA-256 over every column of a row but row_hash itself, each as a tag, a
+ * length and its stored bytes.
  */
 static void
-hash_row(TupleDesc desc, Datum *values, bool *nulls, int nhash, uint8 *out)
+hash_row(TupleDesc desc, Datum *values, bool *nulls, uint8 *out)
 {
+	int			nhash = desc->natts;
+
 	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
 
 	if (pg_cryptohash_init(ctx) < 0)
@@ -98,7 +101,7 @@ hash_row(TupleDesc desc, Datum *values, bool *nulls, int nhash, uint8 *out)
 		uint32		len;
 		char		fixed[8];
 
-		if (att->attisdropped)
+		if (att->attisdropped || i == AUDIT_COL_ROW_HASH)
 			continue;
 		if (nulls[i])
 		{
@@ -175,7 +178,7 @@ PlAuditChainFill(Oid relid, TupleDesc desc, Datum *values, bool *nulls)
 	nulls[AUDIT_COL_CHAIN_SEQ] = false;
 	values[AUDIT_COL_PREV_HASH] = PointerGetDatum(make_bytea(chain_head, PL_SHA256_LEN));
 	nulls[AUDIT_COL_PREV_HASH] = false;
-	hash_row(desc, values, nulls, AUDIT_COL_ROW_HASH, row_hash);
+	hash_row(desc, values, nulls, row_hash);
 	values[AUDIT_COL_ROW_HASH] = PointerGetDatum(make_bytea(row_hash, PL_SHA256_LEN));
 	nulls[AUDIT_COL_ROW_HASH] = false;
 
@@ -383,7 +386,7 @@ verify(VerifyState *st, Jsonb *checkpoint)
 													(long long) prev_seq, (long long) seq));
 			else if (!bytea_eq(values[AUDIT_COL_PREV_HASH], prev_hash))
 				fail(st, values[1], false, "row does not link to the previous row of its chain");
-			hash_row(desc, values, nulls, AUDIT_COL_ROW_HASH, expect);
+			hash_row(desc, values, nulls, expect);
 			if (!bytea_eq(values[AUDIT_COL_ROW_HASH], expect))
 				fail(st, values[1], false, "row was changed after it was written");
 			if (checkpoint)
@@ -431,6 +434,50 @@ verify(VerifyState *st, Jsonb *checkpoint)
 	}
 }
 
+/* HMAC-SHA256 (or SHA-256 without a key) of a checkpoint's canonical text */
+static void
+sign_checkpoint(Jsonb *body, char *hex)
+{
+	char	   *text = JsonbToCString(NULL, &body->root, VARSIZE(body));
+	uint8		sig[PL_SHA256_LEN];
+
+	if (pl_audit_signing_key && pl_audit_signing_key[0])
+	{
+		pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
+
+		if (pg_hmac_init(ctx, (const uint8 *) pl_audit_signing_key, strlen(pl_audit_signing_key)) < 0 ||
+			pg_hmac_update(ctx, (const uint8 *) text, strlen(text)) < 0 ||
+			pg_hmac_final(ctx, sig, sizeof(sig)) < 0)
+			elog(ERROR, "could not sign the checkpoint");
+		pg_hmac_free(ctx);
+	}
+	else
+		PlSha256(text, strlen(text), sig);
+	hex_encode((const char *) sig, PL_SHA256_LEN, hex);
+	hex[PL_SHA256_LEN * 2] = '\0';
+}
+
+/* Does the checkpoint carry the signature its content should have? */
+static bool
+checkpoint_signed(Jsonb *checkpoint)
+{
+	Jsonb	   *body = DatumGetJsonbP(DirectFunctionCall2(jsonb_delete,
+														  JsonbPGetDatum(checkpoint),
+														  CStringGetTextDatum("signature")));
+	JsonbValue	k;
+	JsonbValue *v;
+	char		hex[PL_SHA256_LEN * 2 + 1];
+
+	k.type = jbvString;
+	k.val.string.val = "signature";
+	k.val.string.len = 9;
+	v = findJsonbValueFromContainer(&checkpoint->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type != jbvString || v->val.string.len != PL_SHA256_LEN * 2)
+		return false;
+	sign_checkpoint(body, hex);
+	return pg_strncasecmp(hex, v->val.string.val, PL_SHA256_LEN * 2) == 0;
+}
+
 static Datum
 verify_result(FunctionCallInfo fcinfo, Jsonb *checkpoint)
 {
@@ -443,6 +490,12 @@ verify_result(FunctionCallInfo fcinfo, Jsonb *checkpoint)
 	InitMaterializedSRF(fcinfo, 0);
 	PlSpiBegin(&priv);
 	verify(&st, checkpoint);
+	if (checkpoint && !checkpoint_signed(checkpoint))
+	{
+		st.ok = false;
+		st.has_bad_event = false;
+		st.problem = "the checkpoint's signature does not match its content (forged or edited checkpoint, or another signing key)";
+	}
 	values[0] = BoolGetDatum(st.ok);
 	values[1] = Int64GetDatum(st.rows);
 	if (st.has_bad_event)
@@ -487,8 +540,10 @@ verify_audit_log_checkpoint(PG_FUNCTION_ARGS)
  *
  * {"max_id": n, "taken_at": ..., "chains": [{"chain_id", "last_seq",
  * "last_hash"}, ...], "signature": hex} -- keep it outside the database.
- * The signature is an HMAC-SHA256 of the rest under
- * payledger.audit_signing_key when that is set, else a plain SHA-256.
+ * The signature is an HMAC-SHA256 of the canonical jsonb text of the rest
+ * under payledger.audit_signing_key when that is set, else a plain SHA-256;
+ * verify_audit_log(checkpoint) refuses a checkpoint whose signature does
+ * not match.
  */
 PG_FUNCTION_INFO_V1(audit_checkpoint);
 Datum
@@ -496,7 +551,6 @@ audit_checkpoint(PG_FUNCTION_ARGS)
 {
 	PlPrivState priv;
 	StringInfoData body;
-	uint8		sig[PL_SHA256_LEN];
 	char		hex[PL_SHA256_LEN * 2 + 1];
 	Jsonb	   *result;
 	MemoryContext caller = CurrentMemoryContext;
@@ -514,27 +568,16 @@ audit_checkpoint(PG_FUNCTION_ARGS)
 					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read the chain heads");
 	initStringInfo(&body);
-	appendStringInfo(&body, "{\"max_id\": %s, \"taken_at\": %s, \"chains\": %s",
+	appendStringInfo(&body, "{\"max_id\": %s, \"taken_at\": %s, \"chains\": %s}",
 					 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
 					 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2),
 					 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
-	if (pl_audit_signing_key && pl_audit_signing_key[0])
-	{
-		pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
-
-		if (pg_hmac_init(ctx, (const uint8 *) pl_audit_signing_key, strlen(pl_audit_signing_key)) < 0 ||
-			pg_hmac_update(ctx, (const uint8 *) body.data, body.len) < 0 ||
-			pg_hmac_final(ctx, sig, sizeof(sig)) < 0)
-			elog(ERROR, "could not sign the checkpoint");
-		pg_hmac_free(ctx);
-	}
-	else
-		PlSha256(body.data, body.len, sig);
-	hex_encode((const char *) sig, PL_SHA256_LEN, hex);
-	hex[PL_SHA256_LEN * 2] = '\0';
-	appendStringInfo(&body, ", \"signature\": \"%s\"}", hex);
 	text = MemoryContextStrdup(caller, body.data);
 	PlSpiEnd(&priv);
 	result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+	sign_checkpoint(result, hex);
+	result = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(result),
+												DirectFunctionCall1(jsonb_in,
+																	CStringGetDatum(psprintf("{\"signature\": \"%s\"}", hex)))));
 	PG_RETURN_JSONB_P(result);
 }
