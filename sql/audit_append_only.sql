@@ -44,6 +44,11 @@ SELECT status FROM payledger.transfer(:'a', :'sys', 40, 'USD', 'app-1');
 SELECT actor_type, actor_id FROM payledger.payment_audit_log ORDER BY id DESC LIMIT 1;
 UPDATE payledger.accounts SET balance = 0;
 SELECT count(*) FROM payledger.payment_audit_log;
+-- operator functions are not granted to every role
+SELECT payledger.define_state_machine('payment', '{"pending": []}');
+SELECT payledger.set_limits(:'a', 1);
+SELECT payledger.freeze_account(:'sys', 'x');
+SELECT * FROM payledger.read_events('someone else');
 RESET ROLE;
 SELECT actor_type, actor_id FROM payledger.payment_audit_log ORDER BY id DESC LIMIT 1;
 RESET payledger.actor_type;

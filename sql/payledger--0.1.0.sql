@@ -727,3 +727,23 @@ CREATE VIEW payledger.metrics AS
 	  FROM payledger.error_counts() e;
 COMMENT ON VIEW payledger.metrics IS
 	'Counters for a Prometheus exporter: metric, labels, value';
+
+-- Operator and batch functions are not for every role with USAGE on the
+-- schema: they change or reveal the whole ledger.  Grant them explicitly.
+REVOKE EXECUTE ON FUNCTION
+	payledger.define_state_machine(text, jsonb),
+	payledger.set_limits(uuid, bigint, bigint),
+	payledger.freeze_account(uuid, text),
+	payledger.unfreeze_account(uuid),
+	payledger.close_account(uuid),
+	payledger.settle_merchant(uuid, timestamptz, uuid, text),
+	payledger.purge_idempotency_keys(),
+	payledger.expire_holds(),
+	payledger.expire_authorizations(),
+	payledger.audit_checkpoint(),
+	payledger.verify_audit_log(),
+	payledger.verify_audit_log(jsonb),
+	payledger.check_ledger(),
+	payledger.read_events(text, integer),
+	payledger.ack_events(text, uuid)
+FROM PUBLIC;

@@ -384,7 +384,7 @@ hold(PG_FUNCTION_ARGS)
 	PlHashUuid(h, to_id);
 	PlHashInt64(h, amount);
 	PlHashText(h, currency);
-	PlHashText(h, DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(expires_in))));
+	PlHashInterval(h, expires_in);
 	PlHashJsonb(h, metadata);
 	PlHashEnd(h, request_hash);
 	/* stored with e-mail addresses masked; the hash covers what was sent */
@@ -536,6 +536,17 @@ hold_call(FunctionCallInfo fcinfo, bool post)
 		PlSpiEnd(&priv);
 		return PlTransferResult(fcinfo, &stored.result_id, stored.status,
 								stored.reason_code, true);
+	}
+	/* a payment's holds move with the payment, never on their own */
+	{
+		LockedHold	h;
+
+		if (lock_hold(hold_id, &h) &&
+			memcmp(h.correlation_id.data, hold_id->data, UUID_LEN) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
+					 errmsg("hold %s belongs to a payment", PlUuidText(hold_id)),
+					 errhint("Use capture_payment(), void_payment() or resolve_dispute().")));
 	}
 	now = GetCurrentTimestamp();
 	reason = PlHoldSettle(hold_id, post, has_amount, amount, key, request_hash, now);

@@ -87,6 +87,13 @@ PlHashUuid(PlHasher *h, const pg_uuid_t *u)
 	}
 }
 
+/* by its fields, so that IntervalStyle does not change the hash */
+void
+PlHashInterval(PlHasher *h, const Interval *iv)
+{
+	appendStringInfo(&h->buf, "v%d/%d/" INT64_FORMAT ";", iv->month, iv->day, iv->time);
+}
+
 void
 PlHashJsonb(PlHasher *h, Jsonb *jb)
 {

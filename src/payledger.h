@@ -285,6 +285,7 @@ extern void PlHashText(PlHasher *h, const char *s);
 extern void PlHashInt64(PlHasher *h, int64 v);
 extern void PlHashUuid(PlHasher *h, const pg_uuid_t *u);
 extern void PlHashJsonb(PlHasher *h, Jsonb *jb);
+extern void PlHashInterval(PlHasher *h, const Interval *iv);
 extern void PlHashEnd(PlHasher *h, uint8 *out);
 
 /* helpers for argument checking */

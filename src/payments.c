@@ -518,7 +518,7 @@ authorize_payment(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("expires_in must be a positive, finite interval")));
-	PlHashText(h, DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(expires_in))));
+	PlHashInterval(h, expires_in);
 	if (begin_payment_call(fcinfo, &call, "authorize_payment", 1, h, &result))
 		return result;
 

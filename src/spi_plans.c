@@ -80,7 +80,9 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		2, {UUIDOID, TIMESTAMPTZOID}
 	},
 	[PLAN_TRANSFER_GET] = {
-		"SELECT request_hash, status, reason_code FROM payledger.transfers WHERE id = $1",
+		"SELECT request_hash, status, reason_code FROM payledger.transfers WHERE id = $1"
+		" UNION ALL SELECT '\\x'::bytea, 'pending', NULL FROM payledger.holds h WHERE h.id = $1"
+		" AND NOT EXISTS (SELECT 1 FROM payledger.transfers t WHERE t.id = $1)",
 		1, {UUIDOID}
 	},
 	[PLAN_HOLD_LOCK] = {

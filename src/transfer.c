@@ -34,13 +34,17 @@
 
 #include "payledger.h"
 
+/* lock space of caller-supplied transfer ids: not a merchant, not the ledger */
+static const pg_uuid_t transfer_id_scope = {{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
+
 /*
  * A caller-supplied transfer_id that exists already: replay it when the
  * parameters match (binding a new key to it), PY002 otherwise.
  */
 static bool
-replay_existing_id(FunctionCallInfo fcinfo, const pg_uuid_t *wanted_id,
-				   const uint8 *request_hash, const char *key, Datum *result)
+replay_existing_id(const pg_uuid_t *wanted_id, const uint8 *request_hash,
+				   const char *key, char **status_out, char **reason_out)
 {
 	Datum		values[1];
 	HeapTuple	tup;
@@ -75,7 +79,8 @@ replay_existing_id(FunctionCallInfo fcinfo, const pg_uuid_t *wanted_id,
 	if (key != NULL)
 		PlIdemRecord(NULL, "transfer", key, request_hash, wanted_id,
 					 status, rc, GetCurrentTimestamp());
-	*result = PlTransferResult(fcinfo, wanted_id, status, rc, true);
+	*status_out = status;
+	*reason_out = rc;
 	return true;
 }
 
@@ -167,7 +172,6 @@ transfer(PG_FUNCTION_ARGS)
 	PlIdemResult stored;
 	const char *reason;
 	TimestampTz now;
-	Datum		result;
 
 	/* (1) the arguments themselves */
 	PlRequireArg(fcinfo, 0, "from_account");
@@ -227,10 +231,15 @@ transfer(PG_FUNCTION_ARGS)
 	}
 	if (wanted_id != NULL)
 	{
-		if (replay_existing_id(fcinfo, wanted_id, request_hash, key, &result))
+		char	   *status;
+		char	   *rc;
+
+		/* concurrent calls with one transfer_id queue here, as keys do */
+		PlLockIdemKey(&transfer_id_scope, PlUuidText(wanted_id));
+		if (replay_existing_id(wanted_id, request_hash, key, &status, &rc))
 		{
 			PlSpiEnd(&priv);
-			return result;
+			return PlTransferResult(fcinfo, wanted_id, status, rc, true);
 		}
 		id = *wanted_id;
 	}
