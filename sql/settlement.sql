@@ -83,6 +83,16 @@ SELECT status, reason_code FROM payledger.transfer(:'lim', :'shop', 100, 'USD', 
 SELECT status, reason_code FROM payledger.transfer(:'shop', :'lim', 100, 'USD', 'lim-credit');
 SELECT payledger.set_limits(:'lim', NULL, NULL);
 SELECT status, reason_code FROM payledger.transfer(:'lim', :'shop', 2000, 'USD', 'lim-6');
+-- the legs of one transfer_legs call count together against the daily limit
+SELECT payledger.create_account('USD') AS lim2 \gset
+SELECT status FROM payledger.transfer(:'net', :'lim2', 10000, 'USD', 'lim2-fund');
+SELECT payledger.set_limits(:'lim2', NULL, 100);
+SELECT status, reason_code FROM payledger.transfer_legs(jsonb_build_array(
+  jsonb_build_object('from', :'lim2', 'to', :'shop', 'amount', 60),
+  jsonb_build_object('from', :'lim2', 'to', :'fee', 'amount', 60)), 'USD', 'lim2-legs');
+SELECT status, reason_code FROM payledger.transfer_legs(jsonb_build_array(
+  jsonb_build_object('from', :'lim2', 'to', :'shop', 'amount', 60),
+  jsonb_build_object('from', :'lim2', 'to', :'fee', 'amount', 40)), 'USD', 'lim2-legs-ok');
 SELECT payledger.set_limits(:'lim', 0);
 SELECT payledger.set_limits('00000000-0000-0000-0000-000000000000', 1);
 

@@ -277,11 +277,15 @@ transfer_legs(PG_FUNCTION_ARGS)
 		else
 		{
 			src->balance -= legs[i].amount;
+			src->call_debits += legs[i].amount;
 			dst->balance += legs[i].amount;
 		}
 	}
 	for (int i = 0; i < locked->n; i++)
+	{
 		locked->rows[i].balance = saved[i];
+		locked->rows[i].call_debits = 0;
+	}
 
 	now = GetCurrentTimestamp();
 	if (key != NULL)
@@ -454,11 +458,13 @@ transfer_many(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("from_account and to_account must differ"),
 					 errdetail("Item %d names the same account twice.", i + 1)));
-		if (key_d == NULL || key_n[i])
-			PlRequireKey("transfer_many");
-		else
+		if (key_d != NULL && !key_n[i])
 			PlCheckKey(TextDatumGetCString(key_d[i]));
 	}
+	/* (2) keys are required: only once every argument is well formed */
+	for (int i = 0; i < n; i++)
+		if (key_d == NULL || key_n[i])
+			PlRequireKey("transfer_many");
 	if (n == 0)
 		return (Datum) 0;
 

@@ -28,6 +28,7 @@
 
 #include "access/table.h"
 #include "access/xact.h"
+#include "common/int.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -259,8 +260,11 @@ PlHoldCreate(const pg_uuid_t *id, const pg_uuid_t *from_id, const pg_uuid_t *to_
 		bool		nulls[PL_NATTS_HOLDS] = {false};
 		Relation	holds = PlOpenTable("holds");
 
-		src->pending_debits += amount;
-		dst->pending_credits += amount;
+		if (pg_add_s64_overflow(src->pending_debits, amount, &src->pending_debits) ||
+			pg_add_s64_overflow(dst->pending_credits, amount, &dst->pending_credits))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("pending amounts would overflow bigint")));
 		src->version++;
 		dst->version++;
 		src->dirty = dst->dirty = true;

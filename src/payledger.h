@@ -129,6 +129,7 @@ typedef struct PlAccountRow
 	int64		pending_credits;
 	int64		version;
 	bool		has_limits;		/* see account_limits */
+	int64		call_debits;	/* debits this call decided but not yet wrote */
 	bool		dirty;			/* changed in memory, not yet written */
 } PlAccountRow;
 

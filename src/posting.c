@@ -177,7 +177,7 @@ PlDeclineReason(PlAccountRow *src, PlAccountRow *dst, int64 amount)
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("balance of account %s would overflow bigint", PlUuidText(&dst->id))));
-	if (src->has_limits && over_limit(&src->id, amount))
+	if (src->has_limits && over_limit(&src->id, amount + src->call_debits))
 		return "LIMIT_EXCEEDED";
 	if (src->has_floor)
 	{
