@@ -244,7 +244,8 @@ SELECT pg_catalog.pg_extension_config_dump('payledger.transfers', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.entries', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.holds', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.payments', '');
-SELECT pg_catalog.pg_extension_config_dump('payledger.state_machines', '');
+-- the "payment" machine comes with the extension; dump only the users' own
+SELECT pg_catalog.pg_extension_config_dump('payledger.state_machines', 'WHERE name <> ''payment''');
 SELECT pg_catalog.pg_extension_config_dump('payledger.settlements', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.account_limits', '');
 SELECT pg_catalog.pg_extension_config_dump('payledger.idempotency_keys', '');
