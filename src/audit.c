@@ -64,6 +64,36 @@ set_uuid(Datum *values, bool *nulls, int i, pg_uuid_t *u)
 }
 
 /*
+ * Prepares the audit row of a money movement with transfer (or hold) id
+ * "id": on success event_type and new_state, on a decline (reason set)
+ * TRANSFER_REJECTED with success = false and the id as its event id too.
+ * The caller may adjust the event before PlAuditWrite().
+ */
+void
+PlAuditMovement(PlAuditEvent *ev, const char *event_type, const char *new_state,
+				const char *reason, const pg_uuid_t *id, const pg_uuid_t *from_id,
+				const pg_uuid_t *to_id, int64 amount, const char *currency,
+				const char *key, Jsonb *metadata, const pg_uuid_t *correlation_id,
+				TimestampTz now)
+{
+	PlAuditInit(ev, reason ? "TRANSFER_REJECTED" : event_type, now);
+	ev->new_state = reason ? "rejected" : new_state;
+	ev->success = (reason == NULL);
+	ev->reason_code = reason;
+	if (reason)
+		ev->event_id = (pg_uuid_t *) id;
+	ev->payment_id = (pg_uuid_t *) id;
+	ev->correlation_id = (pg_uuid_t *) (correlation_id ? correlation_id : id);
+	ev->account_id = (pg_uuid_t *) from_id;
+	ev->counterparty_account_id = (pg_uuid_t *) to_id;
+	ev->idempotency_key = key;
+	ev->has_amount = true;
+	ev->amount = amount;
+	ev->currency = currency;
+	ev->metadata = metadata;
+}
+
+/*
  * Writes one audit row, in column order of payledger.payment_audit_log.
  * Must run inside PlSpiBegin/PlSpiEnd (the actor is the caller, not the
  * owner the statements run as).

@@ -309,24 +309,12 @@ transfer_legs(PG_FUNCTION_ARGS)
 	PlStoreTransfer(&id, "legs", reason, currency, total, NULL, NULL, key,
 					request_hash, metadata, now);
 
-	PlAuditInit(&ev, reason ? "TRANSFER_REJECTED" : "TRANSFER_POSTED", now);
-	ev.new_state = reason ? "rejected" : "posted";
-	ev.success = (reason == NULL);
-	ev.reason_code = reason;
+	PlAuditMovement(&ev, "TRANSFER_POSTED", "posted", reason, &id,
+					reason ? &legs[bad_index].from_id : NULL,
+					reason ? &legs[bad_index].to_id : NULL, total, currency, key,
+					metadata, NULL, now);
 	if (reason)
-	{
-		ev.event_id = &id;
 		ev.error_message = psprintf("legs[%d] declined: %s", bad_index, reason);
-		ev.account_id = &legs[bad_index].from_id;
-		ev.counterparty_account_id = &legs[bad_index].to_id;
-	}
-	ev.payment_id = &id;
-	ev.correlation_id = &id;
-	ev.idempotency_key = key;
-	ev.has_amount = true;
-	ev.amount = total;
-	ev.currency = currency;
-	ev.metadata = metadata;
 	PlAuditWrite(&ev);
 
 	PlSpiEnd(&priv);
@@ -574,20 +562,8 @@ transfer_many(PG_FUNCTION_ARGS)
 			}
 			PlStoreTransfer(&id, "transfer", reason, currency, amount, from_id, to_id,
 							key, hash, empty, now);
-			PlAuditInit(&ev, reason ? "TRANSFER_REJECTED" : "TRANSFER_POSTED", now);
-			ev.new_state = status;
-			ev.success = (reason == NULL);
-			ev.reason_code = reason;
-			if (reason)
-				ev.event_id = &id;
-			ev.payment_id = &id;
-			ev.correlation_id = &id;
-			ev.account_id = from_id;
-			ev.counterparty_account_id = to_id;
-			ev.idempotency_key = key;
-			ev.has_amount = true;
-			ev.amount = amount;
-			ev.currency = currency;
+			PlAuditMovement(&ev, "TRANSFER_POSTED", "posted", reason, &id, from_id, to_id,
+							amount, currency, key, NULL, NULL, now);
 			PlAuditWrite(&ev);
 		}
 		results[i].id = id;

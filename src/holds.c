@@ -299,21 +299,8 @@ PlHoldCreate(const pg_uuid_t *id, const pg_uuid_t *from_id, const pg_uuid_t *to_
 						key, request_hash, metadata, now);
 	table_close(accounts, NoLock);
 
-	PlAuditInit(&ev, reason ? "TRANSFER_REJECTED" : "HOLD_CREATED", now);
-	ev.new_state = reason ? "rejected" : "pending";
-	ev.success = (reason == NULL);
-	ev.reason_code = reason;
-	if (reason)
-		ev.event_id = (pg_uuid_t *) id;
-	ev.payment_id = (pg_uuid_t *) id;
-	ev.correlation_id = (pg_uuid_t *) (correlation_id ? correlation_id : id);
-	ev.account_id = (pg_uuid_t *) from_id;
-	ev.counterparty_account_id = (pg_uuid_t *) to_id;
-	ev.idempotency_key = key;
-	ev.has_amount = true;
-	ev.amount = amount;
-	ev.currency = currency;
-	ev.metadata = metadata;
+	PlAuditMovement(&ev, "HOLD_CREATED", "pending", reason, id, from_id, to_id, amount,
+					currency, key, metadata, correlation_id, now);
 	PlAuditWrite(&ev);
 
 	return reason;

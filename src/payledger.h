@@ -243,6 +243,11 @@ typedef struct PlAuditEvent
 
 extern void PlAuditInit(PlAuditEvent *ev, const char *event_type, TimestampTz at);
 extern void PlAuditWrite(const PlAuditEvent *ev);
+extern void PlAuditMovement(PlAuditEvent *ev, const char *event_type, const char *new_state,
+							const char *reason, const pg_uuid_t *id, const pg_uuid_t *from_id,
+							const pg_uuid_t *to_id, int64 amount, const char *currency,
+							const char *key, Jsonb *metadata, const pg_uuid_t *correlation_id,
+							TimestampTz now);
 
 /* metrics.c */
 extern void MetricsInit(void);

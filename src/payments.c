@@ -765,6 +765,41 @@ void_payment(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The amount (argument 1) and optional reason (argument 3) of a refund or a
+ * dispute, checked and added to the request hash.
+ */
+static int64
+amount_and_reason(FunctionCallInfo fcinfo, PlHasher *h, const char *what, char **why)
+{
+	int64		amount;
+
+	PlRequireArg(fcinfo, 1, "amount");
+	amount = PG_GETARG_INT64(1);
+	PlCheckAmount(amount);
+	*why = NULL;
+	if (!PG_ARGISNULL(3))
+	{
+		*why = text_to_cstring(PG_GETARG_TEXT_PP(3));
+		PlRejectPanInText(what, *why);
+	}
+	PlHashInt64(h, amount);
+	PlHashText(h, *why);
+	return amount;
+}
+
+/* 22023 when amount is more than what is left of the payment */
+static void
+check_left(const char *operation, int64 amount, int64 left)
+{
+	if (amount > left)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s exceeds what is left of the payment", operation),
+				 errdetail("Asked to %s " INT64_FORMAT "; " INT64_FORMAT " is left.",
+						   operation, amount, left)));
+}
+
+/*
  * payledger.refund_payment(payment_id uuid, amount bigint,
  *		idempotency_key text, reason_code text DEFAULT NULL)
  *		RETURNS payledger.payment_state
@@ -782,37 +817,21 @@ refund_payment(PG_FUNCTION_ARGS)
 	PaymentCall call;
 	PlHasher   *h = PlHashBegin("refund_payment");
 	int64		amount;
-	char	   *why = NULL;
+	char	   *why;
 	Datum		result;
 	Payment		p;
 	TimestampTz now;
 	const char *reason;
 	const char *state;
 	pg_uuid_t	refund_id;
-	int64		left;
 
-	PlRequireArg(fcinfo, 1, "amount");
-	amount = PG_GETARG_INT64(1);
-	PlCheckAmount(amount);
-	if (!PG_ARGISNULL(3))
-	{
-		why = text_to_cstring(PG_GETARG_TEXT_PP(3));
-		PlRejectPanInText("refund reason", why);
-	}
-	PlHashInt64(h, amount);
-	PlHashText(h, why);
+	amount = amount_and_reason(fcinfo, h, "refund reason", &why);
 	if (begin_payment_call(fcinfo, &call, "refund_payment", 2, h, &result))
 		return result;
 
 	lock_payment(&call.payment_id, &p);
 	require_state(&p, "refund", from, lengthof(from));
-	left = p.captured - p.refunded;
-	if (amount > left)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("refund exceeds what is left of the payment"),
-				 errdetail("Asked to refund " INT64_FORMAT "; " INT64_FORMAT " is left to refund.",
-						   amount, left)));
+	check_left("refund", amount, p.captured - p.refunded);
 
 	PlUuidV7(&refund_id);
 	reason = PlPostTransfer(&refund_id, "refund", &p.merchant_account, &p.source_account, amount,
@@ -1060,37 +1079,21 @@ dispute_payment(PG_FUNCTION_ARGS)
 	PaymentCall call;
 	PlHasher   *h = PlHashBegin("dispute_payment");
 	int64		amount;
-	char	   *why = NULL;
+	char	   *why;
 	Datum		result;
 	Payment		p;
 	TimestampTz now;
 	const char *reason;
 	pg_uuid_t	hold_id;
-	int64		left;
 	char	   *before;
 
-	PlRequireArg(fcinfo, 1, "amount");
-	amount = PG_GETARG_INT64(1);
-	PlCheckAmount(amount);
-	if (!PG_ARGISNULL(3))
-	{
-		why = text_to_cstring(PG_GETARG_TEXT_PP(3));
-		PlRejectPanInText("dispute reason", why);
-	}
-	PlHashInt64(h, amount);
-	PlHashText(h, why);
+	amount = amount_and_reason(fcinfo, h, "dispute reason", &why);
 	if (begin_payment_call(fcinfo, &call, "dispute_payment", 2, h, &result))
 		return result;
 
 	lock_payment(&call.payment_id, &p);
 	require_state(&p, "dispute", from, lengthof(from));
-	left = p.captured - p.refunded;
-	if (amount > left)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("dispute exceeds what is left of the payment"),
-				 errdetail("Asked to dispute " INT64_FORMAT "; " INT64_FORMAT " is left.",
-						   amount, left)));
+	check_left("dispute", amount, p.captured - p.refunded);
 	now = GetCurrentTimestamp();
 	PlUuidV7(&hold_id);
 	reason = PlHoldCreate(&hold_id, &p.merchant_account, &p.source_account, amount, p.currency,

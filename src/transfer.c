@@ -123,21 +123,8 @@ PlPostTransfer(const pg_uuid_t *id, const char *kind, const pg_uuid_t *from_id,
 	PlStoreTransfer(id, kind, reason, currency, amount, from_id, to_id,
 					key, request_hash, metadata, now);
 
-	PlAuditInit(&ev, reason ? "TRANSFER_REJECTED" : "TRANSFER_POSTED", now);
-	ev.new_state = reason ? "rejected" : "posted";
-	ev.success = (reason == NULL);
-	ev.reason_code = reason;
-	if (reason)
-		ev.event_id = (pg_uuid_t *) id;
-	ev.payment_id = (pg_uuid_t *) id;
-	ev.correlation_id = (pg_uuid_t *) (correlation_id ? correlation_id : id);
-	ev.account_id = (pg_uuid_t *) from_id;
-	ev.counterparty_account_id = (pg_uuid_t *) to_id;
-	ev.idempotency_key = key;
-	ev.has_amount = true;
-	ev.amount = amount;
-	ev.currency = currency;
-	ev.metadata = metadata;
+	PlAuditMovement(&ev, "TRANSFER_POSTED", "posted", reason, id, from_id, to_id, amount,
+					currency, key, metadata, correlation_id, now);
 	PlAuditWrite(&ev);
 	if (at)
 		*at = now;
