@@ -75,39 +75,6 @@ CREATE FUNCTION pg_temp.last_reason(p_label text) RETURNS text LANGUAGE sql
 CREATE FUNCTION pg_temp.nevents(p_label text) RETURNS bigint LANGUAGE sql
 	AS $$ SELECT count(*) FROM payledger.payment_audit_log WHERE payment_id = pg_temp.pid(p_label) $$;
 
--- raises(sql, sqlstate, description, message regex, detail regexes): one
--- test that the statement raises that SQLSTATE, with a message matching
--- the first regex and a detail matching every one of the others (~*).
--- Whatever the statement does is rolled back, also when it wrongly succeeds.
-CREATE FUNCTION pg_temp.raises(p_sql text, p_code text, p_desc text,
-							   p_msg text DEFAULT NULL, p_detail text[] DEFAULT NULL)
-	RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	st		text;
-	msg		text;
-	det		text;
-BEGIN
-	BEGIN
-		EXECUTE p_sql;
-		RAISE EXCEPTION USING ERRCODE = 'ZZ999', MESSAGE = 'no exception';
-	EXCEPTION WHEN OTHERS THEN
-		GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
-	END;
-	IF st = 'ZZ999' THEN
-		st := NULL;
-	END IF;
-	IF st IS NOT NULL AND (p_code IS NULL OR st = p_code)
-	   AND (p_msg IS NULL OR msg ~* p_msg)
-	   AND (p_detail IS NULL OR NOT EXISTS (SELECT FROM unnest(p_detail) r WHERE coalesce(det, '') !~* r))
-	THEN
-		RETURN ok(true, p_desc);
-	END IF;
-	RETURN ok(false, p_desc) || E'\n' || diag(
-		'    caught: ' || coalesce(st || ': ' || msg, 'no exception') ||
-		coalesce(E'\n    detail: ' || nullif(det, ''), '') ||
-		E'\n    wanted: ' || coalesce(p_code, 'an error') ||
-		coalesce(', message ~* ' || p_msg, '') || coalesce(', detail ~* ' || p_detail::text, ''));
-END $$;
 
 DO $$
 BEGIN

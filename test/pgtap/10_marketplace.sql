@@ -66,37 +66,6 @@ CREATE FUNCTION pg_temp.book(VARIADIC p_names text[]) RETURNS text LANGUAGE sql
 CREATE FUNCTION pg_temp.market() RETURNS text LANGUAGE sql
 	AS $$ SELECT pg_temp.book('cust', 'shop', 'platform', 'seller1', 'seller2', 'payout', 'shop2') $$;
 
--- raises(sql, sqlstate, description, message regex, detail regexes); the
--- statement's effects are rolled back, also when it wrongly succeeds
-CREATE FUNCTION pg_temp.raises(p_sql text, p_code text, p_desc text,
-							   p_msg text DEFAULT NULL, p_detail text[] DEFAULT NULL)
-	RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	st		text;
-	msg		text;
-	det		text;
-BEGIN
-	BEGIN
-		EXECUTE p_sql;
-		RAISE EXCEPTION USING ERRCODE = 'ZZ999', MESSAGE = 'no exception';
-	EXCEPTION WHEN OTHERS THEN
-		GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
-	END;
-	IF st = 'ZZ999' THEN
-		st := NULL;
-	END IF;
-	IF st IS NOT NULL AND (p_code IS NULL OR st = p_code)
-	   AND (p_msg IS NULL OR msg ~* p_msg)
-	   AND (p_detail IS NULL OR NOT EXISTS (SELECT FROM unnest(p_detail) r WHERE coalesce(det, '') !~* r))
-	THEN
-		RETURN ok(true, p_desc);
-	END IF;
-	RETURN ok(false, p_desc) || E'\n' || diag(
-		'    caught: ' || coalesce(st || ': ' || msg, 'no exception') ||
-		coalesce(E'\n    detail: ' || nullif(det, ''), '') ||
-		E'\n    wanted: ' || coalesce(p_code, 'an error') ||
-		coalesce(', message ~* ' || p_msg, '') || coalesce(', detail ~* ' || p_detail::text, ''));
-END $$;
 
 -- settle_merchant, or NULL and a diagnostic when it raises, so that the
 -- checks after it fail one by one instead of aborting the file
