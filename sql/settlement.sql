@@ -81,6 +81,8 @@ SELECT status, reason_code FROM payledger.hold(:'lim', :'shop', 400, 'USD', '1 d
 SELECT status, reason_code FROM payledger.transfer(:'lim', :'shop', 101, 'USD', 'lim-4');
 SELECT status, reason_code FROM payledger.transfer(:'lim', :'shop', 100, 'USD', 'lim-5');
 SELECT status, reason_code FROM payledger.transfer(:'shop', :'lim', 100, 'USD', 'lim-credit');
+SELECT event_type, metadata FROM payledger.payment_audit_log
+ WHERE account_id = :'lim' AND event_type = 'ACCOUNT_LIMITS_CHANGED';
 SELECT payledger.set_limits(:'lim', NULL, NULL);
 SELECT status, reason_code FROM payledger.transfer(:'lim', :'shop', 2000, 'USD', 'lim-6');
 -- the legs of one transfer_legs call count together against the daily limit

@@ -445,7 +445,8 @@ account_entries(PG_FUNCTION_ARGS)
  * NULL is no limit.  A debit above max_per_transfer, or one that would
  * take the day's (UTC) posted and pending debits above max_daily_debit, is
  * declined LIMIT_EXCEEDED.  Accounts without limits pay nothing for this
- * on the transfer path (accounts.has_limits).
+ * on the transfer path (accounts.has_limits).  Audited as
+ * ACCOUNT_LIMITS_CHANGED, with the limits in the metadata.
  */
 PG_FUNCTION_INFO_V1(set_limits);
 Datum
@@ -474,6 +475,19 @@ set_limits(PG_FUNCTION_ARGS)
 		raise_not_found(PG_GETARG_UUID_P(0));
 	if (PlExec(PLAN_LIMITS_SET, values, nulls, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not store the limits");
+	{
+		PlAuditEvent ev;
+		char	   *meta = psprintf("{\"max_per_transfer\": %s, \"max_daily_debit\": %s}",
+									nulls[1] == 'n' ? "null" : psprintf(INT64_FORMAT, DatumGetInt64(values[1])),
+									nulls[2] == 'n' ? "null" : psprintf(INT64_FORMAT, DatumGetInt64(values[2])));
+
+		PlAuditInit(&ev, "ACCOUNT_LIMITS_CHANGED", GetCurrentTimestamp());
+		ev.account_id = PG_GETARG_UUID_P(0);
+		ev.correlation_id = PG_GETARG_UUID_P(0);
+		ev.currency = acc.currency;
+		ev.metadata = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(meta)));
+		PlAuditWrite(&ev);
+	}
 	PlSpiEnd(&priv);
 	PG_RETURN_VOID();
 }
