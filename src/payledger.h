@@ -155,9 +155,6 @@ extern void PlStoreTransfer(const pg_uuid_t *id, const char *kind, const char *r
 							const pg_uuid_t *to_id, const char *key,
 							const uint8 *request_hash, Jsonb *metadata, TimestampTz now);
 
-/* state_machine.c */
-extern void PlCheckTransition(const char *machine, const char *from, const char *to);
-
 /* transfer.c */
 extern const char *PlPostTransfer(const pg_uuid_t *id, const char *kind,
 								  const pg_uuid_t *from_id, const pg_uuid_t *to_id,
@@ -261,7 +258,6 @@ extern int32 PlCurrentEra(void);
 /* audit_chain.c */
 extern void AuditChainInit(void);
 extern void PlAuditChainFill(Oid relid, TupleDesc desc, Datum *values, bool *nulls);
-extern void PlCheckContext(void);
 
 /* idempotency.c */
 typedef struct PlIdemResult
