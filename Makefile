@@ -60,7 +60,8 @@ ISOLATION = \
 	transfer_legs_no_deadlock \
 	events_late_commit \
 	audit_no_blocking \
-	payment_races
+	payment_races \
+	transfer_repeatable_read
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=payledger
 
 TAP_TESTS = 1
