@@ -132,7 +132,9 @@ CREATE TABLE payledger.payments (
 );
 COMMENT ON TABLE payledger.payments IS
 	'One row per payment; state changes follow the state machine "payment"';
-CREATE INDEX payments_merchant_state ON payledger.payments (merchant_id, state);
+-- by merchant only: a state column in an index would make every state change
+-- a non-HOT update with new index entries
+CREATE INDEX payments_merchant ON payledger.payments (merchant_id);
 
 CREATE TABLE payledger.settlements (
 	id uuid PRIMARY KEY,
