@@ -61,7 +61,8 @@ ISOLATION = \
 	events_late_commit \
 	audit_no_blocking \
 	payment_races \
-	transfer_repeatable_read
+	transfer_repeatable_read \
+	hold_expiry_race
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=payledger
 
 TAP_TESTS = 1
