@@ -3,9 +3,11 @@
  * spi_plans.c
  *	  Kept SPI plans and the privileged, search_path-safe way to run them.
  *
- * Every statement payledger runs is listed here, prepared on first use in a
- * backend and kept (SPI_prepare + SPI_keepplan), so the hot path never parses
- * or plans.  Statements run:
+ * The statements of payledger's functions are listed here, prepared on first
+ * use in a backend and kept (SPI_prepare_cursor with a generic plan, then
+ * SPI_keepplan), so no call parses or plans them again; only the once-off
+ * checks (check_ledger, verify_audit_log, checkpoints) run ad-hoc SQL, and
+ * the transfer hot path runs none (direct.c).  Statements run:
  *
  *	- as the owner of the payledger schema, like ri_triggers.c runs its
  *	  checks as the table owner, so that applications need EXECUTE only and
