@@ -40,6 +40,25 @@ PlCheckAmount(int64 amount)
 				 errdetail("The amount was " INT64_FORMAT ".", amount)));
 }
 
+/*
+ * The optional idempotency key in argument argno: checked when given, PY008
+ * when missing while keys are required.  NULL when there is none.
+ */
+char *
+PlKeyArg(FunctionCallInfo fcinfo, int argno, const char *function)
+{
+	char	   *key;
+
+	if (PG_ARGISNULL(argno))
+	{
+		PlRequireKey(function);
+		return NULL;
+	}
+	key = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	PlCheckKey(key);
+	return key;
+}
+
 /* PY008 when keys are required; called for a money-moving call without one */
 void
 PlRequireKey(const char *function)

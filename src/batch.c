@@ -224,13 +224,7 @@ transfer_legs(PG_FUNCTION_ARGS)
 	legs = parse_legs(legs_json, &nlegs, &total);
 	PlCheckCurrency(currency);
 	PlRejectPanInJsonb("transfer metadata", metadata);
-	if (!PG_ARGISNULL(2))
-	{
-		key = text_to_cstring(PG_GETARG_TEXT_PP(2));
-		PlCheckKey(key);
-	}
-	else
-		PlRequireKey("transfer_legs");
+	key = PlKeyArg(fcinfo, 2, "transfer_legs");
 
 	h = PlHashBegin("transfer_legs");
 	PlHashJsonb(h, legs_json);
@@ -326,14 +320,9 @@ static const uint8 *
 item_hash(Datum from, Datum to, Datum amount, const char *currency, Jsonb *metadata)
 {
 	static uint8 hash[PL_SHA256_LEN];
-	PlHasher   *h = PlHashBegin("transfer");
 
-	PlHashUuid(h, DatumGetUUIDP(from));
-	PlHashUuid(h, DatumGetUUIDP(to));
-	PlHashInt64(h, DatumGetInt64(amount));
-	PlHashText(h, currency);
-	PlHashJsonb(h, metadata);
-	PlHashEnd(h, hash);
+	PlTransferHash(DatumGetUUIDP(from), DatumGetUUIDP(to), DatumGetInt64(amount),
+				   currency, metadata, hash);
 	return hash;
 }
 

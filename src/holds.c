@@ -362,13 +362,7 @@ hold(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("expires_in must be a positive, finite interval")));
 	PlRejectPanInJsonb("hold metadata", metadata);
-	if (!PG_ARGISNULL(5))
-	{
-		key = text_to_cstring(PG_GETARG_TEXT_PP(5));
-		PlCheckKey(key);
-	}
-	else
-		PlRequireKey("hold");
+	key = PlKeyArg(fcinfo, 5, "hold");
 
 	h = PlHashBegin("hold");
 	PlHashUuid(h, from_id);
@@ -503,13 +497,7 @@ hold_call(FunctionCallInfo fcinfo, bool post)
 	hold_id = PG_GETARG_UUID_P(0);
 	if (has_amount)
 		PlCheckAmount(amount);
-	if (!PG_ARGISNULL(key_arg))
-	{
-		key = text_to_cstring(PG_GETARG_TEXT_PP(key_arg));
-		PlCheckKey(key);
-	}
-	else
-		PlRequireKey(operation);
+	key = PlKeyArg(fcinfo, key_arg, operation);
 
 	h = PlHashBegin(operation);
 	PlHashUuid(h, hold_id);

@@ -156,6 +156,8 @@ extern void PlStoreTransfer(const pg_uuid_t *id, const char *kind, const char *r
 							const uint8 *request_hash, Jsonb *metadata, TimestampTz now);
 
 /* transfer.c */
+extern void PlTransferHash(const pg_uuid_t *from_id, const pg_uuid_t *to_id, int64 amount,
+						   const char *currency, Jsonb *metadata, uint8 *out);
 extern const char *PlPostTransfer(const pg_uuid_t *id, const char *kind,
 								  const pg_uuid_t *from_id, const pg_uuid_t *to_id,
 								  int64 amount, const char *currency, const char *key,
@@ -294,6 +296,7 @@ extern void PlHashEnd(PlHasher *h, uint8 *out);
 extern void PlRequireArg(FunctionCallInfo fcinfo, int argno, const char *name);
 extern void PlCheckAmount(int64 amount);
 extern void PlRequireKey(const char *function);
+extern char *PlKeyArg(FunctionCallInfo fcinfo, int argno, const char *function);
 extern Jsonb *PlEmptyJsonb(void);
 extern Datum PlTransferResult(FunctionCallInfo fcinfo, const pg_uuid_t *id,
 							  const char *status, const char *reason_code,

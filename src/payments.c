@@ -249,13 +249,7 @@ begin_payment_call(FunctionCallInfo fcinfo, PaymentCall *call, const char *opera
 	call->key = NULL;
 	PlRequireArg(fcinfo, 0, "payment_id");
 	call->payment_id = *PG_GETARG_UUID_P(0);
-	if (!PG_ARGISNULL(key_arg))
-	{
-		call->key = text_to_cstring(PG_GETARG_TEXT_PP(key_arg));
-		PlCheckKey(call->key);
-	}
-	else
-		PlRequireKey(operation);
+	call->key = PlKeyArg(fcinfo, key_arg, operation);
 	PlHashUuid(h, &call->payment_id);
 	PlHashEnd(h, call->hash);
 
@@ -333,13 +327,7 @@ create_payment(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("source_account and merchant_account must differ")));
 	PlRejectPanInJsonb("payment metadata", metadata);
-	if (!PG_ARGISNULL(6))
-	{
-		key = text_to_cstring(PG_GETARG_TEXT_PP(6));
-		PlCheckKey(key);
-	}
-	else
-		PlRequireKey("create_payment");
+	key = PlKeyArg(fcinfo, 6, "create_payment");
 
 	h = PlHashBegin("create_payment");
 	PlHashUuid(h, customer);

@@ -107,13 +107,7 @@ settle_merchant(PG_FUNCTION_ARGS)
 	merchant = PG_GETARG_UUID_P(0);
 	cutoff = PG_GETARG_TIMESTAMPTZ(1);
 	payout = PG_GETARG_UUID_P(2);
-	if (!PG_ARGISNULL(3))
-	{
-		key = text_to_cstring(PG_GETARG_TEXT_PP(3));
-		PlCheckKey(key);
-	}
-	else
-		PlRequireKey("settle_merchant");
+	key = PlKeyArg(fcinfo, 3, "settle_merchant");
 	h = PlHashBegin("settle_merchant");
 	PlHashInt64(h, cutoff);
 	PlHashUuid(h, payout);

@@ -132,6 +132,25 @@ PlPostTransfer(const pg_uuid_t *id, const char *kind, const pg_uuid_t *from_id,
 }
 
 /*
+ * The request hash of a transfer: what a retry must repeat.  transfer_many
+ * items use it too, so a batch item and a single call with one key replay
+ * each other.
+ */
+void
+PlTransferHash(const pg_uuid_t *from_id, const pg_uuid_t *to_id, int64 amount,
+			   const char *currency, Jsonb *metadata, uint8 *out)
+{
+	PlHasher   *h = PlHashBegin("transfer");
+
+	PlHashUuid(h, from_id);
+	PlHashUuid(h, to_id);
+	PlHashInt64(h, amount);
+	PlHashText(h, currency);
+	PlHashJsonb(h, metadata);
+	PlHashEnd(h, out);
+}
+
+/*
  * payledger.transfer(from_account uuid, to_account uuid, amount bigint,
  *		currency text, idempotency_key text DEFAULT NULL,
  *		metadata jsonb DEFAULT '{}', transfer_id uuid DEFAULT NULL)
@@ -154,7 +173,6 @@ transfer(PG_FUNCTION_ARGS)
 	pg_uuid_t  *wanted_id = NULL;
 	pg_uuid_t	id;
 	uint8		request_hash[PL_SHA256_LEN];
-	PlHasher   *h;
 	PlPrivState priv;
 	PlIdemResult stored;
 	const char *reason;
@@ -190,13 +208,7 @@ transfer(PG_FUNCTION_ARGS)
 	if (key == NULL && wanted_id == NULL)
 		PlRequireKey("transfer");
 
-	h = PlHashBegin("transfer");
-	PlHashUuid(h, from_id);
-	PlHashUuid(h, to_id);
-	PlHashInt64(h, amount);
-	PlHashText(h, currency);
-	PlHashJsonb(h, metadata);
-	PlHashEnd(h, request_hash);
+	PlTransferHash(from_id, to_id, amount, currency, metadata, request_hash);
 	/* stored with e-mail addresses masked; the hash covers what was sent */
 	metadata = PlMaskJsonb(metadata);
 
