@@ -46,7 +46,8 @@ REGRESS = \
 	events \
 	metrics \
 	transfer_legs \
-	check_ledger
+	check_ledger \
+	upgrade
 REGRESS_OPTS = --load-extension=payledger
 
 ISOLATION = \
