@@ -5,16 +5,23 @@
 # owned by postgres (PostgreSQL refuses to run as root).
 
 PG_MAJOR=15
-PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+# PG_CONFIG=/path/to/pg_config selects another installation (e.g. a private
+# copy, so that several checkouts can be tested at once); default: Debian's
+if [ -n "${PG_CONFIG:-}" ]; then
+	PG_BIN=$(dirname "$PG_CONFIG")
+	export PG_CONFIG
+else
+	PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+fi
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 log() { printf '==> %s\n' "$*"; }
 
 as_pg() {
 	if [ "$(id -un)" = postgres ]; then
-		bash -c "$1"
+		PATH="$PG_BIN:$PATH" bash -c "$1"
 	else
-		su postgres -s /bin/bash -c "$1"
+		su postgres -s /bin/bash -c "export PATH='$PG_BIN':\$PATH; $1"
 	fi
 }
 
@@ -50,7 +57,7 @@ build_and_install() {
 		echo "the build printed warnings" >&2
 		exit 1
 	fi
-	make -s -C "$WORK_DIR" install >/dev/null
+	PATH="$PG_BIN:$PATH" make -s -C "$WORK_DIR" install >/dev/null
 }
 
 # start_cluster: a fresh cluster in $WORK_DIR/cluster; sets PGHOST/PGPORT
