@@ -26,7 +26,8 @@ OBJS = \
 	src/protect.o \
 	src/events.o \
 	src/metrics.o \
-	src/check.o
+	src/check.o \
+	src/sub_balances.o
 
 DATA = $(wildcard sql/payledger--*.sql)
 
@@ -47,6 +48,7 @@ REGRESS = \
 	metrics \
 	transfer_legs \
 	check_ledger \
+	sub_balances \
 	upgrade
 REGRESS_OPTS = --load-extension=payledger
 
@@ -63,7 +65,8 @@ ISOLATION = \
 	audit_no_blocking \
 	payment_races \
 	transfer_repeatable_read \
-	hold_expiry_race
+	hold_expiry_race \
+	hot_account
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=payledger
 
 TAP_TESTS = 1

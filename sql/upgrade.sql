@@ -27,6 +27,12 @@ SELECT status, replayed FROM payledger.transfer('00000000-0000-0000-0000-0000000
 SELECT status, replayed FROM payledger.transfer('00000000-0000-0000-0000-0000000000b1',
 	'00000000-0000-0000-0000-0000000000a1', 200, 'EUR', 'after-upgrade');
 SELECT balance, available, version FROM payledger.get_balance('00000000-0000-0000-0000-0000000000b1');
+-- what 0.2.0 adds works on the upgraded ledger: a hot account's sub-balances
+SELECT payledger.set_sub_balances('00000000-0000-0000-0000-0000000000b1', 2);
+SELECT status FROM payledger.transfer('00000000-0000-0000-0000-0000000000a1',
+	'00000000-0000-0000-0000-0000000000b1', 50, 'EUR', 'after-upgrade-2');
+SELECT balance AS own_row FROM payledger.accounts WHERE id = '00000000-0000-0000-0000-0000000000b1';
+SELECT balance, available, version FROM payledger.get_balance('00000000-0000-0000-0000-0000000000b1');
 SELECT check_name, ok FROM payledger.check_ledger() ORDER BY check_name;
 SELECT ok, rows_checked FROM payledger.verify_audit_log();
 -- same objects as a fresh install of the new version

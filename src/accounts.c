@@ -17,6 +17,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "common/int.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
@@ -47,6 +48,20 @@ raise_not_found(const pg_uuid_t *id)
 			(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
 			 errmsg("account %s does not exist",
 					DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))))));
+}
+
+/* Sub-balance rows are changed only through the account they belong to. */
+static void
+reject_sub_balance(const pg_uuid_t *id)
+{
+	const PlSubBalances *sb = PlSubBalancesOf(id);
+
+	if (sb != NULL && sb->is_sub_balance)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("account %s is a sub-balance of account %s",
+						PlUuidText(id), PlUuidText(&sb->account_id)),
+				 errhint("Freeze, unfreeze or close the account itself.")));
 }
 
 /* Reads one account (PLAN_ACCOUNT_GET or _LOCK) into *acc; false if none. */
@@ -189,13 +204,44 @@ change_status(pg_uuid_t *id, const char *new_status, const char *event_type,
 {
 	PlPrivState priv;
 	PlAccount	acc;
+	const PlSubBalances *sb;
+	bool		has_sub_balances;
 	TimestampTz now;
 	Datum		values[4];
 	char		nulls[4] = "    ";
 
 	PlSpiBegin(&priv);
+	reject_sub_balance(id);
 	if (!fetch_account(PLAN_ACCOUNT_LOCK, id, &acc))
 		raise_not_found(id);
+	sb = PlSubBalancesOf(id);
+	has_sub_balances = (sb != NULL && sb->nall > 0);
+	if (has_sub_balances && strcmp(new_status, "closed") == 0)
+	{
+		Datum		arg[1];
+
+		/* after the account's own row, like every other lock of them */
+		arg[0] = UUIDPGetDatum(id);
+		if (PlExec(PLAN_SUB_BALANCES_LOCK, arg, NULL, 0) != SPI_OK_SELECT)
+			elog(ERROR, "sub-balance lookup failed");
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+
+			for (int col = 1; col <= 3; col++)
+			{
+				int64		v = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+															SPI_tuptable->tupdesc, col, &isnull));
+				int64	   *sum = col == 1 ? &acc.balance :
+					col == 2 ? &acc.pending_debits : &acc.pending_credits;
+
+				if (pg_add_s64_overflow(*sum, v, sum))
+					ereport(ERROR,
+							(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+							 errmsg("balance of account %s would overflow bigint", PlUuidText(id))));
+			}
+		}
+	}
 	if (strcmp(acc.status, new_status) == 0)
 	{
 		PlSpiEnd(&priv);
@@ -226,6 +272,12 @@ change_status(pg_uuid_t *id, const char *new_status, const char *event_type,
 	if (PlExec(PLAN_ACCOUNT_SET_STATUS, values, nulls, 0) != SPI_OK_UPDATE_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "account status update failed");
+	if (has_sub_balances && strcmp(new_status, "closed") == 0)
+	{
+		values[1] = TimestampTzGetDatum(now);
+		if (PlExec(PLAN_SUB_BALANCES_CLOSE, values, NULL, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "sub-balance status update failed");
+	}
 
 	{
 		PlAuditEvent ev;
@@ -327,6 +379,22 @@ get_balance(PG_FUNCTION_ARGS)
 	PlSpiBegin(&priv);
 	if (!fetch_account(PLAN_ACCOUNT_GET, PG_GETARG_UUID_P(0), &acc))
 		raise_not_found(PG_GETARG_UUID_P(0));
+	{
+		const PlSubBalances *sb = PlSubBalancesOf(PG_GETARG_UUID_P(0));
+
+		if (sb != NULL && sb->nall > 0)
+		{
+			int64		changes;
+			int64		total = PlSubBalanceTotal(PG_GETARG_UUID_P(0), &changes);
+
+			if (pg_add_s64_overflow(acc.balance, total, &acc.balance))
+				ereport(ERROR,
+						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						 errmsg("balance of account %s would overflow bigint",
+								PlUuidText(PG_GETARG_UUID_P(0)))));
+			acc.version += changes;
+		}
+	}
 	/* holds past their expiry no longer count, swept or not */
 	if (acc.pending_debits > 0)
 		acc.pending_debits -= PlOverdueDebits(PG_GETARG_UUID_P(0));
@@ -355,6 +423,7 @@ balance_at(PG_FUNCTION_ARGS)
 {
 	PlPrivState priv;
 	PlAccount	acc;
+	const PlSubBalances *sb;
 	Datum		values[2];
 	int64		result = 0;
 
@@ -366,7 +435,9 @@ balance_at(PG_FUNCTION_ARGS)
 		raise_not_found(PG_GETARG_UUID_P(0));
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_GETARG_DATUM(1);
-	if (PlExec(PLAN_BALANCE_AT, values, NULL, 1) != SPI_OK_SELECT)
+	sb = PlSubBalancesOf(PG_GETARG_UUID_P(0));
+	if (PlExec(sb != NULL && sb->nall > 0 ? PLAN_BALANCE_AT_SUB : PLAN_BALANCE_AT,
+			   values, NULL, 1) != SPI_OK_SELECT)
 		elog(ERROR, "balance_at lookup failed");
 	if (SPI_processed == 1)
 	{
@@ -386,7 +457,9 @@ balance_at(PG_FUNCTION_ARGS)
  *		posted_at timestamptz, account_version bigint)
  *
  * A statement: the account's postings in order, credits positive.  A NULL
- * bound means unbounded.
+ * bound means unbounded.  For an account with sub-balances the postings of
+ * all its rows come in posting-time order, balance_after is the running
+ * total of them all and account_version numbers them (1, 2, ...).
  */
 PG_FUNCTION_INFO_V1(account_entries);
 Datum
@@ -395,6 +468,7 @@ account_entries(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	PlPrivState priv;
 	PlAccount	acc;
+	const PlSubBalances *sb;
 	Datum		args[3];
 
 	PlRequireArg(fcinfo, 0, "account_id");
@@ -423,7 +497,9 @@ account_entries(PG_FUNCTION_ARGS)
 	PlSpiBegin(&priv);
 	if (!fetch_account(PLAN_ACCOUNT_GET, PG_GETARG_UUID_P(0), &acc))
 		raise_not_found(PG_GETARG_UUID_P(0));
-	if (PlExec(PLAN_ACCOUNT_ENTRIES, args, NULL, 0) != SPI_OK_SELECT)
+	sb = PlSubBalancesOf(PG_GETARG_UUID_P(0));
+	if (PlExec(sb != NULL && sb->nall > 0 ? PLAN_ACCOUNT_ENTRIES_SUB : PLAN_ACCOUNT_ENTRIES,
+			   args, NULL, 0) != SPI_OK_SELECT)
 		elog(ERROR, "account entries lookup failed");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{

@@ -45,9 +45,17 @@ static const LedgerCheck checks[] = {
 		"lag(balance_after::numeric, 1, 0::numeric) OVER (PARTITION BY account_id ORDER BY account_version) AS prev "
 		"FROM payledger.entries) s WHERE before <> prev"},
 	{"no_account_below_floor",
-		"SELECT count(*), string_agg(id::text || ' available ' || (balance::numeric - pending_debits) || ' floor ' || min_balance, ', ') "
-		"FROM payledger.accounts WHERE min_balance IS NOT NULL "
-		"AND balance::numeric - pending_debits < min_balance"},
+		"SELECT count(*), string_agg(id::text || ' available ' || available || ' floor ' || min_balance, ', ') "
+		"FROM (SELECT a.id, a.min_balance, a.balance::numeric - a.pending_debits + coalesce(("
+		"SELECT sum(b.balance) FROM payledger.sub_balances s JOIN payledger.accounts b "
+		"ON b.id = s.sub_account_id WHERE s.account_id = a.id), 0) AS available "
+		"FROM payledger.accounts a WHERE a.min_balance IS NOT NULL) x "
+		"WHERE available < min_balance"},
+	{"sub_balances_only_credited",
+		"SELECT count(*), string_agg(s.sub_account_id::text || ' of ' || s.account_id, ', ') "
+		"FROM payledger.sub_balances s JOIN payledger.accounts b ON b.id = s.sub_account_id "
+		"WHERE b.balance < 0 OR b.pending_debits <> 0 OR b.pending_credits <> 0 OR EXISTS ("
+		"SELECT 1 FROM payledger.entries e WHERE e.account_id = s.sub_account_id AND e.amount < 0)"},
 	{"transfers_balanced",
 		"SELECT count(*), string_agg(id::text, ', ') FROM ("
 		"SELECT t.id FROM payledger.transfers t "

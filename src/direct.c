@@ -127,15 +127,37 @@ PlDirectInsert(Relation rel, Datum *values, bool *nulls)
 	heap_freetuple(tup);
 }
 
+/* Copies the columns the posting code works with out of an account row. */
+static void
+read_account_columns(Relation rel, const pg_uuid_t *id, PlAccountRow *row)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	bool		isnull;
+
+	row->id = *id;
+	row->row_id = *id;
+	row->currency = TextDatumGetCString(heap_getattr(row->tuple, 2, desc, &isnull));
+	row->status = TextDatumGetCString(heap_getattr(row->tuple, 5, desc, &isnull));
+	row->min_balance = DatumGetInt64(heap_getattr(row->tuple, 4, desc, &isnull));
+	row->has_floor = !isnull;
+	row->balance = DatumGetInt64(heap_getattr(row->tuple, 6, desc, &isnull));
+	row->pending_debits = DatumGetInt64(heap_getattr(row->tuple, 7, desc, &isnull));
+	row->pending_credits = DatumGetInt64(heap_getattr(row->tuple, 8, desc, &isnull));
+	row->version = DatumGetInt64(heap_getattr(row->tuple, 9, desc, &isnull));
+	row->has_limits = DatumGetBool(heap_getattr(row->tuple, 14, desc, &isnull));
+}
+
 /*
- * Finds the latest version of an account row and locks it FOR NO KEY
- * UPDATE, like SELECT ... FOR NO KEY UPDATE would: a row updated after our
- * snapshot is followed to its newest version under READ COMMITTED, and is a
- * serialization failure under REPEATABLE READ and SERIALIZABLE.  Returns
- * false when no such account exists.
+ * Finds an account row through the primary key with the transaction's
+ * snapshot (a new one per statement under READ COMMITTED) and, unless wait
+ * is PL_ROW_READ, locks it FOR NO KEY UPDATE as SELECT ... FOR NO KEY UPDATE
+ * would: a row updated after our snapshot is followed to its newest version
+ * under READ COMMITTED, and is a serialization failure under REPEATABLE
+ * READ and SERIALIZABLE.  PL_ROW_TRY gives up at once on a row another
+ * transaction has locked.
  */
-bool
-PlLockAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row)
+PlRowResult
+PlFetchAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row, PlRowMode mode)
 {
 	ScanKeyData key;
 	SysScanDesc scan;
@@ -147,8 +169,6 @@ PlLockAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row)
 	TM_Result	res;
 	bool		should_free;
 	HeapTuple	tup;
-	TupleDesc	desc = RelationGetDescr(rel);
-	bool		isnull;
 
 	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   InvalidOid, F_UUID_EQ, UUIDPGetDatum(id));
@@ -158,7 +178,16 @@ PlLockAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row)
 	{
 		systable_endscan(scan);
 		UnregisterSnapshot(snap);
-		return false;
+		return PL_ROW_MISSING;
+	}
+	if (mode == PL_ROW_READ)
+	{
+		row->tuple = heap_copytuple(found);
+		row->tid = found->t_self;
+		systable_endscan(scan);
+		UnregisterSnapshot(snap);
+		read_account_columns(rel, id, row);
+		return PL_ROW_FOUND;
 	}
 	tid = found->t_self;
 	systable_endscan(scan);
@@ -169,9 +198,16 @@ PlLockAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row)
 	 * and SERIALIZABLE must not use a version their snapshot cannot see.
 	 */
 	res = table_tuple_lock(rel, &tid, snap, slot, GetCurrentCommandId(true),
-						   LockTupleNoKeyExclusive, LockWaitBlock,
+						   LockTupleNoKeyExclusive,
+						   mode == PL_ROW_TRY ? LockWaitSkip : LockWaitBlock,
 						   IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
 						   &tmfd);
+	if (res == TM_WouldBlock)
+	{
+		ExecDropSingleTupleTableSlot(slot);
+		UnregisterSnapshot(snap);
+		return PL_ROW_BUSY;
+	}
 	if ((res == TM_Updated || res == TM_Deleted) && IsolationUsesXactSnapshot())
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -184,18 +220,15 @@ PlLockAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row)
 	row->tuple->t_self = slot->tts_tid;
 	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snap);
+	read_account_columns(rel, id, row);
+	return PL_ROW_FOUND;
+}
 
-	row->id = *id;
-	row->currency = TextDatumGetCString(heap_getattr(row->tuple, 2, desc, &isnull));
-	row->status = TextDatumGetCString(heap_getattr(row->tuple, 5, desc, &isnull));
-	row->min_balance = DatumGetInt64(heap_getattr(row->tuple, 4, desc, &isnull));
-	row->has_floor = !isnull;
-	row->balance = DatumGetInt64(heap_getattr(row->tuple, 6, desc, &isnull));
-	row->pending_debits = DatumGetInt64(heap_getattr(row->tuple, 7, desc, &isnull));
-	row->pending_credits = DatumGetInt64(heap_getattr(row->tuple, 8, desc, &isnull));
-	row->version = DatumGetInt64(heap_getattr(row->tuple, 9, desc, &isnull));
-	row->has_limits = DatumGetBool(heap_getattr(row->tuple, 14, desc, &isnull));
-	return true;
+/* Locks an account row, waiting for other lockers; false when it does not exist. */
+bool
+PlLockAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row)
+{
+	return PlFetchAccountRow(rel, id, row, PL_ROW_LOCK) == PL_ROW_FOUND;
 }
 
 /*

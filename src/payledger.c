@@ -213,6 +213,7 @@ _PG_init(void)
 	MarkGUCPrefixReserved("payledger");
 
 	SpiPlansInit();
+	PlSubBalancesInit();
 	AuditChainInit();
 	EventsInit();
 	MetricsInit();

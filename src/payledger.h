@@ -89,6 +89,13 @@ typedef enum PlPlanId
 	PLAN_HOLDS_OVERDUE,
 	PLAN_OVERDUE_DEBITS,
 	PLAN_OVERDUE_CREDITS,
+	PLAN_SUB_BALANCES_COUNT,
+	PLAN_SUB_BALANCE_INSERT,
+	PLAN_SUB_BALANCES_ACTIVATE,
+	PLAN_SUB_BALANCES_LOCK,
+	PLAN_SUB_BALANCES_CLOSE,
+	PLAN_BALANCE_AT_SUB,
+	PLAN_ACCOUNT_ENTRIES_SUB,
 	PLAN_COUNT					/* must be last */
 } PlPlanId;
 
@@ -117,7 +124,8 @@ extern void PlDirectInsert(Relation rel, Datum *values, bool *nulls);
 
 typedef struct PlAccountRow
 {
-	pg_uuid_t	id;
+	pg_uuid_t	id;				/* the account */
+	pg_uuid_t	row_id;			/* the row written: id, or one of its sub-balances */
 	HeapTuple	tuple;			/* latest version, locked */
 	ItemPointerData tid;
 	char	   *currency;
@@ -131,6 +139,7 @@ typedef struct PlAccountRow
 	bool		has_limits;		/* see account_limits */
 	int64		call_debits;	/* debits this call decided but not yet wrote */
 	bool		dirty;			/* changed in memory, not yet written */
+	bool		has_sub_balances;	/* committed sub-balances count toward its floor */
 } PlAccountRow;
 
 /* posting.c: lock order, declines, entries, transfer rows */
@@ -142,6 +151,8 @@ typedef struct PlLockedSet
 
 extern char *PlUuidText(const pg_uuid_t *u);
 extern PlLockedSet *PlLockAccounts(Relation rel, const pg_uuid_t *ids, int n);
+extern PlLockedSet *PlLockAccountsFor(Relation rel, const pg_uuid_t *ids, int n,
+									  const bool *credit_only);
 extern PlAccountRow *PlFindAccount(PlLockedSet *set, const pg_uuid_t *id);
 extern void PlCheckAccountCurrency(const PlAccountRow *row, const char *currency);
 extern const char *PlDeclineReason(PlAccountRow *src, PlAccountRow *dst, int64 amount);
@@ -154,6 +165,24 @@ extern void PlStoreTransfer(const pg_uuid_t *id, const char *kind, const char *r
 							const char *currency, int64 amount, const pg_uuid_t *from_id,
 							const pg_uuid_t *to_id, const char *key,
 							const uint8 *request_hash, Jsonb *metadata, TimestampTz now);
+
+/* sub_balances.c: hot accounts */
+typedef struct PlSubBalances
+{
+	pg_uuid_t	key;			/* an account id (hash key) */
+	bool		is_sub_balance; /* key is a sub-balance row ... */
+	pg_uuid_t	account_id;		/* ... of this account */
+	int			nall;			/* key's sub-balances, in slot order */
+	pg_uuid_t  *all;
+	int			nactive;		/* those that take credits now */
+	pg_uuid_t  *active;
+	int			last_used;		/* index into active this backend locked last */
+} PlSubBalances;
+
+extern void PlSubBalancesInit(void);
+extern const PlSubBalances *PlSubBalancesOf(const pg_uuid_t *id);
+extern bool PlLockSubBalance(Relation rel, const pg_uuid_t *id, PlAccountRow *row);
+extern int64 PlSubBalanceTotal(const pg_uuid_t *id, int64 *versions);
 
 /* transfer.c */
 extern void PlTransferHash(const pg_uuid_t *from_id, const pg_uuid_t *to_id, int64 amount,
@@ -177,6 +206,20 @@ extern const char *PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_am
 								int64 amount, const char *key, const uint8 *request_hash,
 								TimestampTz now);
 
+typedef enum PlRowMode
+{
+	PL_ROW_READ,				/* no lock */
+	PL_ROW_LOCK,				/* FOR NO KEY UPDATE, waiting */
+	PL_ROW_TRY					/* FOR NO KEY UPDATE unless somebody holds it */
+} PlRowMode;
+typedef enum PlRowResult
+{
+	PL_ROW_FOUND,
+	PL_ROW_MISSING,
+	PL_ROW_BUSY
+} PlRowResult;
+extern PlRowResult PlFetchAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row,
+									 PlRowMode mode);
 extern bool PlLockAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row);
 extern void PlUpdateAccountRow(Relation rel, PlAccountRow *row, TimestampTz now);
 extern void PlLockIdemKey(const pg_uuid_t *scope, const char *key);

@@ -63,8 +63,24 @@ row_cmp(const void *key, const void *elem)
 PlLockedSet *
 PlLockAccounts(Relation rel, const pg_uuid_t *ids, int n)
 {
+	return PlLockAccountsFor(rel, ids, n, NULL);
+}
+
+/*
+ * PlLockAccounts for a call that knows which of its accounts it only
+ * credits (credit_only[i] for ids[i]; NULL: none).  An account that is only
+ * credited and has sub-balances (sub_balances.c) is not locked itself: one
+ * of its sub-balance rows is, after every plain account, so that sessions
+ * crediting a hot account do not queue on one row.  The lock order stays
+ * total: plain accounts by id, then one sub-balance per credited hot
+ * account, by account id.
+ */
+PlLockedSet *
+PlLockAccountsFor(Relation rel, const pg_uuid_t *ids, int n, const bool *credit_only)
+{
 	PlLockedSet *set = palloc(sizeof(PlLockedSet));
 	pg_uuid_t  *sorted = palloc(sizeof(pg_uuid_t) * Max(n, 1));
+	bool	   *spread;
 	int			nunique = 0;
 	bool		missing = false;
 
@@ -79,13 +95,49 @@ PlLockAccounts(Relation rel, const pg_uuid_t *ids, int n)
 
 	set->rows = palloc0(sizeof(PlAccountRow) * Max(nunique, 1));
 	set->n = nunique;
+	spread = palloc0(sizeof(bool) * Max(nunique, 1));
 	for (int i = 0; i < nunique; i++)
 	{
-		if (!PlLockAccountRow(rel, &sorted[i], &set->rows[i]))
+		const PlSubBalances *sb = PlSubBalancesOf(&sorted[i]);
+
+		if (sb == NULL)
+			continue;
+		if (sb->is_sub_balance)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("account %s is a sub-balance of account %s",
+							PlUuidText(&sorted[i]), PlUuidText(&sb->account_id)),
+					 errhint("Move money to and from the account itself.")));
+		set->rows[i].has_sub_balances = true;
+		if (credit_only != NULL && sb->nactive > 0)
 		{
-			set->rows[i].id = sorted[i];
-			set->rows[i].tuple = NULL;
-			missing = true;
+			spread[i] = true;
+			for (int j = 0; j < n; j++)
+				if (!credit_only[j] && uuid_cmp_raw(&ids[j], &sorted[i]) == 0)
+					spread[i] = false;
+		}
+	}
+	for (int pass = 0; pass < 2; pass++)
+	{
+		for (int i = 0; i < nunique; i++)
+		{
+			PlAccountRow *row = &set->rows[i];
+			bool		has_sub = row->has_sub_balances;
+			bool		found;
+
+			if (spread[i] != (pass == 1))
+				continue;
+			if (pass == 0)
+				found = PlLockAccountRow(rel, &sorted[i], row);
+			else
+				found = PlLockSubBalance(rel, &sorted[i], row);
+			row->has_sub_balances = has_sub;
+			if (!found)
+			{
+				row->id = sorted[i];
+				row->tuple = NULL;
+				missing = true;
+			}
 		}
 	}
 	if (missing)
@@ -100,6 +152,7 @@ PlLockAccounts(Relation rel, const pg_uuid_t *ids, int n)
 						 errmsg("account %s does not exist", PlUuidText(&ids[i]))));
 		}
 	}
+	pfree(spread);
 	pfree(sorted);
 	return set;
 }
@@ -169,6 +222,8 @@ PlDeclineReason(PlAccountRow *src, PlAccountRow *dst, int64 amount)
 {
 	int64		after;
 
+	if (memcmp(src->row_id.data, src->id.data, UUID_LEN) != 0)
+		elog(ERROR, "a sub-balance row cannot be debited");
 	if (src->status[0] == 'c' || dst->status[0] == 'c')
 		return "ACCOUNT_CLOSED";
 	if (src->status[0] == 'f' || dst->status[0] == 'f')
@@ -189,7 +244,20 @@ PlDeclineReason(PlAccountRow *src, PlAccountRow *dst, int64 amount)
 		if (pg_sub_s64_overflow(src->balance, pending, &available) ||
 			pg_sub_s64_overflow(available, amount, &after) ||
 			after < src->min_balance)
-			return "INSUFFICIENT_FUNDS";
+		{
+			/*
+			 * Sub-balances are only ever credited, so they are consulted
+			 * only when the account's own row falls short; credits not yet
+			 * committed do not count, which can only make this stricter.
+			 */
+			if (!src->has_sub_balances)
+				return "INSUFFICIENT_FUNDS";
+			if (pg_add_s64_overflow(src->balance, PlSubBalanceTotal(&src->id, NULL), &available) ||
+				pg_sub_s64_overflow(available, pending, &available) ||
+				pg_sub_s64_overflow(available, amount, &after) ||
+				after < src->min_balance)
+				return "INSUFFICIENT_FUNDS";
+		}
 	}
 	else if (pg_sub_s64_overflow(src->balance, amount, &after))
 		ereport(ERROR,
@@ -212,7 +280,7 @@ PlWriteEntry(Relation entries, PlAccountRow *row, const pg_uuid_t *transfer_id,
 				 errmsg("balance of account %s would overflow bigint", PlUuidText(&row->id))));
 	row->version++;
 	row->dirty = true;
-	values[0] = UUIDPGetDatum(&row->id);
+	values[0] = UUIDPGetDatum(&row->row_id);
 	values[1] = Int64GetDatum(row->version);
 	values[2] = UUIDPGetDatum((pg_uuid_t *) transfer_id);
 	values[3] = Int64GetDatum(delta);

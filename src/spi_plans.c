@@ -267,6 +267,49 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		"DELETE FROM payledger.idempotency_keys WHERE created_at < $1",
 		1, {TIMESTAMPTZOID}
 	},
+	[PLAN_SUB_BALANCES_COUNT] = {
+		"SELECT coalesce(max(slot), 0) FROM payledger.sub_balances WHERE account_id = $1",
+		1, {UUIDOID}
+	},
+	[PLAN_SUB_BALANCE_INSERT] = {
+		"INSERT INTO payledger.sub_balances (account_id, slot, sub_account_id, active, created_at) "
+		"VALUES ($1, $2, $3, true, $4)",
+		4, {UUIDOID, INT4OID, UUIDOID, TIMESTAMPTZOID}
+	},
+	[PLAN_SUB_BALANCES_ACTIVATE] = {
+		"UPDATE payledger.sub_balances SET active = (slot <= $2) "
+		"WHERE account_id = $1 AND active <> (slot <= $2)",
+		2, {UUIDOID, INT4OID}
+	},
+	[PLAN_SUB_BALANCES_LOCK] = {
+		"SELECT a.balance, a.pending_debits, a.pending_credits FROM payledger.accounts a "
+		"WHERE a.id IN (SELECT sub_account_id FROM payledger.sub_balances WHERE account_id = $1) "
+		"ORDER BY a.id FOR NO KEY UPDATE OF a",
+		1, {UUIDOID}
+	},
+	[PLAN_SUB_BALANCES_CLOSE] = {
+		"UPDATE payledger.accounts SET status = 'closed', updated_at = $2 "
+		"WHERE id IN (SELECT sub_account_id FROM payledger.sub_balances WHERE account_id = $1)",
+		2, {UUIDOID, TIMESTAMPTZOID}
+	},
+	[PLAN_BALANCE_AT_SUB] = {
+		"SELECT coalesce(sum(b.balance_after), 0)::bigint FROM "
+		"(SELECT $1 AS id UNION ALL SELECT sub_account_id FROM payledger.sub_balances "
+		"WHERE account_id = $1) a, LATERAL (SELECT balance_after FROM payledger.entries e "
+		"WHERE e.account_id = a.id AND e.created_at <= $2 "
+		"ORDER BY e.account_version DESC LIMIT 1) b",
+		2, {UUIDOID, TIMESTAMPTZOID}
+	},
+	[PLAN_ACCOUNT_ENTRIES_SUB] = {
+		"SELECT transfer_id, amount, balance_after, created_at, n FROM ("
+		"SELECT e.transfer_id, e.amount, e.created_at, "
+		"(sum(e.amount) OVER w)::bigint AS balance_after, row_number() OVER w AS n "
+		"FROM payledger.entries e WHERE e.account_id = $1 OR e.account_id IN "
+		"(SELECT sub_account_id FROM payledger.sub_balances WHERE account_id = $1) "
+		"WINDOW w AS (ORDER BY e.created_at, e.transfer_id ROWS UNBOUNDED PRECEDING)) s "
+		"WHERE created_at >= $2 AND created_at <= $3 ORDER BY n",
+		3, {UUIDOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+	},
 };
 
 static SPIPlanPtr plans[PLAN_COUNT];

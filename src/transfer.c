@@ -99,7 +99,8 @@ PlPostTransfer(const pg_uuid_t *id, const char *kind, const pg_uuid_t *from_id,
 {
 	Relation	accounts = PlOpenAccounts();
 	pg_uuid_t	ids[2] = {*from_id, *to_id};
-	PlLockedSet *locked = PlLockAccounts(accounts, ids, 2);
+	static const bool credit_only[2] = {false, true};
+	PlLockedSet *locked = PlLockAccountsFor(accounts, ids, 2, credit_only);
 	PlAccountRow *src = PlFindAccount(locked, from_id);
 	PlAccountRow *dst = PlFindAccount(locked, to_id);
 	const char *reason;
