@@ -31,9 +31,16 @@ SELECT status, reason_code, replayed FROM payledger.transfer(:'alice', :'bob', 3
 \echo '-- alice tries to pay 500.00: declined, returned (not raised) and audited'
 SELECT status, reason_code, replayed FROM payledger.transfer(:'alice', :'bob', 50000, 'USD', 'order-1002');
 
+\echo '-- a hot merchant account: its credits spread over 4 sub-balance rows, its balance is their sum'
+SELECT payledger.create_account('USD', 'merchant') AS shop \gset
+SELECT payledger.set_sub_balances(:'shop', 4);
+SELECT status, reason_code, replayed FROM payledger.transfer(:'bob', :'shop', 1000, 'USD', 'order-2001');
+SELECT balance AS shop_balance, available FROM payledger.get_balance(:'shop');
+
 \echo '-- balances'
 SELECT 'alice' AS account, * FROM payledger.get_balance(:'alice')
 UNION ALL SELECT 'bob', * FROM payledger.get_balance(:'bob')
+UNION ALL SELECT 'shop', * FROM payledger.get_balance(:'shop')
 UNION ALL SELECT 'network', * FROM payledger.get_balance(:'network');
 
 \echo '-- the audit log: one row per account change, transfer and decline'
