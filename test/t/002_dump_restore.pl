@@ -61,6 +61,8 @@ my $carol   = account("'USD', 'merchant', -500");    # a credit line
 my $frozen  = account("'USD', 'customer'");
 my $eur_sys = account("'EUR', 'system', NULL");
 my $eur_a   = account("'EUR', 'customer'");
+my $shop    = account("'USD', 'merchant'");    # a hot account: credits in sub-balances
+q1($node, 'ledger', "SELECT payledger.set_sub_balances('$shop', 4)");
 
 # [key, from, to, amount, currency, expected status, expected reason]
 my @calls = (
@@ -72,6 +74,9 @@ my @calls = (
 	[ 'pay-2',       $bob,     $carol,  20_000,    'USD', 'posted' ],
 	[ 'pay-3',       $alice,   $carol,  99,        'USD', 'posted' ],
 	[ 'pay-4',       $carol,   $alice,  20_500,    'USD', 'posted' ],
+	[ 'shop-1',      $alice,   $shop,   700,       'USD', 'posted' ],
+	[ 'shop-2',      $bob,     $shop,   300,       'USD', 'posted' ],
+	[ 'shop-payout', $shop,    $carol,  900,       'USD', 'posted' ],
 	[ 'too-much',    $bob,     $alice,  1_000_000, 'USD', 'rejected', 'INSUFFICIENT_FUNDS' ],
 );
 my %call   = map { $_->[0] => $_ } @calls;
@@ -251,6 +256,18 @@ sub check_restored
 		),
 		'0 0',
 		"$where: audit ids and event ids stay unique");
+	# the hot account: 100 left in its sub-balances and its own row; a
+	# new credit lands in a sub-balance row of the restored ledger
+	is(q1($n, $db, "SELECT balance FROM payledger.get_balance('$shop')"),
+		'100', "$where: the hot account's balance is the sum of its rows");
+	is( q1( $n, $db,
+			"SELECT status FROM payledger.transfer('$alice', '$shop', 50, 'USD', 'shop-after-restore')"),
+		'posted', "$where: a credit to the hot account posts");
+	is( q1( $n, $db,
+			"SELECT (SELECT balance FROM payledger.accounts WHERE id = '$shop') || ' ' || balance FROM payledger.get_balance('$shop')"
+		),
+		'-900 150',
+		"$where: the credit went to a sub-balance row, the balance counts it");
 	cmp_ok(q1($n, $db, $audit_sql), '>=', $audit_rows + 3,
 		"$where: the decline, the transfer and the posted hold were audited");
 	is(q1($n, $db, 'SELECT bool_and(ok) FROM payledger.check_ledger()'),
