@@ -153,8 +153,9 @@ read_account_columns(Relation rel, const pg_uuid_t *id, PlAccountRow *row)
  * is PL_ROW_READ, locks it FOR NO KEY UPDATE as SELECT ... FOR NO KEY UPDATE
  * would: a row updated after our snapshot is followed to its newest version
  * under READ COMMITTED, and is a serialization failure under REPEATABLE
- * READ and SERIALIZABLE.  PL_ROW_TRY gives up at once on a row another
- * transaction has locked.
+ * READ and SERIALIZABLE.  PL_ROW_TRY gives up at once (PL_ROW_BUSY) on a
+ * row another transaction has locked, or has changed since a REPEATABLE
+ * READ snapshot.
  */
 PlRowResult
 PlFetchAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row, PlRowMode mode)
@@ -202,7 +203,13 @@ PlFetchAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row, PlRowMod
 						   mode == PL_ROW_TRY ? LockWaitSkip : LockWaitBlock,
 						   IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
 						   &tmfd);
-	if (res == TM_WouldBlock)
+	/*
+	 * A row we may skip is skipped, too, when our snapshot is too old for
+	 * it: the caller has another row that may do.
+	 */
+	if (res == TM_WouldBlock ||
+		(mode == PL_ROW_TRY && IsolationUsesXactSnapshot() &&
+		 (res == TM_Updated || res == TM_Deleted)))
 	{
 		ExecDropSingleTupleTableSlot(slot);
 		UnregisterSnapshot(snap);
