@@ -30,6 +30,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_enum.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "common/int.h"
@@ -45,6 +46,7 @@
 #include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/regproc.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -57,7 +59,7 @@ typedef struct Payment
 	pg_uuid_t	customer_id;
 	int64		amount;
 	char	   *currency;
-	char	   *state;
+	const char *state;
 	pg_uuid_t	source_account;
 	pg_uuid_t	merchant_account;
 	int64		captured;
@@ -67,100 +69,224 @@ typedef struct Payment
 	bool		has_hold;
 	pg_uuid_t	hold_id;
 	pg_uuid_t	correlation_id;
-	char	   *state_before_dispute;
+	const char *state_before_dispute;
 	bool		has_dispute_hold;
 	pg_uuid_t	dispute_hold_id;
+	int64		version;
+	HeapTuple	tuple;			/* the locked row, which store_payment replaces */
 } Payment;
 
-static char *
-pstr(const char *s)
+/* column numbers of payledger.payments */
+enum
 {
-	return s ? MemoryContextStrdup(TopTransactionContext, s) : NULL;
+	PAY_ID = 1, PAY_MERCHANT, PAY_CUSTOMER, PAY_AMOUNT, PAY_CURRENCY, PAY_STATE,
+	PAY_SOURCE, PAY_MERCHANT_ACCOUNT, PAY_CAPTURED, PAY_REFUNDED, PAY_DISPUTED,
+	PAY_FEES, PAY_HOLD, PAY_STATE_BEFORE_DISPUTE, PAY_CORRELATION, PAY_VERSION,
+	PAY_METADATA, PAY_AUTHORIZED_AT, PAY_CAPTURED_AT, PAY_SETTLEMENT,
+	PAY_DISPUTE_HOLD, PAY_CREATED_AT, PAY_UPDATED_AT
+};
+
+/*
+ * The labels of payledger.payment_state and their pg_enum OIDs, looked up
+ * once per backend (per type OID: a re-created extension has a new type),
+ * so that reading and writing a state costs no catalog lookup.
+ */
+static const char *const payment_states[] = {
+	"pending", "authorized", "captured", "partially_refunded", "refunded", "settled",
+	"failed", "voided", "expired", "disputed", "charged_back"
+};
+static Oid	state_typid = InvalidOid;
+static Oid	state_oids[lengthof(payment_states)];
+
+static void
+load_states(Oid typid)
+{
+	if (typid == state_typid)
+		return;
+	for (int i = 0; i < (int) lengthof(payment_states); i++)
+	{
+		state_oids[i] = GetSysCacheOid2(ENUMTYPOIDNAME, Anum_pg_enum_oid,
+										ObjectIdGetDatum(typid),
+										CStringGetDatum(payment_states[i]));
+		if (!OidIsValid(state_oids[i]))
+			elog(ERROR, "payment_state has no value \"%s\"", payment_states[i]);
+	}
+	state_typid = typid;
+}
+
+/* the pg_enum OID of a state (22P02 for a label that is no state) */
+static Oid
+state_oid(Oid typid, const char *label)
+{
+	load_states(typid);
+	for (int i = 0; i < (int) lengthof(payment_states); i++)
+		if (strcmp(payment_states[i], label) == 0)
+			return state_oids[i];
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+			 errmsg("invalid input value for enum payledger.payment_state: \"%s\"", label)));
+	return InvalidOid;
+}
+
+/* the label of a state column's value, a constant string */
+static const char *
+state_label(Oid typid, Datum d)
+{
+	load_states(typid);
+	for (int i = 0; i < (int) lengthof(payment_states); i++)
+		if (state_oids[i] == DatumGetObjectId(d))
+			return payment_states[i];
+	elog(ERROR, "unknown payment_state value %u", DatumGetObjectId(d));
+	return NULL;
+}
+
+static Relation
+open_payments(void)
+{
+	Relation	rel = PlOpenTable("payments");
+
+	if (RelationGetDescr(rel)->natts != PL_NATTS_PAYMENTS)
+		elog(ERROR, "payledger.payments does not have the expected columns");
+	return rel;
+}
+
+static pg_uuid_t
+uuid_col(HeapTuple tup, TupleDesc desc, int att, bool *isnull)
+{
+	pg_uuid_t	u;
+	Datum		d = heap_getattr(tup, att, desc, isnull);
+
+	if (*isnull)
+		memset(&u, 0, sizeof(u));
+	else
+		u = *DatumGetUUIDP(d);
+	return u;
+}
+
+static int64
+int64_col(HeapTuple tup, TupleDesc desc, int att)
+{
+	bool		isnull;
+
+	return DatumGetInt64(heap_getattr(tup, att, desc, &isnull));
 }
 
 /* Locks and reads a payment (inside PlSpiBegin); PY005 when unknown. */
 static void
 lock_payment(const pg_uuid_t *id, Payment *p)
 {
-	Datum		values[1];
+	Relation	rel = open_payments();
+	TupleDesc	desc = RelationGetDescr(rel);
+	Oid			typid = TupleDescAttr(desc, PAY_STATE - 1)->atttypid;
 	HeapTuple	tup;
-	TupleDesc	desc;
 	bool		isnull;
 	Datum		d;
 
-	values[0] = UUIDPGetDatum((pg_uuid_t *) id);
-	if (PlExec(PLAN_PAYMENT_LOCK, values, NULL, 1) != SPI_OK_SELECT)
-		elog(ERROR, "payment lookup failed");
-	if (SPI_processed == 0)
+	/* this call's and earlier calls' changes must be seen */
+	CommandCounterIncrement();
+	tup = PlLockRow(rel, id, LockTupleExclusive);
+	if (tup == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
 				 errmsg("payment %s does not exist", PlUuidText(id))));
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
+	p->tuple = tup;
 	p->id = *id;
-	p->merchant_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
-	p->customer_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
-	p->amount = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-	p->currency = pstr(SPI_getvalue(tup, desc, 4));
-	p->state = pstr(SPI_getvalue(tup, desc, 5));
-	p->source_account = *DatumGetUUIDP(SPI_getbinval(tup, desc, 6, &isnull));
-	p->merchant_account = *DatumGetUUIDP(SPI_getbinval(tup, desc, 7, &isnull));
-	p->captured = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
-	p->refunded = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
-	p->disputed = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
-	p->fees = DatumGetInt64(SPI_getbinval(tup, desc, 11, &isnull));
-	d = SPI_getbinval(tup, desc, 12, &isnull);
+	p->merchant_id = uuid_col(tup, desc, PAY_MERCHANT, &isnull);
+	p->customer_id = uuid_col(tup, desc, PAY_CUSTOMER, &isnull);
+	p->amount = int64_col(tup, desc, PAY_AMOUNT);
+	p->currency = TextDatumGetCString(heap_getattr(tup, PAY_CURRENCY, desc, &isnull));
+	p->state = state_label(typid, heap_getattr(tup, PAY_STATE, desc, &isnull));
+	p->source_account = uuid_col(tup, desc, PAY_SOURCE, &isnull);
+	p->merchant_account = uuid_col(tup, desc, PAY_MERCHANT_ACCOUNT, &isnull);
+	p->captured = int64_col(tup, desc, PAY_CAPTURED);
+	p->refunded = int64_col(tup, desc, PAY_REFUNDED);
+	p->disputed = int64_col(tup, desc, PAY_DISPUTED);
+	p->fees = int64_col(tup, desc, PAY_FEES);
+	p->hold_id = uuid_col(tup, desc, PAY_HOLD, &isnull);
 	p->has_hold = !isnull;
-	if (!isnull)
-		p->hold_id = *DatumGetUUIDP(d);
-	p->correlation_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 13, &isnull));
-	p->state_before_dispute = pstr(SPI_getvalue(tup, desc, 14));
-	d = SPI_getbinval(tup, desc, 15, &isnull);
+	p->correlation_id = uuid_col(tup, desc, PAY_CORRELATION, &isnull);
+	d = heap_getattr(tup, PAY_STATE_BEFORE_DISPUTE, desc, &isnull);
+	p->state_before_dispute = isnull ? NULL : state_label(typid, d);
+	p->dispute_hold_id = uuid_col(tup, desc, PAY_DISPUTE_HOLD, &isnull);
 	p->has_dispute_hold = !isnull;
-	if (!isnull)
-		p->dispute_hold_id = *DatumGetUUIDP(d);
+	p->version = int64_col(tup, desc, PAY_VERSION);
+	table_close(rel, NoLock);
 }
 
 /* The merchant of a payment, read without a lock: the idempotency scope. */
 static pg_uuid_t
 payment_merchant(const pg_uuid_t *id)
 {
-	Datum		values[1];
+	Relation	rel = open_payments();
+	HeapTuple	tup = PlFetchRow(rel, id);
+	pg_uuid_t	merchant;
 	bool		isnull;
 
-	values[0] = UUIDPGetDatum((pg_uuid_t *) id);
-	if (PlExec(PLAN_PAYMENT_MERCHANT, values, NULL, 1) != SPI_OK_SELECT)
-		elog(ERROR, "payment lookup failed");
-	if (SPI_processed == 0)
+	if (tup == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
 				 errmsg("payment %s does not exist", PlUuidText(id))));
-	return *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	merchant = uuid_col(tup, RelationGetDescr(rel), PAY_MERCHANT, &isnull);
+	heap_freetuple(tup);
+	table_close(rel, NoLock);
+	return merchant;
 }
 
-/* Writes the payment's state and amounts back (the triggers bump version). */
+/*
+ * Writes the payment's state and amounts back into its locked row.  The
+ * row is replaced directly, so this does what the row triggers do for a
+ * hand-written UPDATE: the state machine "payment" checks the transition
+ * (payments_1_state), version grows by one and updated_at is stamped
+ * (payments_2_guard).  No index column changes, so with room on the page
+ * (fillfactor) it is a HOT update.
+ */
 static void
 store_payment(Payment *p, const char *state, TimestampTz now, bool authorized, bool captured)
 {
-	Datum		values[10];
-	char		nulls[10] = "          ";
+	Relation	rel = open_payments();
+	TupleDesc	desc = RelationGetDescr(rel);
+	Oid			typid = TupleDescAttr(desc, PAY_STATE - 1)->atttypid;
+	int			cols[11];
+	Datum		values[11];
+	bool		nulls[11] = {false};
+	int			n = 0;
+	HeapTuple	newtup;
 
-	values[0] = UUIDPGetDatum(&p->id);
-	values[1] = CStringGetTextDatum(state);
-	values[2] = Int64GetDatum(p->captured);
-	values[3] = Int64GetDatum(p->refunded);
-	values[4] = Int64GetDatum(p->disputed);
-	values[5] = Int64GetDatum(p->fees);
-	if (p->has_hold)
-		values[6] = UUIDPGetDatum(&p->hold_id);
-	else
-		nulls[6] = 'n';
-	values[7] = TimestampTzGetDatum(now);
-	values[8] = BoolGetDatum(authorized);
-	values[9] = BoolGetDatum(captured);
-	if (PlExec(PLAN_PAYMENT_UPDATE, values, nulls, 0) != SPI_OK_UPDATE || SPI_processed != 1)
-		elog(ERROR, "payment update failed");
-	p->state = pstr(state);
+	if (strcmp(p->state, state) != 0)
+		PlCheckTransition("payment", p->state, state);
+	cols[n] = PAY_STATE;
+	values[n++] = ObjectIdGetDatum(state_oid(typid, state));
+	cols[n] = PAY_CAPTURED;
+	values[n++] = Int64GetDatum(p->captured);
+	cols[n] = PAY_REFUNDED;
+	values[n++] = Int64GetDatum(p->refunded);
+	cols[n] = PAY_DISPUTED;
+	values[n++] = Int64GetDatum(p->disputed);
+	cols[n] = PAY_FEES;
+	values[n++] = Int64GetDatum(p->fees);
+	cols[n] = PAY_HOLD;
+	nulls[n] = !p->has_hold;
+	values[n++] = p->has_hold ? UUIDPGetDatum(&p->hold_id) : (Datum) 0;
+	cols[n] = PAY_VERSION;
+	values[n++] = Int64GetDatum(p->version + 1);
+	cols[n] = PAY_UPDATED_AT;
+	values[n++] = TimestampTzGetDatum(now);
+	if (authorized)
+	{
+		cols[n] = PAY_AUTHORIZED_AT;
+		values[n++] = TimestampTzGetDatum(now);
+	}
+	if (captured)
+	{
+		cols[n] = PAY_CAPTURED_AT;
+		values[n++] = TimestampTzGetDatum(now);
+	}
+	newtup = heap_modify_tuple_by_cols(p->tuple, desc, n, cols, values, nulls);
+	PlDirectUpdate(rel, p->tuple, newtup);
+	table_close(rel, NoLock);
+	p->tuple = newtup;
+	p->version++;
+	p->state = state_label(typid, ObjectIdGetDatum(state_oid(typid, state)));
 }
 
 static void
@@ -211,8 +337,7 @@ payment_ref(Payment *p)
 static Datum
 state_datum(FunctionCallInfo fcinfo, const char *state)
 {
-	return DirectFunctionCall2(enum_in, CStringGetDatum(state),
-							   ObjectIdGetDatum(get_fn_expr_rettype(fcinfo->flinfo)));
+	return ObjectIdGetDatum(state_oid(get_fn_expr_rettype(fcinfo->flinfo), state));
 }
 
 /* PY001 unless the payment is in one of the states given */
@@ -302,7 +427,11 @@ create_payment(PG_FUNCTION_ARGS)
 	PlPrivState priv;
 	PlIdemResult stored;
 	Payment		p;
-	Datum		values[10];
+	Datum		values[PL_NATTS_PAYMENTS];
+	bool		nulls[PL_NATTS_PAYMENTS];
+	Relation	rel;
+	Relation	accounts;
+	Oid			typid;
 	TimestampTz now;
 	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
 	pg_uuid_t	ids[2];
@@ -351,22 +480,24 @@ create_payment(PG_FUNCTION_ARGS)
 	/* the accounts must exist and hold the payment's currency */
 	ids[0] = *source;
 	ids[1] = *dest;
+	accounts = PlOpenAccounts();
 	for (int i = 0; i < 2; i++)
 	{
-		Datum		a[1];
+		HeapTuple	tup = PlFetchRow(accounts, &ids[i]);
+		bool		isnull;
 
-		a[0] = UUIDPGetDatum(&ids[i]);
-		if (PlExec(PLAN_ACCOUNT_GET, a, NULL, 1) != SPI_OK_SELECT)
-			elog(ERROR, "account lookup failed");
-		if (SPI_processed == 0)
+		if (tup == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
 					 errmsg("account %s does not exist", PlUuidText(&ids[i]))));
-		if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), currency) != 0)
+		if (strcmp(TextDatumGetCString(heap_getattr(tup, 2, RelationGetDescr(accounts), &isnull)),
+				   currency) != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_PAYLEDGER_CURRENCY_MISMATCH),
 					 errmsg("account %s does not hold %s", PlUuidText(&ids[i]), currency)));
+		heap_freetuple(tup);
 	}
+	table_close(accounts, NoLock);
 
 	memset(&p, 0, sizeof(p));
 	PlUuidV7(&p.id);
@@ -380,18 +511,34 @@ create_payment(PG_FUNCTION_ARGS)
 		PlUuidV7(&p.correlation_id);
 	now = GetCurrentTimestamp();
 
-	values[0] = UUIDPGetDatum(&p.id);
-	values[1] = UUIDPGetDatum(merchant);
-	values[2] = UUIDPGetDatum(customer);
-	values[3] = Int64GetDatum(amount);
-	values[4] = CStringGetTextDatum(currency);
-	values[5] = UUIDPGetDatum(source);
-	values[6] = UUIDPGetDatum(dest);
-	values[7] = UUIDPGetDatum(&p.correlation_id);
-	values[8] = JsonbPGetDatum(metadata);
-	values[9] = TimestampTzGetDatum(now);
-	if (PlExec(PLAN_PAYMENT_INSERT, values, NULL, 0) != SPI_OK_INSERT)
-		elog(ERROR, "payment insert failed");
+	rel = open_payments();
+	typid = TupleDescAttr(RelationGetDescr(rel), PAY_STATE - 1)->atttypid;
+	memset(nulls, 0, sizeof(nulls));
+	values[PAY_ID - 1] = UUIDPGetDatum(&p.id);
+	values[PAY_MERCHANT - 1] = UUIDPGetDatum(merchant);
+	values[PAY_CUSTOMER - 1] = UUIDPGetDatum(customer);
+	values[PAY_AMOUNT - 1] = Int64GetDatum(amount);
+	values[PAY_CURRENCY - 1] = CStringGetTextDatum(currency);
+	values[PAY_STATE - 1] = ObjectIdGetDatum(state_oid(typid, "pending"));
+	values[PAY_SOURCE - 1] = UUIDPGetDatum(source);
+	values[PAY_MERCHANT_ACCOUNT - 1] = UUIDPGetDatum(dest);
+	values[PAY_CAPTURED - 1] = Int64GetDatum(0);
+	values[PAY_REFUNDED - 1] = Int64GetDatum(0);
+	values[PAY_DISPUTED - 1] = Int64GetDatum(0);
+	values[PAY_FEES - 1] = Int64GetDatum(0);
+	nulls[PAY_HOLD - 1] = true;
+	nulls[PAY_STATE_BEFORE_DISPUTE - 1] = true;
+	values[PAY_CORRELATION - 1] = UUIDPGetDatum(&p.correlation_id);
+	values[PAY_VERSION - 1] = Int64GetDatum(1);
+	values[PAY_METADATA - 1] = JsonbPGetDatum(metadata);
+	nulls[PAY_AUTHORIZED_AT - 1] = true;
+	nulls[PAY_CAPTURED_AT - 1] = true;
+	nulls[PAY_SETTLEMENT - 1] = true;
+	nulls[PAY_DISPUTE_HOLD - 1] = true;
+	values[PAY_CREATED_AT - 1] = TimestampTzGetDatum(now);
+	values[PAY_UPDATED_AT - 1] = TimestampTzGetDatum(now);
+	PlDirectInsert(rel, values, nulls);
+	table_close(rel, NoLock);
 	payment_event(&p, "PAYMENT_CREATED", NULL, "pending", amount, true, NULL, key, now);
 	if (key != NULL)
 		PlIdemRecord(merchant, "create_payment", key, hash, &p.id, "pending", NULL, now);
@@ -833,7 +980,7 @@ refund_payment(PG_FUNCTION_ARGS)
 	p.refunded += amount;
 	state = (p.refunded == p.captured) ? "refunded" : "partially_refunded";
 	{
-		char	   *previous = p.state;
+		const char *previous = p.state;
 
 		store_payment(&p, state, now, false, false);
 		payment_event(&p, "PAYMENT_REFUNDED", previous, state, amount, true, why, call.key, now);
@@ -858,7 +1005,7 @@ fail_payment(PG_FUNCTION_ARGS)
 	Datum		result;
 	Payment		p;
 	TimestampTz now;
-	char	   *previous;
+	const char *previous;
 
 	PlRequireArg(fcinfo, 1, "reason_code");
 	why = text_to_cstring(PG_GETARG_TEXT_PP(1));
@@ -1045,7 +1192,7 @@ store_dispute(Payment *p, const char *state, const char *before)
 		nulls[4] = 'n';
 	if (PlExec(PLAN_PAYMENT_DISPUTE, values, nulls, 0) != SPI_OK_UPDATE || SPI_processed != 1)
 		elog(ERROR, "payment update failed");
-	p->state = pstr(state);
+	p->state = state;
 }
 
 /*
@@ -1073,7 +1220,7 @@ dispute_payment(PG_FUNCTION_ARGS)
 	TimestampTz now;
 	const char *reason;
 	pg_uuid_t	hold_id;
-	char	   *before;
+	const char *before;
 
 	amount = amount_and_reason(fcinfo, h, "dispute reason", &why);
 	if (begin_payment_call(fcinfo, &call, "dispute_payment", 2, h, &result))
