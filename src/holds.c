@@ -129,22 +129,6 @@ lock_hold(const pg_uuid_t *id, LockedHold *hold)
 	return true;
 }
 
-/* Locks a hold row (key, then hold, then accounts: see posting.c). */
-void
-PlLockHold(const pg_uuid_t *hold_id, pg_uuid_t *from_id, pg_uuid_t *to_id)
-{
-	LockedHold	hold;
-
-	if (!lock_hold(hold_id, &hold))
-		ereport(ERROR,
-				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
-				 errmsg("hold %s does not exist", PlUuidText(hold_id))));
-	if (from_id)
-		*from_id = hold.from_id;
-	if (to_id)
-		*to_id = hold.to_id;
-}
-
 /*
  * Gives a locked hold its final status.  The status is in the predicates of
  * the pending-hold indexes, so this is never a HOT update: the row leaves
@@ -454,12 +438,15 @@ hold_not_usable(LockedHold *hold, const char *key, int64 amount, TimestampTz now
 
 /*
  * Posts (all, or amount) or voids a hold.  Returns the decline reason or
- * NULL.  Raises PY005 for an unknown hold.  Inside PlSpiBegin; the caller
- * records idempotency.
+ * NULL.  Raises PY005 for an unknown hold.  more_accounts are accounts the
+ * caller moves money on next (a capture's splits): they are locked with
+ * the hold's own in one sorted pass, so the lock order holds.  Inside
+ * PlSpiBegin; the caller records idempotency.
  */
 const char *
 PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount, int64 amount,
-			 const char *key, const uint8 *request_hash, TimestampTz now)
+			 const char *key, const uint8 *request_hash, TimestampTz now,
+			 const pg_uuid_t *more_accounts, int nmore)
 {
 	LockedHold	hold;
 	const char *reason;
@@ -479,9 +466,13 @@ PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount, int64 amount,
 	 */
 	{
 		Relation	accounts = PlOpenAccounts();
-		pg_uuid_t	ids[2] = {hold.from_id, hold.to_id};
+		pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * (2 + nmore));
 
-		locked = PlLockAccounts(accounts, ids, 2);
+		ids[0] = hold.from_id;
+		ids[1] = hold.to_id;
+		if (nmore > 0)
+			memcpy(&ids[2], more_accounts, sizeof(pg_uuid_t) * nmore);
+		locked = PlLockAccounts(accounts, ids, 2 + nmore);
 		table_close(accounts, NoLock);
 		now = GetCurrentTimestamp();
 	}
@@ -566,7 +557,7 @@ hold_call(FunctionCallInfo fcinfo, bool post)
 					 errhint("Use capture_payment(), void_payment() or resolve_dispute().")));
 	}
 	now = GetCurrentTimestamp();
-	reason = PlHoldSettle(hold_id, post, has_amount, amount, key, request_hash, now);
+	reason = PlHoldSettle(hold_id, post, has_amount, amount, key, request_hash, now, NULL, 0);
 	status = reason ? "rejected" : (post ? "posted" : "voided");
 	if (key != NULL)
 		PlIdemRecord(NULL, operation, key, request_hash, hold_id, status, reason, now);

@@ -169,10 +169,9 @@ extern const char *PlHoldCreate(const pg_uuid_t *id, const pg_uuid_t *from_id,
 								TimestampTz expires_at, const char *key,
 								const uint8 *request_hash, Jsonb *metadata,
 								const pg_uuid_t *correlation_id);
-extern void PlLockHold(const pg_uuid_t *hold_id, pg_uuid_t *from_id, pg_uuid_t *to_id);
 extern const char *PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount,
 								int64 amount, const char *key, const uint8 *request_hash,
-								TimestampTz now);
+								TimestampTz now, const pg_uuid_t *more_accounts, int nmore);
 
 extern bool PlLockAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row);
 extern void PlUpdateAccountRow(Relation rel, PlAccountRow *row, TimestampTz now);

@@ -787,6 +787,7 @@ capture_payment(PG_FUNCTION_ARGS)
 	TimestampTz now;
 	const char *reason;
 	int64		captured;
+	pg_uuid_t  *split_ids;
 
 	if (has_amount)
 		PlCheckAmount(amount);
@@ -819,19 +820,13 @@ capture_payment(PG_FUNCTION_ARGS)
 				 errdetail("Splits total " INT64_FORMAT "; " INT64_FORMAT " is captured.",
 						   split_total, captured)));
 
-	/* hold, then every account the capture touches, in one sorted pass */
-	{
-		pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * (2 + nsplits));
-		Relation	accounts = PlOpenAccounts();
-
-		PlLockHold(&p.hold_id, &ids[0], &ids[1]);
-		for (int i = 0; i < nsplits; i++)
-			ids[2 + i] = splits[i].account;
-		(void) PlLockAccounts(accounts, ids, 2 + nsplits);
-		table_close(accounts, NoLock);
-	}
+	/* the hold, then its accounts and the splits' in one sorted pass */
+	split_ids = palloc(sizeof(pg_uuid_t) * Max(nsplits, 1));
+	for (int i = 0; i < nsplits; i++)
+		split_ids[i] = splits[i].account;
 	now = GetCurrentTimestamp();
-	reason = PlHoldSettle(&p.hold_id, true, true, captured, call.key, call.hash, now);
+	reason = PlHoldSettle(&p.hold_id, true, true, captured, call.key, call.hash, now,
+						  split_ids, nsplits);
 	if (reason != NULL)
 	{
 		/* the authorization ran out: the payment expires */
@@ -886,7 +881,7 @@ void_payment(PG_FUNCTION_ARGS)
 	lock_payment(&call.payment_id, &p);
 	require_state(&p, "void", from, lengthof(from));
 	now = GetCurrentTimestamp();
-	reason = PlHoldSettle(&p.hold_id, false, false, 0, call.key, call.hash, now);
+	reason = PlHoldSettle(&p.hold_id, false, false, 0, call.key, call.hash, now, NULL, 0);
 	if (reason != NULL)
 	{
 		store_payment(&p, "expired", now, false, false);
@@ -1023,7 +1018,7 @@ fail_payment(PG_FUNCTION_ARGS)
 	now = GetCurrentTimestamp();
 	previous = p.state;
 	if (strcmp(p.state, "authorized") == 0)
-		(void) PlHoldSettle(&p.hold_id, false, false, 0, call.key, call.hash, now);
+		(void) PlHoldSettle(&p.hold_id, false, false, 0, call.key, call.hash, now, NULL, 0);
 	store_payment(&p, "failed", now, false, false);
 	payment_event(&p, "PAYMENT_FAILED", previous, "failed", p.amount, false, why, call.key, now);
 	return finish_payment_call(fcinfo, &call, "failed", why, now);
@@ -1090,7 +1085,8 @@ expire_authorizations(PG_FUNCTION_ARGS)
 		if (strcmp(p.state, "authorized") != 0 || !p.has_hold)
 			continue;
 		/* an overdue hold is expired by the settle attempt itself */
-		if (PlHoldSettle(&p.hold_id, false, false, 0, NULL, (const uint8 *) "", now) == NULL)
+		if (PlHoldSettle(&p.hold_id, false, false, 0, NULL, (const uint8 *) "", now,
+						 NULL, 0) == NULL)
 			elog(ERROR, "authorization %s was not overdue after all", PlUuidText(&p.id));
 		store_payment(&p, "expired", now, false, false);
 		payment_event(&p, "PAYMENT_EXPIRED", "authorized", "expired", p.amount, true, NULL, NULL, now);
@@ -1283,7 +1279,8 @@ resolve_dispute(PG_FUNCTION_ARGS)
 	{
 		state = p.state_before_dispute ? p.state_before_dispute : "captured";
 		if (p.has_dispute_hold)
-			(void) PlHoldSettle(&p.dispute_hold_id, false, false, 0, call.key, call.hash, now);
+			(void) PlHoldSettle(&p.dispute_hold_id, false, false, 0, call.key, call.hash, now,
+								NULL, 0);
 		p.disputed = 0;
 		store_dispute(&p, state, NULL);
 		payment_event(&p, "DISPUTE_WON", "disputed", state, 0, true, NULL, call.key, now);
@@ -1294,7 +1291,8 @@ resolve_dispute(PG_FUNCTION_ARGS)
 
 		state = "charged_back";
 		if (p.has_dispute_hold)
-			declined = PlHoldSettle(&p.dispute_hold_id, true, false, 0, call.key, call.hash, now);
+			declined = PlHoldSettle(&p.dispute_hold_id, true, false, 0, call.key, call.hash, now,
+									NULL, 0);
 		if (declined != NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
