@@ -40,6 +40,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -548,12 +549,59 @@ create_payment(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The risk hook as last resolved: the setting's value and the call it
+ * names.  Any change to pg_proc or pg_namespace (a function dropped,
+ * replaced or renamed, a schema renamed) forgets it, so it is resolved
+ * again on the next authorization.
+ */
+static char *risk_setting = NULL;
+static char *risk_call = NULL;
+static bool risk_callbacks_registered = false;
+
+static void
+forget_risk_function(Datum arg, int cacheid, uint32 hashvalue)
+{
+	if (risk_setting != NULL)
+		pfree(risk_setting);
+	if (risk_call != NULL)
+		pfree(risk_call);
+	risk_setting = NULL;
+	risk_call = NULL;
+}
+
+/* "SELECT schema.function($1)::integer" for the setting (inside PlSpiBegin) */
+static const char *
+risk_function_call(void)
+{
+	Oid			fn;
+	char	   *sql;
+
+	if (risk_setting != NULL && strcmp(risk_setting, pl_risk_function) == 0)
+		return risk_call;
+	if (!risk_callbacks_registered)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, forget_risk_function, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, forget_risk_function, (Datum) 0);
+		risk_callbacks_registered = true;
+	}
+	forget_risk_function((Datum) 0, 0, 0);
+	fn = DatumGetObjectId(DirectFunctionCall1(regprocin, CStringGetDatum(pl_risk_function)));
+	sql = psprintf("SELECT %s.%s($1)::integer",
+				   quote_identifier(get_namespace_name(get_func_namespace(fn))),
+				   quote_identifier(get_func_name(fn)));
+	risk_call = MemoryContextStrdup(TopMemoryContext, sql);
+	risk_setting = MemoryContextStrdup(TopMemoryContext, pl_risk_function);
+	return risk_call;
+}
+
+/*
  * The risk hook: payledger.risk_function(payment payledger.payments)
  * RETURNS integer.  True when the payment scores at or above the
- * threshold, or when the hook fails (fail closed).  The hook runs read-only
- * (SPI read_only), as the caller and in a security-restricted operation, so
- * it can neither write the ledger nor borrow payledger's privileges; the
- * subtransaction undoes the user switch if it fails.
+ * threshold, or when the hook fails (fail closed).  The hook is given the
+ * payment's locked row; it runs read-only (SPI read_only), as the caller
+ * and in a security-restricted operation, so it can neither write the
+ * ledger nor borrow payledger's privileges; the subtransaction undoes the
+ * user switch if it fails.
  */
 static bool
 risk_says_no(Payment *p)
@@ -561,7 +609,6 @@ risk_says_no(Payment *p)
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	volatile bool fraud = false;
-	Oid			fn;
 
 	if (pl_risk_function == NULL || pl_risk_function[0] == '\0')
 		return false;
@@ -571,26 +618,18 @@ risk_says_no(Payment *p)
 	PG_TRY();
 	{
 		PlPrivState caller;
-		char	   *sql;
+		/* a copy: parsing it may forget the cached one */
+		char	   *sql = pstrdup(risk_function_call());
 		bool		isnull;
 		int			score;
 		Oid			argtypes[1];
 		Datum		values[1];
+		Relation	rel = open_payments();
 
-		fn = DatumGetObjectId(DirectFunctionCall1(regprocin, CStringGetDatum(pl_risk_function)));
-		/* read the row with the ledger's rights, score it with the caller's */
-		argtypes[0] = UUIDOID;
-		values[0] = UUIDPGetDatum(&p->id);
-		if (SPI_execute_with_args("SELECT p FROM payledger.payments p WHERE p.id = $1",
-								  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT ||
-			SPI_processed != 1)
-			elog(ERROR, "payment row not found for the risk hook");
-		argtypes[0] = SPI_gettypeid(SPI_tuptable->tupdesc, 1);
-		values[0] = datumCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
-							  false, -1);
-		sql = psprintf("SELECT %s.%s($1)::integer",
-					   quote_identifier(get_namespace_name(get_func_namespace(fn))),
-					   quote_identifier(get_func_name(fn)));
+		/* the row as the ledger has it, scored with the caller's rights */
+		argtypes[0] = RelationGetDescr(rel)->tdtypeid;
+		values[0] = heap_copy_tuple_as_datum(p->tuple, RelationGetDescr(rel));
+		table_close(rel, NoLock);
 		PlUnprivilegedBegin(&caller);
 		if (SPI_execute_with_args(sql, 1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT ||
 			SPI_processed != 1)
