@@ -156,6 +156,7 @@ ROLLBACK;
 
 -- authorize and capture rewrite the payment row in place: HOT updates
 -- (room on the page, no index on a column they change), version + 1 each
+-- (rolled back: later tests count the ledger's rows)
 SELECT reloptions FROM pg_class WHERE oid = 'payledger.payments'::regclass;
 BEGIN;
 SELECT pg_stat_get_xact_tuples_updated('payledger.payments'::regclass) AS upd0,
@@ -168,5 +169,5 @@ SELECT pg_stat_get_xact_tuples_updated('payledger.payments'::regclass) - :upd0 A
 SELECT state, version, updated_at = captured_at AS stamped,
        authorized_at <= captured_at AS in_order
   FROM payledger.payments WHERE id = :'hotp';
-COMMIT;
 SELECT check_name, ok FROM payledger.check_ledger() WHERE NOT ok;
+ROLLBACK;

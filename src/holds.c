@@ -15,7 +15,8 @@
  *
  * Locks: key, then the hold row (FOR UPDATE), then the accounts in id
  * order (posting.c), so post, void and expire of one hold serialize on
- * the hold row and never deadlock with transfers.
+ * the hold row and never deadlock with transfers.  Hold rows are locked and
+ * rewritten directly (direct.c), without SPI.
  *
  * Copyright (c) 2026, payledger authors
  *

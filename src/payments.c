@@ -14,6 +14,13 @@
  * hand-written UPDATE alike; the amounts and accounts of a payment can only
  * be changed by these functions (guard_payments).
  *
+ * The functions read, lock and rewrite payment rows directly (direct.c), not
+ * through SPI: a lifecycle would otherwise run a dozen statements, each with
+ * an executor start and, for the UPDATEs, the row triggers.  store_payment()
+ * therefore does itself what the triggers do for a hand-written UPDATE:
+ * checks the transition against the machine, advances version, stamps
+ * updated_at.
+ *
  * Idempotency keys of payment functions are scoped to the merchant.  Locks
  * follow posting.c: key, then the payment row, then the hold, then the
  * accounts in id order.

@@ -11,7 +11,9 @@
  * read once per backend and kept in a hash table; define_state_machine()
  * sends a relcache invalidation for payledger.state_machines, whose
  * callback empties every backend's cache when the definition commits.
- * payledger.payments is guarded by the machine named "payment".
+ * payledger.payments is guarded by the machine named "payment": by the
+ * trigger for hand-written UPDATEs, and by payments.c, which writes its own
+ * state changes directly, through PlCheckTransition().
  *
  * Copyright (c) 2026, payledger authors
  *
