@@ -112,9 +112,11 @@ lock_hold(const pg_uuid_t *id, LockedHold *hold)
 
 	CommandCounterIncrement();
 	tup = PlLockRow(rel, id, LockTupleExclusive);
-	table_close(rel, NoLock);
 	if (tup == NULL)
+	{
+		table_close(rel, NoLock);
 		return false;
+	}
 	hold->tuple = tup;
 	hold->id = *id;
 	hold->from_id = *DatumGetUUIDP(heap_getattr(tup, HOLD_FROM, desc, &isnull));
@@ -127,6 +129,7 @@ lock_hold(const pg_uuid_t *id, LockedHold *hold)
 	hold->expires_at = DatumGetTimestampTz(heap_getattr(tup, HOLD_EXPIRES_AT, desc, &isnull));
 	d = heap_getattr(tup, HOLD_CORRELATION, desc, &isnull);
 	hold->correlation_id = *DatumGetUUIDP(isnull ? heap_getattr(tup, HOLD_ID, desc, &isnull) : d);
+	table_close(rel, NoLock);
 	return true;
 }
 
