@@ -8,8 +8,8 @@
 -- and no index covers a column those steps change: leave room on each page
 -- for the new versions, so the rewrites stay HOT updates on the same page
 -- instead of new heap and index tuples elsewhere.  Holds need none: their
--- status is in the predicates of the pending-hold indexes, so a settled
--- hold is never a HOT update anyway.
+-- status is in the predicates of the pending-hold indexes, so a hold that
+-- ends (posted, voided, expired) is never a HOT update anyway.
 ALTER TABLE payledger.payments SET (fillfactor = 80);
 
 -- Only settled payments are looked up by settlement (reconcile_settlement):
