@@ -142,3 +142,32 @@ CREATE TRIGGER orders_bad BEFORE UPDATE ON regress_orders
   FOR EACH ROW EXECUTE FUNCTION payledger.enforce_state_machine('nope', 'status');
 UPDATE regress_orders SET status = 'paid';
 DROP TABLE regress_orders;
+
+-- the payment functions' own state changes are checked by the machine
+-- "payment" as a direct UPDATE is: without authorized -> captured in it,
+-- capture_payment raises PY001
+BEGIN;
+SELECT payledger.define_state_machine('payment', transitions || '{"authorized": ["voided", "expired", "failed"]}')
+  FROM payledger.state_machines WHERE name = 'payment';
+SELECT payledger.create_payment(:merchant, :customer, 100, 'USD', :'cust', :'shop', 'sm-p') AS smp \gset
+SELECT payledger.authorize_payment(:'smp', 'sm-a');
+SELECT payledger.capture_payment(:'smp', 'sm-c');
+ROLLBACK;
+
+-- authorize and capture rewrite the payment row in place: HOT updates
+-- (room on the page, no index on a column they change), version + 1 each
+-- (rolled back: later tests count the ledger's rows)
+SELECT reloptions FROM pg_class WHERE oid = 'payledger.payments'::regclass;
+BEGIN;
+SELECT pg_stat_get_xact_tuples_updated('payledger.payments'::regclass) AS upd0,
+       pg_stat_get_xact_tuples_hot_updated('payledger.payments'::regclass) AS hot0 \gset
+SELECT payledger.create_payment(:merchant, :customer, 100, 'USD', :'cust', :'shop', 'hot-p') AS hotp \gset
+SELECT payledger.authorize_payment(:'hotp', 'hot-a');
+SELECT payledger.capture_payment(:'hotp', 'hot-c');
+SELECT pg_stat_get_xact_tuples_updated('payledger.payments'::regclass) - :upd0 AS updated,
+       pg_stat_get_xact_tuples_hot_updated('payledger.payments'::regclass) - :hot0 AS hot_updated;
+SELECT state, version, updated_at = captured_at AS stamped,
+       authorized_at <= captured_at AS in_order
+  FROM payledger.payments WHERE id = :'hotp';
+SELECT check_name, ok FROM payledger.check_ledger() WHERE NOT ok;
+ROLLBACK;

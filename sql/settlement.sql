@@ -111,6 +111,18 @@ CREATE OR REPLACE FUNCTION public.regress_score(p payledger.payments) RETURNS in
   AS $$ SELECT 1 / 0 $$;
 SELECT payledger.create_payment(:merchant, :customer, 60, 'USD', :'cust', :'shop', 'r3') AS r3 \gset
 SELECT payledger.authorize_payment(:'r3', 'r3-a');
+-- the hook follows the setting from one call to the next (rolled back:
+-- later tests count the ledger's rows)
+BEGIN;
+CREATE FUNCTION public.regress_score_low(p payledger.payments) RETURNS integer LANGUAGE sql
+  AS $$ SELECT 0 $$;
+SET payledger.risk_function = 'public.regress_score_low';
+SELECT payledger.create_payment(:merchant, :customer, 6000, 'USD', :'cust', :'shop', 'r4') AS r4 \gset
+SELECT payledger.authorize_payment(:'r4', 'r4-a');
+SET payledger.risk_function = 'public.regress_score';
+SELECT payledger.create_payment(:merchant, :customer, 60, 'USD', :'cust', :'shop', 'r5') AS r5 \gset
+SELECT payledger.authorize_payment(:'r5', 'r5-a');
+ROLLBACK;
 RESET payledger.risk_function;
 DROP FUNCTION public.regress_score(payledger.payments);
 SELECT check_name, ok FROM payledger.check_ledger() WHERE NOT ok;

@@ -330,3 +330,123 @@ PlIdemFetchLatest(Relation rel, const pg_uuid_t *scope, const char *key,
 	*desc = RelationGetDescr(rel);
 	return result;
 }
+
+/*
+ * Rows of payments and holds, by their uuid primary key.  payments.c and
+ * holds.c read, lock and rewrite them here rather than through SPI: each
+ * statement would cost an executor start, a plan check and, for the
+ * UPDATEs, the row triggers, on every step of a payment.
+ */
+
+/* index probe of rel's uuid primary key under snapshot; returns the TID */
+static bool
+probe_uuid_pkey(Relation rel, const pg_uuid_t *id, Snapshot snap, ItemPointer tid,
+				HeapTuple *copy)
+{
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	found;
+
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_UUID_EQ, UUIDPGetDatum(id));
+	scan = systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true, snap, 1, &key);
+	found = systable_getnext(scan);
+	if (HeapTupleIsValid(found))
+	{
+		*tid = found->t_self;
+		if (copy)
+			*copy = heap_copytuple(found);
+	}
+	systable_endscan(scan);
+	return HeapTupleIsValid(found);
+}
+
+/*
+ * The row of rel whose primary key is id, as a statement of this
+ * transaction would see it now (no lock); a palloc'd copy or NULL.
+ */
+HeapTuple
+PlFetchRow(Relation rel, const pg_uuid_t *id)
+{
+	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
+	ItemPointerData tid;
+	HeapTuple	copy = NULL;
+
+	(void) probe_uuid_pkey(rel, id, snap, &tid, &copy);
+	UnregisterSnapshot(snap);
+	return copy;
+}
+
+/*
+ * Locks the newest version of rel's row with primary key id in the given
+ * mode, like SELECT ... FOR UPDATE would (see PlLockAccountRow), and
+ * returns a palloc'd copy with t_self set, or NULL when there is no such
+ * row.
+ */
+HeapTuple
+PlLockRow(Relation rel, const pg_uuid_t *id, LockTupleMode mode)
+{
+	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
+	ItemPointerData tid;
+	TupleTableSlot *slot;
+	TM_FailureData tmfd;
+	TM_Result	res;
+	bool		should_free;
+	HeapTuple	copy;
+
+	if (!probe_uuid_pkey(rel, id, snap, &tid, NULL))
+	{
+		UnregisterSnapshot(snap);
+		return NULL;
+	}
+	slot = table_slot_create(rel, NULL);
+	res = table_tuple_lock(rel, &tid, snap, slot, GetCurrentCommandId(true), mode,
+						   LockWaitBlock,
+						   IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+						   &tmfd);
+	if ((res == TM_Updated || res == TM_Deleted) && IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent update")));
+	if (res == TM_Deleted)
+	{
+		ExecDropSingleTupleTableSlot(slot);
+		UnregisterSnapshot(snap);
+		return NULL;
+	}
+	if (res != TM_Ok)
+		elog(ERROR, "could not lock row of \"%s\" (result %d)",
+			 RelationGetRelationName(rel), (int) res);
+	copy = heap_copytuple(ExecFetchSlotHeapTuple(slot, false, &should_free));
+	copy->t_self = slot->tts_tid;
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snap);
+	return copy;
+}
+
+/*
+ * Replaces a row this transaction has locked (oldtup, from PlLockRow) by
+ * newtup: a HOT update when no indexed column changed and the page has
+ * room, otherwise new entries in every index (partial ones only where the
+ * new row qualifies).  Row triggers do not fire: the callers do what
+ * payments' and holds' triggers would (state machine, version).
+ */
+void
+PlDirectUpdate(Relation rel, HeapTuple oldtup, HeapTuple newtup)
+{
+	simple_heap_update(rel, &oldtup->t_self, newtup);
+	if (!HeapTupleIsHeapOnly(newtup))
+	{
+		List	   *indexes = RelationGetIndexList(rel);
+		ListCell   *lc;
+
+		foreach(lc, indexes)
+		{
+			Relation	idx = index_open(lfirst_oid(lc), RowExclusiveLock);
+
+			insert_index_entry(rel, idx, newtup);
+			index_close(idx, RowExclusiveLock);
+		}
+		list_free(indexes);
+	}
+}

@@ -15,7 +15,8 @@
  *
  * Locks: key, then the hold row (FOR UPDATE), then the accounts in id
  * order (posting.c), so post, void and expire of one hold serialize on
- * the hold row and never deadlock with transfers.
+ * the hold row and never deadlock with transfers.  Hold rows are locked and
+ * rewritten directly (direct.c), without SPI.
  *
  * Copyright (c) 2026, payledger authors
  *
@@ -48,7 +49,26 @@ typedef struct LockedHold
 	char	   *status;
 	TimestampTz expires_at;
 	pg_uuid_t	correlation_id;	/* the payment's, or the hold's own id */
+	HeapTuple	tuple;			/* the locked row, which set_hold_status replaces */
 } LockedHold;
+
+/* column numbers of payledger.holds */
+enum
+{
+	HOLD_ID = 1, HOLD_FROM, HOLD_TO, HOLD_AMOUNT, HOLD_CURRENCY, HOLD_STATUS,
+	HOLD_EXPIRES_AT, HOLD_POSTED_AMOUNT, HOLD_KEY, HOLD_METADATA, HOLD_CREATED_AT,
+	HOLD_UPDATED_AT, HOLD_CORRELATION
+};
+
+static Relation
+open_holds(void)
+{
+	Relation	rel = PlOpenTable("holds");
+
+	if (RelationGetDescr(rel)->natts != PL_NATTS_HOLDS)
+		elog(ERROR, "payledger.holds does not have the expected columns");
+	return rel;
+}
 
 static int64
 overdue_sum(PlPlanId plan, const pg_uuid_t *account_id)
@@ -80,64 +100,61 @@ PlOverdueCredits(const pg_uuid_t *account_id)
 	return overdue_sum(PLAN_OVERDUE_CREDITS, account_id);
 }
 
+/* Locks a hold row FOR UPDATE and reads it; false when there is none. */
 static bool
 lock_hold(const pg_uuid_t *id, LockedHold *hold)
 {
-	Datum		values[1];
+	Relation	rel = open_holds();
+	TupleDesc	desc = RelationGetDescr(rel);
 	HeapTuple	tup;
-	TupleDesc	desc;
 	bool		isnull;
+	Datum		d;
 
-	values[0] = UUIDPGetDatum((pg_uuid_t *) id);
-	if (PlExec(PLAN_HOLD_LOCK, values, NULL, 1) != SPI_OK_SELECT)
-		elog(ERROR, "hold lookup failed");
-	if (SPI_processed == 0)
+	CommandCounterIncrement();
+	tup = PlLockRow(rel, id, LockTupleExclusive);
+	if (tup == NULL)
+	{
+		table_close(rel, NoLock);
 		return false;
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
+	}
+	hold->tuple = tup;
 	hold->id = *id;
-	hold->from_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
-	hold->to_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
-	hold->amount = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-	hold->currency = MemoryContextStrdup(TopTransactionContext, SPI_getvalue(tup, desc, 4));
-	hold->status = MemoryContextStrdup(TopTransactionContext, SPI_getvalue(tup, desc, 5));
-	hold->expires_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
-	hold->correlation_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 7, &isnull));
+	hold->from_id = *DatumGetUUIDP(heap_getattr(tup, HOLD_FROM, desc, &isnull));
+	hold->to_id = *DatumGetUUIDP(heap_getattr(tup, HOLD_TO, desc, &isnull));
+	hold->amount = DatumGetInt64(heap_getattr(tup, HOLD_AMOUNT, desc, &isnull));
+	hold->currency = MemoryContextStrdup(TopTransactionContext,
+										 TextDatumGetCString(heap_getattr(tup, HOLD_CURRENCY, desc, &isnull)));
+	hold->status = MemoryContextStrdup(TopTransactionContext,
+									   TextDatumGetCString(heap_getattr(tup, HOLD_STATUS, desc, &isnull)));
+	hold->expires_at = DatumGetTimestampTz(heap_getattr(tup, HOLD_EXPIRES_AT, desc, &isnull));
+	d = heap_getattr(tup, HOLD_CORRELATION, desc, &isnull);
+	hold->correlation_id = *DatumGetUUIDP(isnull ? heap_getattr(tup, HOLD_ID, desc, &isnull) : d);
+	table_close(rel, NoLock);
 	return true;
 }
 
-/* Locks a hold row (key, then hold, then accounts: see posting.c). */
-void
-PlLockHold(const pg_uuid_t *hold_id, pg_uuid_t *from_id, pg_uuid_t *to_id)
-{
-	LockedHold	hold;
-
-	if (!lock_hold(hold_id, &hold))
-		ereport(ERROR,
-				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
-				 errmsg("hold %s does not exist", PlUuidText(hold_id))));
-	if (from_id)
-		*from_id = hold.from_id;
-	if (to_id)
-		*to_id = hold.to_id;
-}
-
+/*
+ * Gives a locked hold its final status.  The status is in the predicates of
+ * the pending-hold indexes, so this is never a HOT update: the row leaves
+ * those indexes and gets a new primary key entry.
+ */
 static void
-set_hold_status(const pg_uuid_t *id, const char *status, bool has_posted,
+set_hold_status(LockedHold *hold, const char *status, bool has_posted,
 				int64 posted, TimestampTz now)
 {
-	Datum		values[4];
-	char		nulls[4] = "    ";
+	Relation	rel = open_holds();
+	int			cols[3] = {HOLD_STATUS, HOLD_POSTED_AMOUNT, HOLD_UPDATED_AT};
+	Datum		values[3];
+	bool		nulls[3] = {false, !has_posted, false};
+	HeapTuple	newtup;
 
-	values[0] = UUIDPGetDatum((pg_uuid_t *) id);
-	values[1] = CStringGetTextDatum(status);
-	if (has_posted)
-		values[2] = Int64GetDatum(posted);
-	else
-		nulls[2] = 'n';
-	values[3] = TimestampTzGetDatum(now);
-	if (PlExec(PLAN_HOLD_SET_STATUS, values, nulls, 0) != SPI_OK_UPDATE || SPI_processed != 1)
-		elog(ERROR, "hold update failed");
+	values[0] = CStringGetTextDatum(status);
+	values[1] = has_posted ? Int64GetDatum(posted) : (Datum) 0;
+	values[2] = TimestampTzGetDatum(now);
+	newtup = heap_modify_tuple_by_cols(hold->tuple, RelationGetDescr(rel), 3, cols, values, nulls);
+	PlDirectUpdate(rel, hold->tuple, newtup);
+	table_close(rel, NoLock);
+	hold->tuple = newtup;
 }
 
 static void
@@ -158,16 +175,22 @@ hold_event(PlAuditEvent *ev, const char *type, LockedHold *hold,
 
 /*
  * Releases the reservation of a locked, pending hold and gives it its final
- * status; posts "posted" of it first when posted > 0.
+ * status; posts "posted" of it first when posted > 0.  locked: the hold's
+ * accounts as this call last locked them, or NULL to lock them here.
  */
 static void
-settle_hold(LockedHold *hold, const char *status, int64 posted, TimestampTz now)
+settle_hold(LockedHold *hold, const char *status, int64 posted, TimestampTz now,
+			PlLockedSet *locked)
 {
 	Relation	accounts = PlOpenAccounts();
 	pg_uuid_t	ids[2] = {hold->from_id, hold->to_id};
-	PlLockedSet *locked = PlLockAccounts(accounts, ids, 2);
-	PlAccountRow *src = PlFindAccount(locked, &hold->from_id);
-	PlAccountRow *dst = PlFindAccount(locked, &hold->to_id);
+	PlAccountRow *src;
+	PlAccountRow *dst;
+
+	if (locked == NULL)
+		locked = PlLockAccounts(accounts, ids, 2);
+	src = PlFindAccount(locked, &hold->from_id);
+	dst = PlFindAccount(locked, &hold->to_id);
 
 	src->pending_debits -= hold->amount;
 	dst->pending_credits -= hold->amount;
@@ -188,16 +211,17 @@ settle_hold(LockedHold *hold, const char *status, int64 posted, TimestampTz now)
 	}
 	PlFlushAccounts(accounts, locked, now);
 	table_close(accounts, NoLock);
-	set_hold_status(&hold->id, status, posted > 0, posted, now);
+	set_hold_status(hold, status, posted > 0, posted, now);
 }
 
 /* Expires an overdue hold inside post_hold/void_hold: HOLD_EXPIRED. */
 static void
-expire_now(LockedHold *hold, const char *key, TimestampTz now, bool declined)
+expire_now(LockedHold *hold, const char *key, TimestampTz now, bool declined,
+		   PlLockedSet *locked)
 {
 	PlAuditEvent ev;
 
-	settle_hold(hold, "expired", 0, now);
+	settle_hold(hold, "expired", 0, now, locked);
 	hold_event(&ev, "HOLD_EXPIRED", hold, "expired", now);
 	ev.idempotency_key = key;
 	if (declined)
@@ -400,7 +424,8 @@ hold(PG_FUNCTION_ARGS)
  * expiry (which expires it now).  Returns the reason, or NULL to go on.
  */
 static const char *
-hold_not_usable(LockedHold *hold, const char *key, int64 amount, TimestampTz now)
+hold_not_usable(LockedHold *hold, const char *key, int64 amount, TimestampTz now,
+				PlLockedSet *locked)
 {
 	if (strcmp(hold->status, "pending") != 0)
 	{
@@ -409,7 +434,7 @@ hold_not_usable(LockedHold *hold, const char *key, int64 amount, TimestampTz now
 	}
 	if (now >= hold->expires_at)
 	{
-		expire_now(hold, key, now, true);
+		expire_now(hold, key, now, true, locked);
 		return "HOLD_EXPIRED";
 	}
 	return NULL;
@@ -417,17 +442,21 @@ hold_not_usable(LockedHold *hold, const char *key, int64 amount, TimestampTz now
 
 /*
  * Posts (all, or amount) or voids a hold.  Returns the decline reason or
- * NULL.  Raises PY005 for an unknown hold.  Inside PlSpiBegin; the caller
- * records idempotency.
+ * NULL.  Raises PY005 for an unknown hold.  more_accounts are accounts the
+ * caller moves money on next (a capture's splits): they are locked with
+ * the hold's own in one sorted pass, so the lock order holds.  Inside
+ * PlSpiBegin; the caller records idempotency.
  */
 const char *
 PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount, int64 amount,
-			 const char *key, const uint8 *request_hash, TimestampTz now)
+			 const char *key, const uint8 *request_hash, TimestampTz now,
+			 const pg_uuid_t *more_accounts, int nmore)
 {
 	LockedHold	hold;
 	const char *reason;
 	PlAuditEvent ev;
 	int64		posted;
+	PlLockedSet *locked;
 
 	if (!lock_hold(hold_id, &hold))
 		ereport(ERROR,
@@ -441,14 +470,18 @@ PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount, int64 amount,
 	 */
 	{
 		Relation	accounts = PlOpenAccounts();
-		pg_uuid_t	ids[2] = {hold.from_id, hold.to_id};
+		pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * (2 + nmore));
 
-		(void) PlLockAccounts(accounts, ids, 2);
+		ids[0] = hold.from_id;
+		ids[1] = hold.to_id;
+		if (nmore > 0)
+			memcpy(&ids[2], more_accounts, sizeof(pg_uuid_t) * nmore);
+		locked = PlLockAccounts(accounts, ids, 2 + nmore);
 		table_close(accounts, NoLock);
 		now = GetCurrentTimestamp();
 	}
 	posted = (post && has_amount) ? amount : hold.amount;
-	reason = hold_not_usable(&hold, key, posted, now);
+	reason = hold_not_usable(&hold, key, posted, now, locked);
 	if (reason == NULL && post && posted > hold.amount)
 	{
 		reason = "EXCEEDS_AVAILABLE_AMOUNT";
@@ -459,7 +492,7 @@ PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount, int64 amount,
 
 	if (post)
 	{
-		settle_hold(&hold, "posted", posted, now);
+		settle_hold(&hold, "posted", posted, now, locked);
 		PlStoreTransfer(&hold.id, "hold", NULL, hold.currency, posted, &hold.from_id,
 						&hold.to_id, key, request_hash, PlEmptyJsonb(), now);
 		hold_event(&ev, "HOLD_POSTED", &hold, "posted", now);
@@ -467,7 +500,7 @@ PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount, int64 amount,
 	}
 	else
 	{
-		settle_hold(&hold, "voided", 0, now);
+		settle_hold(&hold, "voided", 0, now, locked);
 		hold_event(&ev, "HOLD_VOIDED", &hold, "voided", now);
 	}
 	ev.idempotency_key = key;
@@ -528,7 +561,7 @@ hold_call(FunctionCallInfo fcinfo, bool post)
 					 errhint("Use capture_payment(), void_payment() or resolve_dispute().")));
 	}
 	now = GetCurrentTimestamp();
-	reason = PlHoldSettle(hold_id, post, has_amount, amount, key, request_hash, now);
+	reason = PlHoldSettle(hold_id, post, has_amount, amount, key, request_hash, now, NULL, 0);
 	status = reason ? "rejected" : (post ? "posted" : "voided");
 	if (key != NULL)
 		PlIdemRecord(NULL, operation, key, request_hash, hold_id, status, reason, now);
@@ -616,7 +649,7 @@ expire_holds(PG_FUNCTION_ARGS)
 		if (!lock_hold(&ids[i], &hold) || strcmp(hold.status, "pending") != 0 ||
 			now < hold.expires_at)
 			continue;
-		expire_now(&hold, NULL, now, false);
+		expire_now(&hold, NULL, now, false, NULL);
 		expired++;
 	}
 	PlSpiEnd(&priv);

@@ -70,10 +70,6 @@ typedef enum PlPlanId
 	PLAN_COUNT_REPLAYS,
 	PLAN_MACHINE_GET,
 	PLAN_MACHINE_PUT,
-	PLAN_PAYMENT_INSERT,
-	PLAN_PAYMENT_LOCK,
-	PLAN_PAYMENT_MERCHANT,
-	PLAN_PAYMENT_UPDATE,
 	PLAN_AUTHS_OVERDUE,
 	PLAN_HOLDS_LOCK_MANY,
 	PLAN_LIMITS_CHECK,
@@ -84,8 +80,6 @@ typedef enum PlPlanId
 	PLAN_SETTLEMENT_INSERT,
 	PLAN_SETTLEMENT_GET,
 	PLAN_SETTLEMENT_PAYMENTS,
-	PLAN_HOLD_LOCK,
-	PLAN_HOLD_SET_STATUS,
 	PLAN_HOLDS_OVERDUE,
 	PLAN_OVERDUE_DEBITS,
 	PLAN_OVERDUE_CREDITS,
@@ -193,6 +187,9 @@ extern const char *PlPostTransfer(const pg_uuid_t *id, const char *kind,
 								  const uint8 *request_hash, Jsonb *metadata,
 								  const pg_uuid_t *correlation_id, TimestampTz *at);
 
+/* state_machine.c */
+extern void PlCheckTransition(const char *machine, const char *from, const char *to);
+
 /* holds.c */
 extern int64 PlOverdueDebits(const pg_uuid_t *account_id);
 extern int64 PlOverdueCredits(const pg_uuid_t *account_id);
@@ -201,10 +198,9 @@ extern const char *PlHoldCreate(const pg_uuid_t *id, const pg_uuid_t *from_id,
 								TimestampTz expires_at, const char *key,
 								const uint8 *request_hash, Jsonb *metadata,
 								const pg_uuid_t *correlation_id);
-extern void PlLockHold(const pg_uuid_t *hold_id, pg_uuid_t *from_id, pg_uuid_t *to_id);
 extern const char *PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount,
 								int64 amount, const char *key, const uint8 *request_hash,
-								TimestampTz now);
+								TimestampTz now, const pg_uuid_t *more_accounts, int nmore);
 
 typedef enum PlRowMode
 {
@@ -226,6 +222,12 @@ extern void PlLockIdemKey(const pg_uuid_t *scope, const char *key);
 extern HeapTuple PlIdemFetchLatest(Relation rel, const pg_uuid_t *scope, const char *key,
 								   TupleDesc *desc);
 
+/* direct.c: rows of payments and holds by primary key */
+#include "nodes/lockoptions.h"
+extern HeapTuple PlFetchRow(Relation rel, const pg_uuid_t *id);
+extern HeapTuple PlLockRow(Relation rel, const pg_uuid_t *id, LockTupleMode mode);
+extern void PlDirectUpdate(Relation rel, HeapTuple oldtup, HeapTuple newtup);
+
 /* lock space of idempotency-key locks (advisory lock field 4) */
 #define PL_IDEM_LOCK_SPACE	0x504C
 
@@ -242,6 +244,7 @@ extern HeapTuple PlIdemFetchLatest(Relation rel, const pg_uuid_t *scope, const c
 #define AUDIT_COL_TXID		30
 #define AUDIT_COL_ERA		31
 #define PL_NATTS_HOLDS		13
+#define PL_NATTS_PAYMENTS	23
 
 /* uuid_v7.c */
 extern void PlUuidV7(pg_uuid_t *out);

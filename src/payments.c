@@ -14,6 +14,13 @@
  * hand-written UPDATE alike; the amounts and accounts of a payment can only
  * be changed by these functions (guard_payments).
  *
+ * The functions read, lock and rewrite payment rows directly (direct.c), not
+ * through SPI: a lifecycle would otherwise run a dozen statements, each with
+ * an executor start and, for the UPDATEs, the row triggers.  store_payment()
+ * therefore does itself what the triggers do for a hand-written UPDATE:
+ * checks the transition against the machine, advances version, stamps
+ * updated_at.
+ *
  * Idempotency keys of payment functions are scoped to the merchant.  Locks
  * follow posting.c: key, then the payment row, then the hold, then the
  * accounts in id order.
@@ -30,6 +37,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_enum.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "common/int.h"
@@ -39,12 +47,14 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/regproc.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -57,7 +67,7 @@ typedef struct Payment
 	pg_uuid_t	customer_id;
 	int64		amount;
 	char	   *currency;
-	char	   *state;
+	const char *state;
 	pg_uuid_t	source_account;
 	pg_uuid_t	merchant_account;
 	int64		captured;
@@ -67,100 +77,224 @@ typedef struct Payment
 	bool		has_hold;
 	pg_uuid_t	hold_id;
 	pg_uuid_t	correlation_id;
-	char	   *state_before_dispute;
+	const char *state_before_dispute;
 	bool		has_dispute_hold;
 	pg_uuid_t	dispute_hold_id;
+	int64		version;
+	HeapTuple	tuple;			/* the locked row, which store_payment replaces */
 } Payment;
 
-static char *
-pstr(const char *s)
+/* column numbers of payledger.payments */
+enum
 {
-	return s ? MemoryContextStrdup(TopTransactionContext, s) : NULL;
+	PAY_ID = 1, PAY_MERCHANT, PAY_CUSTOMER, PAY_AMOUNT, PAY_CURRENCY, PAY_STATE,
+	PAY_SOURCE, PAY_MERCHANT_ACCOUNT, PAY_CAPTURED, PAY_REFUNDED, PAY_DISPUTED,
+	PAY_FEES, PAY_HOLD, PAY_STATE_BEFORE_DISPUTE, PAY_CORRELATION, PAY_VERSION,
+	PAY_METADATA, PAY_AUTHORIZED_AT, PAY_CAPTURED_AT, PAY_SETTLEMENT,
+	PAY_DISPUTE_HOLD, PAY_CREATED_AT, PAY_UPDATED_AT
+};
+
+/*
+ * The labels of payledger.payment_state and their pg_enum OIDs, looked up
+ * once per backend (per type OID: a re-created extension has a new type),
+ * so that reading and writing a state costs no catalog lookup.
+ */
+static const char *const payment_states[] = {
+	"pending", "authorized", "captured", "partially_refunded", "refunded", "settled",
+	"failed", "voided", "expired", "disputed", "charged_back"
+};
+static Oid	state_typid = InvalidOid;
+static Oid	state_oids[lengthof(payment_states)];
+
+static void
+load_states(Oid typid)
+{
+	if (typid == state_typid)
+		return;
+	for (int i = 0; i < (int) lengthof(payment_states); i++)
+	{
+		state_oids[i] = GetSysCacheOid2(ENUMTYPOIDNAME, Anum_pg_enum_oid,
+										ObjectIdGetDatum(typid),
+										CStringGetDatum(payment_states[i]));
+		if (!OidIsValid(state_oids[i]))
+			elog(ERROR, "payment_state has no value \"%s\"", payment_states[i]);
+	}
+	state_typid = typid;
+}
+
+/* the pg_enum OID of a state (22P02 for a label that is no state) */
+static Oid
+state_oid(Oid typid, const char *label)
+{
+	load_states(typid);
+	for (int i = 0; i < (int) lengthof(payment_states); i++)
+		if (strcmp(payment_states[i], label) == 0)
+			return state_oids[i];
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+			 errmsg("invalid input value for enum payledger.payment_state: \"%s\"", label)));
+	return InvalidOid;
+}
+
+/* the label of a state column's value, a constant string */
+static const char *
+state_label(Oid typid, Datum d)
+{
+	load_states(typid);
+	for (int i = 0; i < (int) lengthof(payment_states); i++)
+		if (state_oids[i] == DatumGetObjectId(d))
+			return payment_states[i];
+	elog(ERROR, "unknown payment_state value %u", DatumGetObjectId(d));
+	return NULL;
+}
+
+static Relation
+open_payments(void)
+{
+	Relation	rel = PlOpenTable("payments");
+
+	if (RelationGetDescr(rel)->natts != PL_NATTS_PAYMENTS)
+		elog(ERROR, "payledger.payments does not have the expected columns");
+	return rel;
+}
+
+static pg_uuid_t
+uuid_col(HeapTuple tup, TupleDesc desc, int att, bool *isnull)
+{
+	pg_uuid_t	u;
+	Datum		d = heap_getattr(tup, att, desc, isnull);
+
+	if (*isnull)
+		memset(&u, 0, sizeof(u));
+	else
+		u = *DatumGetUUIDP(d);
+	return u;
+}
+
+static int64
+int64_col(HeapTuple tup, TupleDesc desc, int att)
+{
+	bool		isnull;
+
+	return DatumGetInt64(heap_getattr(tup, att, desc, &isnull));
 }
 
 /* Locks and reads a payment (inside PlSpiBegin); PY005 when unknown. */
 static void
 lock_payment(const pg_uuid_t *id, Payment *p)
 {
-	Datum		values[1];
+	Relation	rel = open_payments();
+	TupleDesc	desc = RelationGetDescr(rel);
+	Oid			typid = TupleDescAttr(desc, PAY_STATE - 1)->atttypid;
 	HeapTuple	tup;
-	TupleDesc	desc;
 	bool		isnull;
 	Datum		d;
 
-	values[0] = UUIDPGetDatum((pg_uuid_t *) id);
-	if (PlExec(PLAN_PAYMENT_LOCK, values, NULL, 1) != SPI_OK_SELECT)
-		elog(ERROR, "payment lookup failed");
-	if (SPI_processed == 0)
+	/* this call's and earlier calls' changes must be seen */
+	CommandCounterIncrement();
+	tup = PlLockRow(rel, id, LockTupleExclusive);
+	if (tup == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
 				 errmsg("payment %s does not exist", PlUuidText(id))));
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
+	p->tuple = tup;
 	p->id = *id;
-	p->merchant_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
-	p->customer_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
-	p->amount = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-	p->currency = pstr(SPI_getvalue(tup, desc, 4));
-	p->state = pstr(SPI_getvalue(tup, desc, 5));
-	p->source_account = *DatumGetUUIDP(SPI_getbinval(tup, desc, 6, &isnull));
-	p->merchant_account = *DatumGetUUIDP(SPI_getbinval(tup, desc, 7, &isnull));
-	p->captured = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
-	p->refunded = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
-	p->disputed = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
-	p->fees = DatumGetInt64(SPI_getbinval(tup, desc, 11, &isnull));
-	d = SPI_getbinval(tup, desc, 12, &isnull);
+	p->merchant_id = uuid_col(tup, desc, PAY_MERCHANT, &isnull);
+	p->customer_id = uuid_col(tup, desc, PAY_CUSTOMER, &isnull);
+	p->amount = int64_col(tup, desc, PAY_AMOUNT);
+	p->currency = TextDatumGetCString(heap_getattr(tup, PAY_CURRENCY, desc, &isnull));
+	p->state = state_label(typid, heap_getattr(tup, PAY_STATE, desc, &isnull));
+	p->source_account = uuid_col(tup, desc, PAY_SOURCE, &isnull);
+	p->merchant_account = uuid_col(tup, desc, PAY_MERCHANT_ACCOUNT, &isnull);
+	p->captured = int64_col(tup, desc, PAY_CAPTURED);
+	p->refunded = int64_col(tup, desc, PAY_REFUNDED);
+	p->disputed = int64_col(tup, desc, PAY_DISPUTED);
+	p->fees = int64_col(tup, desc, PAY_FEES);
+	p->hold_id = uuid_col(tup, desc, PAY_HOLD, &isnull);
 	p->has_hold = !isnull;
-	if (!isnull)
-		p->hold_id = *DatumGetUUIDP(d);
-	p->correlation_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 13, &isnull));
-	p->state_before_dispute = pstr(SPI_getvalue(tup, desc, 14));
-	d = SPI_getbinval(tup, desc, 15, &isnull);
+	p->correlation_id = uuid_col(tup, desc, PAY_CORRELATION, &isnull);
+	d = heap_getattr(tup, PAY_STATE_BEFORE_DISPUTE, desc, &isnull);
+	p->state_before_dispute = isnull ? NULL : state_label(typid, d);
+	p->dispute_hold_id = uuid_col(tup, desc, PAY_DISPUTE_HOLD, &isnull);
 	p->has_dispute_hold = !isnull;
-	if (!isnull)
-		p->dispute_hold_id = *DatumGetUUIDP(d);
+	p->version = int64_col(tup, desc, PAY_VERSION);
+	table_close(rel, NoLock);
 }
 
 /* The merchant of a payment, read without a lock: the idempotency scope. */
 static pg_uuid_t
 payment_merchant(const pg_uuid_t *id)
 {
-	Datum		values[1];
+	Relation	rel = open_payments();
+	HeapTuple	tup = PlFetchRow(rel, id);
+	pg_uuid_t	merchant;
 	bool		isnull;
 
-	values[0] = UUIDPGetDatum((pg_uuid_t *) id);
-	if (PlExec(PLAN_PAYMENT_MERCHANT, values, NULL, 1) != SPI_OK_SELECT)
-		elog(ERROR, "payment lookup failed");
-	if (SPI_processed == 0)
+	if (tup == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
 				 errmsg("payment %s does not exist", PlUuidText(id))));
-	return *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	merchant = uuid_col(tup, RelationGetDescr(rel), PAY_MERCHANT, &isnull);
+	heap_freetuple(tup);
+	table_close(rel, NoLock);
+	return merchant;
 }
 
-/* Writes the payment's state and amounts back (the triggers bump version). */
+/*
+ * Writes the payment's state and amounts back into its locked row.  The
+ * row is replaced directly, so this does what the row triggers do for a
+ * hand-written UPDATE: the state machine "payment" checks the transition
+ * (payments_1_state), version grows by one and updated_at is stamped
+ * (payments_2_guard).  No index column changes, so with room on the page
+ * (fillfactor) it is a HOT update.
+ */
 static void
 store_payment(Payment *p, const char *state, TimestampTz now, bool authorized, bool captured)
 {
-	Datum		values[10];
-	char		nulls[10] = "          ";
+	Relation	rel = open_payments();
+	TupleDesc	desc = RelationGetDescr(rel);
+	Oid			typid = TupleDescAttr(desc, PAY_STATE - 1)->atttypid;
+	int			cols[11];
+	Datum		values[11];
+	bool		nulls[11] = {false};
+	int			n = 0;
+	HeapTuple	newtup;
 
-	values[0] = UUIDPGetDatum(&p->id);
-	values[1] = CStringGetTextDatum(state);
-	values[2] = Int64GetDatum(p->captured);
-	values[3] = Int64GetDatum(p->refunded);
-	values[4] = Int64GetDatum(p->disputed);
-	values[5] = Int64GetDatum(p->fees);
-	if (p->has_hold)
-		values[6] = UUIDPGetDatum(&p->hold_id);
-	else
-		nulls[6] = 'n';
-	values[7] = TimestampTzGetDatum(now);
-	values[8] = BoolGetDatum(authorized);
-	values[9] = BoolGetDatum(captured);
-	if (PlExec(PLAN_PAYMENT_UPDATE, values, nulls, 0) != SPI_OK_UPDATE || SPI_processed != 1)
-		elog(ERROR, "payment update failed");
-	p->state = pstr(state);
+	if (strcmp(p->state, state) != 0)
+		PlCheckTransition("payment", p->state, state);
+	cols[n] = PAY_STATE;
+	values[n++] = ObjectIdGetDatum(state_oid(typid, state));
+	cols[n] = PAY_CAPTURED;
+	values[n++] = Int64GetDatum(p->captured);
+	cols[n] = PAY_REFUNDED;
+	values[n++] = Int64GetDatum(p->refunded);
+	cols[n] = PAY_DISPUTED;
+	values[n++] = Int64GetDatum(p->disputed);
+	cols[n] = PAY_FEES;
+	values[n++] = Int64GetDatum(p->fees);
+	cols[n] = PAY_HOLD;
+	nulls[n] = !p->has_hold;
+	values[n++] = p->has_hold ? UUIDPGetDatum(&p->hold_id) : (Datum) 0;
+	cols[n] = PAY_VERSION;
+	values[n++] = Int64GetDatum(p->version + 1);
+	cols[n] = PAY_UPDATED_AT;
+	values[n++] = TimestampTzGetDatum(now);
+	if (authorized)
+	{
+		cols[n] = PAY_AUTHORIZED_AT;
+		values[n++] = TimestampTzGetDatum(now);
+	}
+	if (captured)
+	{
+		cols[n] = PAY_CAPTURED_AT;
+		values[n++] = TimestampTzGetDatum(now);
+	}
+	newtup = heap_modify_tuple_by_cols(p->tuple, desc, n, cols, values, nulls);
+	PlDirectUpdate(rel, p->tuple, newtup);
+	table_close(rel, NoLock);
+	p->tuple = newtup;
+	p->version++;
+	p->state = state_label(typid, ObjectIdGetDatum(state_oid(typid, state)));
 }
 
 static void
@@ -211,8 +345,7 @@ payment_ref(Payment *p)
 static Datum
 state_datum(FunctionCallInfo fcinfo, const char *state)
 {
-	return DirectFunctionCall2(enum_in, CStringGetDatum(state),
-							   ObjectIdGetDatum(get_fn_expr_rettype(fcinfo->flinfo)));
+	return ObjectIdGetDatum(state_oid(get_fn_expr_rettype(fcinfo->flinfo), state));
 }
 
 /* PY001 unless the payment is in one of the states given */
@@ -302,7 +435,11 @@ create_payment(PG_FUNCTION_ARGS)
 	PlPrivState priv;
 	PlIdemResult stored;
 	Payment		p;
-	Datum		values[10];
+	Datum		values[PL_NATTS_PAYMENTS];
+	bool		nulls[PL_NATTS_PAYMENTS];
+	Relation	rel;
+	Relation	accounts;
+	Oid			typid;
 	TimestampTz now;
 	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
 	pg_uuid_t	ids[2];
@@ -351,22 +488,24 @@ create_payment(PG_FUNCTION_ARGS)
 	/* the accounts must exist and hold the payment's currency */
 	ids[0] = *source;
 	ids[1] = *dest;
+	accounts = PlOpenAccounts();
 	for (int i = 0; i < 2; i++)
 	{
-		Datum		a[1];
+		HeapTuple	tup = PlFetchRow(accounts, &ids[i]);
+		bool		isnull;
 
-		a[0] = UUIDPGetDatum(&ids[i]);
-		if (PlExec(PLAN_ACCOUNT_GET, a, NULL, 1) != SPI_OK_SELECT)
-			elog(ERROR, "account lookup failed");
-		if (SPI_processed == 0)
+		if (tup == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
 					 errmsg("account %s does not exist", PlUuidText(&ids[i]))));
-		if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), currency) != 0)
+		if (strcmp(TextDatumGetCString(heap_getattr(tup, 2, RelationGetDescr(accounts), &isnull)),
+				   currency) != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_PAYLEDGER_CURRENCY_MISMATCH),
 					 errmsg("account %s does not hold %s", PlUuidText(&ids[i]), currency)));
+		heap_freetuple(tup);
 	}
+	table_close(accounts, NoLock);
 
 	memset(&p, 0, sizeof(p));
 	PlUuidV7(&p.id);
@@ -380,18 +519,34 @@ create_payment(PG_FUNCTION_ARGS)
 		PlUuidV7(&p.correlation_id);
 	now = GetCurrentTimestamp();
 
-	values[0] = UUIDPGetDatum(&p.id);
-	values[1] = UUIDPGetDatum(merchant);
-	values[2] = UUIDPGetDatum(customer);
-	values[3] = Int64GetDatum(amount);
-	values[4] = CStringGetTextDatum(currency);
-	values[5] = UUIDPGetDatum(source);
-	values[6] = UUIDPGetDatum(dest);
-	values[7] = UUIDPGetDatum(&p.correlation_id);
-	values[8] = JsonbPGetDatum(metadata);
-	values[9] = TimestampTzGetDatum(now);
-	if (PlExec(PLAN_PAYMENT_INSERT, values, NULL, 0) != SPI_OK_INSERT)
-		elog(ERROR, "payment insert failed");
+	rel = open_payments();
+	typid = TupleDescAttr(RelationGetDescr(rel), PAY_STATE - 1)->atttypid;
+	memset(nulls, 0, sizeof(nulls));
+	values[PAY_ID - 1] = UUIDPGetDatum(&p.id);
+	values[PAY_MERCHANT - 1] = UUIDPGetDatum(merchant);
+	values[PAY_CUSTOMER - 1] = UUIDPGetDatum(customer);
+	values[PAY_AMOUNT - 1] = Int64GetDatum(amount);
+	values[PAY_CURRENCY - 1] = CStringGetTextDatum(currency);
+	values[PAY_STATE - 1] = ObjectIdGetDatum(state_oid(typid, "pending"));
+	values[PAY_SOURCE - 1] = UUIDPGetDatum(source);
+	values[PAY_MERCHANT_ACCOUNT - 1] = UUIDPGetDatum(dest);
+	values[PAY_CAPTURED - 1] = Int64GetDatum(0);
+	values[PAY_REFUNDED - 1] = Int64GetDatum(0);
+	values[PAY_DISPUTED - 1] = Int64GetDatum(0);
+	values[PAY_FEES - 1] = Int64GetDatum(0);
+	nulls[PAY_HOLD - 1] = true;
+	nulls[PAY_STATE_BEFORE_DISPUTE - 1] = true;
+	values[PAY_CORRELATION - 1] = UUIDPGetDatum(&p.correlation_id);
+	values[PAY_VERSION - 1] = Int64GetDatum(1);
+	values[PAY_METADATA - 1] = JsonbPGetDatum(metadata);
+	nulls[PAY_AUTHORIZED_AT - 1] = true;
+	nulls[PAY_CAPTURED_AT - 1] = true;
+	nulls[PAY_SETTLEMENT - 1] = true;
+	nulls[PAY_DISPUTE_HOLD - 1] = true;
+	values[PAY_CREATED_AT - 1] = TimestampTzGetDatum(now);
+	values[PAY_UPDATED_AT - 1] = TimestampTzGetDatum(now);
+	PlDirectInsert(rel, values, nulls);
+	table_close(rel, NoLock);
 	payment_event(&p, "PAYMENT_CREATED", NULL, "pending", amount, true, NULL, key, now);
 	if (key != NULL)
 		PlIdemRecord(merchant, "create_payment", key, hash, &p.id, "pending", NULL, now);
@@ -401,12 +556,59 @@ create_payment(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The risk hook as last resolved: the setting's value and the call it
+ * names.  Any change to pg_proc or pg_namespace (a function dropped,
+ * replaced or renamed, a schema renamed) forgets it, so it is resolved
+ * again on the next authorization.
+ */
+static char *risk_setting = NULL;
+static char *risk_call = NULL;
+static bool risk_callbacks_registered = false;
+
+static void
+forget_risk_function(Datum arg, int cacheid, uint32 hashvalue)
+{
+	if (risk_setting != NULL)
+		pfree(risk_setting);
+	if (risk_call != NULL)
+		pfree(risk_call);
+	risk_setting = NULL;
+	risk_call = NULL;
+}
+
+/* "SELECT schema.function($1)::integer" for the setting (inside PlSpiBegin) */
+static const char *
+risk_function_call(void)
+{
+	Oid			fn;
+	char	   *sql;
+
+	if (risk_setting != NULL && strcmp(risk_setting, pl_risk_function) == 0)
+		return risk_call;
+	if (!risk_callbacks_registered)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, forget_risk_function, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, forget_risk_function, (Datum) 0);
+		risk_callbacks_registered = true;
+	}
+	forget_risk_function((Datum) 0, 0, 0);
+	fn = DatumGetObjectId(DirectFunctionCall1(regprocin, CStringGetDatum(pl_risk_function)));
+	sql = psprintf("SELECT %s.%s($1)::integer",
+				   quote_identifier(get_namespace_name(get_func_namespace(fn))),
+				   quote_identifier(get_func_name(fn)));
+	risk_call = MemoryContextStrdup(TopMemoryContext, sql);
+	risk_setting = MemoryContextStrdup(TopMemoryContext, pl_risk_function);
+	return risk_call;
+}
+
+/*
  * The risk hook: payledger.risk_function(payment payledger.payments)
  * RETURNS integer.  True when the payment scores at or above the
- * threshold, or when the hook fails (fail closed).  The hook runs read-only
- * (SPI read_only), as the caller and in a security-restricted operation, so
- * it can neither write the ledger nor borrow payledger's privileges; the
- * subtransaction undoes the user switch if it fails.
+ * threshold, or when the hook fails (fail closed).  The hook is given the
+ * payment's locked row; it runs read-only (SPI read_only), as the caller
+ * and in a security-restricted operation, so it can neither write the
+ * ledger nor borrow payledger's privileges; the subtransaction undoes the
+ * user switch if it fails.
  */
 static bool
 risk_says_no(Payment *p)
@@ -414,7 +616,6 @@ risk_says_no(Payment *p)
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	volatile bool fraud = false;
-	Oid			fn;
 
 	if (pl_risk_function == NULL || pl_risk_function[0] == '\0')
 		return false;
@@ -424,26 +625,18 @@ risk_says_no(Payment *p)
 	PG_TRY();
 	{
 		PlPrivState caller;
-		char	   *sql;
+		/* a copy: parsing it may forget the cached one */
+		char	   *sql = pstrdup(risk_function_call());
 		bool		isnull;
 		int			score;
 		Oid			argtypes[1];
 		Datum		values[1];
+		Relation	rel = open_payments();
 
-		fn = DatumGetObjectId(DirectFunctionCall1(regprocin, CStringGetDatum(pl_risk_function)));
-		/* read the row with the ledger's rights, score it with the caller's */
-		argtypes[0] = UUIDOID;
-		values[0] = UUIDPGetDatum(&p->id);
-		if (SPI_execute_with_args("SELECT p FROM payledger.payments p WHERE p.id = $1",
-								  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT ||
-			SPI_processed != 1)
-			elog(ERROR, "payment row not found for the risk hook");
-		argtypes[0] = SPI_gettypeid(SPI_tuptable->tupdesc, 1);
-		values[0] = datumCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
-							  false, -1);
-		sql = psprintf("SELECT %s.%s($1)::integer",
-					   quote_identifier(get_namespace_name(get_func_namespace(fn))),
-					   quote_identifier(get_func_name(fn)));
+		/* the row as the ledger has it, scored with the caller's rights */
+		argtypes[0] = RelationGetDescr(rel)->tdtypeid;
+		values[0] = heap_copy_tuple_as_datum(p->tuple, RelationGetDescr(rel));
+		table_close(rel, NoLock);
 		PlUnprivilegedBegin(&caller);
 		if (SPI_execute_with_args(sql, 1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT ||
 			SPI_processed != 1)
@@ -640,6 +833,7 @@ capture_payment(PG_FUNCTION_ARGS)
 	TimestampTz now;
 	const char *reason;
 	int64		captured;
+	pg_uuid_t  *split_ids;
 
 	if (has_amount)
 		PlCheckAmount(amount);
@@ -672,19 +866,13 @@ capture_payment(PG_FUNCTION_ARGS)
 				 errdetail("Splits total " INT64_FORMAT "; " INT64_FORMAT " is captured.",
 						   split_total, captured)));
 
-	/* hold, then every account the capture touches, in one sorted pass */
-	{
-		pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * (2 + nsplits));
-		Relation	accounts = PlOpenAccounts();
-
-		PlLockHold(&p.hold_id, &ids[0], &ids[1]);
-		for (int i = 0; i < nsplits; i++)
-			ids[2 + i] = splits[i].account;
-		(void) PlLockAccounts(accounts, ids, 2 + nsplits);
-		table_close(accounts, NoLock);
-	}
+	/* the hold, then its accounts and the splits' in one sorted pass */
+	split_ids = palloc(sizeof(pg_uuid_t) * Max(nsplits, 1));
+	for (int i = 0; i < nsplits; i++)
+		split_ids[i] = splits[i].account;
 	now = GetCurrentTimestamp();
-	reason = PlHoldSettle(&p.hold_id, true, true, captured, call.key, call.hash, now);
+	reason = PlHoldSettle(&p.hold_id, true, true, captured, call.key, call.hash, now,
+						  split_ids, nsplits);
 	if (reason != NULL)
 	{
 		/* the authorization ran out: the payment expires */
@@ -739,7 +927,7 @@ void_payment(PG_FUNCTION_ARGS)
 	lock_payment(&call.payment_id, &p);
 	require_state(&p, "void", from, lengthof(from));
 	now = GetCurrentTimestamp();
-	reason = PlHoldSettle(&p.hold_id, false, false, 0, call.key, call.hash, now);
+	reason = PlHoldSettle(&p.hold_id, false, false, 0, call.key, call.hash, now, NULL, 0);
 	if (reason != NULL)
 	{
 		store_payment(&p, "expired", now, false, false);
@@ -833,7 +1021,7 @@ refund_payment(PG_FUNCTION_ARGS)
 	p.refunded += amount;
 	state = (p.refunded == p.captured) ? "refunded" : "partially_refunded";
 	{
-		char	   *previous = p.state;
+		const char *previous = p.state;
 
 		store_payment(&p, state, now, false, false);
 		payment_event(&p, "PAYMENT_REFUNDED", previous, state, amount, true, why, call.key, now);
@@ -858,7 +1046,7 @@ fail_payment(PG_FUNCTION_ARGS)
 	Datum		result;
 	Payment		p;
 	TimestampTz now;
-	char	   *previous;
+	const char *previous;
 
 	PlRequireArg(fcinfo, 1, "reason_code");
 	why = text_to_cstring(PG_GETARG_TEXT_PP(1));
@@ -876,7 +1064,7 @@ fail_payment(PG_FUNCTION_ARGS)
 	now = GetCurrentTimestamp();
 	previous = p.state;
 	if (strcmp(p.state, "authorized") == 0)
-		(void) PlHoldSettle(&p.hold_id, false, false, 0, call.key, call.hash, now);
+		(void) PlHoldSettle(&p.hold_id, false, false, 0, call.key, call.hash, now, NULL, 0);
 	store_payment(&p, "failed", now, false, false);
 	payment_event(&p, "PAYMENT_FAILED", previous, "failed", p.amount, false, why, call.key, now);
 	return finish_payment_call(fcinfo, &call, "failed", why, now);
@@ -943,7 +1131,8 @@ expire_authorizations(PG_FUNCTION_ARGS)
 		if (strcmp(p.state, "authorized") != 0 || !p.has_hold)
 			continue;
 		/* an overdue hold is expired by the settle attempt itself */
-		if (PlHoldSettle(&p.hold_id, false, false, 0, NULL, (const uint8 *) "", now) == NULL)
+		if (PlHoldSettle(&p.hold_id, false, false, 0, NULL, (const uint8 *) "", now,
+						 NULL, 0) == NULL)
 			elog(ERROR, "authorization %s was not overdue after all", PlUuidText(&p.id));
 		store_payment(&p, "expired", now, false, false);
 		payment_event(&p, "PAYMENT_EXPIRED", "authorized", "expired", p.amount, true, NULL, NULL, now);
@@ -1045,7 +1234,7 @@ store_dispute(Payment *p, const char *state, const char *before)
 		nulls[4] = 'n';
 	if (PlExec(PLAN_PAYMENT_DISPUTE, values, nulls, 0) != SPI_OK_UPDATE || SPI_processed != 1)
 		elog(ERROR, "payment update failed");
-	p->state = pstr(state);
+	p->state = state;
 }
 
 /*
@@ -1073,7 +1262,7 @@ dispute_payment(PG_FUNCTION_ARGS)
 	TimestampTz now;
 	const char *reason;
 	pg_uuid_t	hold_id;
-	char	   *before;
+	const char *before;
 
 	amount = amount_and_reason(fcinfo, h, "dispute reason", &why);
 	if (begin_payment_call(fcinfo, &call, "dispute_payment", 2, h, &result))
@@ -1136,7 +1325,8 @@ resolve_dispute(PG_FUNCTION_ARGS)
 	{
 		state = p.state_before_dispute ? p.state_before_dispute : "captured";
 		if (p.has_dispute_hold)
-			(void) PlHoldSettle(&p.dispute_hold_id, false, false, 0, call.key, call.hash, now);
+			(void) PlHoldSettle(&p.dispute_hold_id, false, false, 0, call.key, call.hash, now,
+								NULL, 0);
 		p.disputed = 0;
 		store_dispute(&p, state, NULL);
 		payment_event(&p, "DISPUTE_WON", "disputed", state, 0, true, NULL, call.key, now);
@@ -1147,7 +1337,8 @@ resolve_dispute(PG_FUNCTION_ARGS)
 
 		state = "charged_back";
 		if (p.has_dispute_hold)
-			declined = PlHoldSettle(&p.dispute_hold_id, true, false, 0, call.key, call.hash, now);
+			declined = PlHoldSettle(&p.dispute_hold_id, true, false, 0, call.key, call.hash, now,
+									NULL, 0);
 		if (declined != NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),

@@ -87,16 +87,6 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		" AND NOT EXISTS (SELECT 1 FROM payledger.transfers t WHERE t.id = $1)",
 		1, {UUIDOID}
 	},
-	[PLAN_HOLD_LOCK] = {
-		"SELECT from_account, to_account, amount, currency, status, expires_at,"
-		" coalesce(correlation_id, id) FROM payledger.holds WHERE id = $1 FOR UPDATE",
-		1, {UUIDOID}
-	},
-	[PLAN_HOLD_SET_STATUS] = {
-		"UPDATE payledger.holds SET status = $2, posted_amount = $3, updated_at = $4"
-		" WHERE id = $1",
-		4, {UUIDOID, TEXTOID, INT8OID, TIMESTAMPTZOID}
-	},
 	[PLAN_HOLDS_OVERDUE] = {
 		"SELECT id, from_account, to_account FROM payledger.holds"
 		" WHERE status = 'pending' AND expires_at <= $1 ORDER BY id FOR UPDATE",
@@ -161,33 +151,6 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		" VALUES ($1, $2, clock_timestamp()) ON CONFLICT (name) DO UPDATE"
 		" SET transitions = excluded.transitions, updated_at = excluded.updated_at",
 		2, {TEXTOID, JSONBOID}
-	},
-	[PLAN_PAYMENT_INSERT] = {
-		"INSERT INTO payledger.payments (id, merchant_id, customer_id, amount, currency,"
-		" state, source_account, merchant_account, correlation_id, metadata, created_at,"
-		" updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, $10)",
-		10, {UUIDOID, UUIDOID, UUIDOID, INT8OID, TEXTOID, UUIDOID, UUIDOID, UUIDOID,
-		JSONBOID, TIMESTAMPTZOID}
-	},
-	[PLAN_PAYMENT_LOCK] = {
-		"SELECT merchant_id, customer_id, amount, currency, state::text, source_account,"
-		" merchant_account, captured_amount, refunded_amount, disputed_amount, fee_amount,"
-		" hold_id, correlation_id, state_before_dispute::text, dispute_hold_id"
-		" FROM payledger.payments WHERE id = $1 FOR UPDATE",
-		1, {UUIDOID}
-	},
-	[PLAN_PAYMENT_MERCHANT] = {
-		"SELECT merchant_id FROM payledger.payments WHERE id = $1",
-		1, {UUIDOID}
-	},
-	[PLAN_PAYMENT_UPDATE] = {
-		"UPDATE payledger.payments SET state = $2::payledger.payment_state,"
-		" captured_amount = $3, refunded_amount = $4, disputed_amount = $5, fee_amount = $6,"
-		" hold_id = $7,"
-		" authorized_at = CASE WHEN $9 THEN $8 ELSE authorized_at END,"
-		" captured_at = CASE WHEN $10 THEN $8 ELSE captured_at END WHERE id = $1",
-		10, {UUIDOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, UUIDOID, TIMESTAMPTZOID,
-		BOOLOID, BOOLOID}
 	},
 	[PLAN_AUTHS_OVERDUE] = {
 		"SELECT p.id, h.id, h.from_account, h.to_account FROM payledger.payments p"

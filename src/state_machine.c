@@ -11,7 +11,9 @@
  * read once per backend and kept in a hash table; define_state_machine()
  * sends a relcache invalidation for payledger.state_machines, whose
  * callback empties every backend's cache when the definition commits.
- * payledger.payments is guarded by the machine named "payment".
+ * payledger.payments is guarded by the machine named "payment": by the
+ * trigger for hand-written UPDATEs, and by payments.c, which writes its own
+ * state changes directly, through PlCheckTransition().
  *
  * Copyright (c) 2026, payledger authors
  *
@@ -139,10 +141,12 @@ targets_of(Jsonb *transitions, const char *from)
 }
 
 /*
- * Raises PY001 unless machine allows from -> to.
+ * Raises PY001 unless machine allows from -> to.  The trigger checks
+ * hand-written UPDATEs with it; payments.c checks its own state changes,
+ * which it writes without firing row triggers.
  */
-static void
-check_transition(const char *machine, const char *from, const char *to)
+void
+PlCheckTransition(const char *machine, const char *from, const char *to)
 {
 	Jsonb	   *transitions = machine_transitions(machine);
 	JsonbValue *targets = targets_of(transitions, from);
@@ -267,7 +271,7 @@ enforce_state_machine(PG_FUNCTION_ARGS)
 	from = column_text(trigdata->tg_trigtuple, desc, attnum);
 	to = column_text(trigdata->tg_newtuple, desc, attnum);
 	if (from != NULL && to != NULL && strcmp(from, to) != 0)
-		check_transition(trigger->tgargs[0], from, to);
+		PlCheckTransition(trigger->tgargs[0], from, to);
 	else if ((from == NULL) != (to == NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
