@@ -50,20 +50,6 @@ raise_not_found(const pg_uuid_t *id)
 					DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))))));
 }
 
-/* Sub-balance rows are changed only through the account they belong to. */
-static void
-reject_sub_balance(const pg_uuid_t *id)
-{
-	const PlSubBalances *sb = PlSubBalancesOf(id);
-
-	if (sb != NULL && sb->is_sub_balance)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("account %s is a sub-balance of account %s",
-						PlUuidText(id), PlUuidText(&sb->account_id)),
-				 errhint("Freeze, unfreeze or close the account itself.")));
-}
-
 /* Reads one account (PLAN_ACCOUNT_GET or _LOCK) into *acc; false if none. */
 static bool
 fetch_account(PlPlanId plan, pg_uuid_t *id, PlAccount *acc)
@@ -211,7 +197,7 @@ change_status(pg_uuid_t *id, const char *new_status, const char *event_type,
 	char		nulls[4] = "    ";
 
 	PlSpiBegin(&priv);
-	reject_sub_balance(id);
+	PlRejectSubBalance(id);
 	if (!fetch_account(PLAN_ACCOUNT_LOCK, id, &acc))
 		raise_not_found(id);
 	sb = PlSubBalancesOf(id);

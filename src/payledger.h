@@ -175,6 +175,7 @@ typedef struct PlSubBalances
 
 extern void PlSubBalancesInit(void);
 extern const PlSubBalances *PlSubBalancesOf(const pg_uuid_t *id);
+extern void PlRejectSubBalance(const pg_uuid_t *id);
 extern bool PlLockSubBalance(Relation rel, const pg_uuid_t *id, PlAccountRow *row);
 extern int64 PlSubBalanceTotal(const pg_uuid_t *id, int64 *versions);
 

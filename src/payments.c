@@ -498,6 +498,7 @@ create_payment(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
 					 errmsg("account %s does not exist", PlUuidText(&ids[i]))));
+		PlRejectSubBalance(&ids[i]);
 		if (strcmp(TextDatumGetCString(heap_getattr(tup, 2, RelationGetDescr(accounts), &isnull)),
 				   currency) != 0)
 			ereport(ERROR,

@@ -103,11 +103,7 @@ PlLockAccountsFor(Relation rel, const pg_uuid_t *ids, int n, const bool *credit_
 		if (sb == NULL)
 			continue;
 		if (sb->is_sub_balance)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("account %s is a sub-balance of account %s",
-							PlUuidText(&sorted[i]), PlUuidText(&sb->account_id)),
-					 errhint("Move money to and from the account itself.")));
+			PlRejectSubBalance(&sorted[i]);
 		set->rows[i].has_sub_balances = true;
 		if (credit_only != NULL && sb->nactive > 0)
 		{

@@ -202,6 +202,23 @@ PlSubBalancesOf(const pg_uuid_t *id)
 }
 
 /*
+ * Sub-balance rows are changed only through the account they belong to:
+ * 22023 when a caller names one.
+ */
+void
+PlRejectSubBalance(const pg_uuid_t *id)
+{
+	const PlSubBalances *sb = PlSubBalancesOf(id);
+
+	if (sb != NULL && sb->is_sub_balance)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("account %s is a sub-balance of account %s",
+						PlUuidText(id), PlUuidText(&sb->account_id)),
+				 errhint("Name the account itself.")));
+}
+
+/*
  * Locks one active sub-balance row of account id for a credit and returns
  * it in *row as a row of that account: the account's own status, currency
  * and id, the sub-balance's amounts, version and tuple (row_id).  false
@@ -321,7 +338,6 @@ set_sub_balances(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t  *id;
 	int32		wanted;
-	const PlSubBalances *sb;
 	PlPrivState priv;
 	Datum		values[6];
 	char		nulls[6] = "      ";
@@ -350,12 +366,7 @@ set_sub_balances(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("payledger's schema is older than its library"),
 				 errhint("Run ALTER EXTENSION payledger UPDATE.")));
-	sb = PlSubBalancesOf(id);
-	if (sb != NULL && sb->is_sub_balance)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("account %s is a sub-balance of account %s",
-						PlUuidText(id), PlUuidText(&sb->account_id))));
+	PlRejectSubBalance(id);
 
 	values[0] = UUIDPGetDatum(id);
 	if (PlExec(PLAN_ACCOUNT_LOCK, values, NULL, 1) != SPI_OK_SELECT)

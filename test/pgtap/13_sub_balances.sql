@@ -5,7 +5,7 @@
 BEGIN;
 \ir helpers.psql
 
-SELECT plan(26);
+SELECT plan(27);
 
 SET LOCAL payledger.require_idempotency_key = off;
 SELECT pg_temp.open('sys', 'USD', NULL, 'system');
@@ -78,6 +78,11 @@ SELECT is(pg_temp.bal('hot'), 1275::bigint, 'the capture counts in the balance')
 SELECT pg_temp.raises(format($$SELECT payledger.hold(%L, %L, 1, 'USD')$$, pg_temp.acct('a'),
 	(SELECT sub_account_id FROM payledger.sub_balances WHERE account_id = pg_temp.acct('hot') AND slot = 1)),
 	'22023', 'a hold to a sub-balance row raises 22023', 'is a sub-balance of');
+
+SELECT pg_temp.raises(format($$SELECT payledger.create_payment(gen_random_uuid(), gen_random_uuid(), 1, 'USD', %L, %L, 'sb-pay-2')$$,
+	pg_temp.acct('a'),
+	(SELECT sub_account_id FROM payledger.sub_balances WHERE account_id = pg_temp.acct('hot') AND slot = 2)),
+	'22023', 'a payment to a sub-balance row raises 22023', 'is a sub-balance of');
 
 SELECT is((SELECT count(*) FROM payledger.check_ledger() WHERE NOT ok), 0::bigint,
 	'check_ledger() is all ok');
