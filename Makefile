@@ -66,7 +66,8 @@ ISOLATION = \
 	payment_races \
 	transfer_repeatable_read \
 	hold_expiry_race \
-	hot_account
+	hot_account \
+	transfer_many_same_keys
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=payledger
 
 TAP_TESTS = 1

@@ -12,9 +12,10 @@
  * earlier legs leave them: a leg that would breach a floor declines the
  * whole transfer, and the audit row's error_message names the leg.
  *
- * transfer_many runs each item in a scratch memory context reset between
- * items, so memory does not grow with the batch beyond its result set
- * (a tuplestore, which spills to disk) and the locked accounts.
+ * transfer_many walks its arrays without copying them and runs each item in
+ * a scratch memory context reset between items, so memory does not grow
+ * with the number of items beyond the input itself: it holds the locked
+ * accounts and its result set (a tuplestore, which spills to disk).
  *
  * Copyright (c) 2026, payledger authors
  *
@@ -42,21 +43,6 @@
 #include "utils/uuid.h"
 
 #include "payledger.h"
-
-/* a key already used earlier in the same batch */
-typedef struct SeenKey
-{
-	char		key[PL_MAX_KEY_LENGTH + 1];
-	int			item;
-	uint8		hash[PL_SHA256_LEN];
-} SeenKey;
-
-typedef struct BatchResult
-{
-	pg_uuid_t	id;
-	const char *status;			/* a string constant */
-	const char *reason;			/* a string constant or NULL */
-} BatchResult;
 
 typedef struct Leg
 {
@@ -326,24 +312,88 @@ item_hash(Datum from, Datum to, Datum amount, const char *currency, Jsonb *metad
 	return hash;
 }
 
-/* Deconstructs a one-dimensional array argument; NULL elements allowed. */
-static int
-get_array(FunctionCallInfo fcinfo, int argno, const char *name, Oid elemtype,
-		  Datum **elems, bool **nulls)
+/*
+ * transfer_many's arrays are walked with array iterators, several times,
+ * instead of deconstructed: nothing is kept per item, so a call's memory
+ * is its input, its locked accounts and its result set (a tuplestore,
+ * which spills to disk past work_mem).
+ */
+typedef struct ItemArrays
+{
+	ArrayType  *from;
+	ArrayType  *to;
+	ArrayType  *amounts;
+	ArrayType  *keys;			/* NULL when no keys were given */
+	int			n;
+	ArrayIterator from_it;
+	ArrayIterator to_it;
+	ArrayIterator amount_it;
+	ArrayIterator key_it;
+} ItemArrays;
+
+/* one item, as the arrays hold it; pointers into the arrays */
+typedef struct Item
+{
+	pg_uuid_t  *from_id;
+	pg_uuid_t  *to_id;
+	int64		amount;
+	text	   *key;			/* NULL: no key */
+	bool		from_null;
+	bool		to_null;
+	bool		amount_null;
+} BatchItem;
+
+/* A one-dimensional array argument and its length. */
+static ArrayType *
+get_array(FunctionCallInfo fcinfo, int argno, const char *name, int *n)
 {
 	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(argno);
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-	int			n;
 
 	if (ARR_NDIM(arr) > 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be a one-dimensional array", name)));
-	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	deconstruct_array(arr, elemtype, typlen, typbyval, typalign, elems, nulls, &n);
-	return n;
+	*n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+	return arr;
+}
+
+static void
+items_end(ItemArrays *a)
+{
+	array_free_iterator(a->from_it);
+	array_free_iterator(a->to_it);
+	array_free_iterator(a->amount_it);
+	if (a->key_it != NULL)
+		array_free_iterator(a->key_it);
+}
+
+/* starts a pass over the items (from_it is NULL before the first) */
+static void
+items_rewind(ItemArrays *a)
+{
+	if (a->from_it != NULL)
+		items_end(a);
+	a->from_it = array_create_iterator(a->from, 0, NULL);
+	a->to_it = array_create_iterator(a->to, 0, NULL);
+	a->amount_it = array_create_iterator(a->amounts, 0, NULL);
+	a->key_it = a->keys ? array_create_iterator(a->keys, 0, NULL) : NULL;
+}
+
+static void
+items_next(ItemArrays *a, BatchItem *item)
+{
+	Datum		d;
+	bool		isnull;
+
+	(void) array_iterate(a->from_it, &d, &item->from_null);
+	item->from_id = item->from_null ? NULL : DatumGetUUIDP(d);
+	(void) array_iterate(a->to_it, &d, &item->to_null);
+	item->to_id = item->to_null ? NULL : DatumGetUUIDP(d);
+	(void) array_iterate(a->amount_it, &d, &item->amount_null);
+	item->amount = item->amount_null ? 0 : DatumGetInt64(d);
+	item->key = NULL;
+	if (a->key_it != NULL && array_iterate(a->key_it, &d, &isnull) && !isnull)
+		item->key = DatumGetTextPP(d);
 }
 
 static void
@@ -362,36 +412,39 @@ null_item(const char *name, int i)
  *
  * One result per item, in order; each item posts or is declined on its
  * own, with its own key.  Malformed items raise for the whole call.
+ *
+ * Keys are looked up twice: before the accounts are locked, so that a key
+ * reused with other parameters raises PY002 ahead of PY005 and PY004, and
+ * again for each item once they are, with the command counter advanced
+ * after every item: a key that an earlier item of this batch or a batch
+ * that committed while this one waited for its accounts has stored is
+ * then replayed, without a table of the batch's keys in memory.
  */
 PG_FUNCTION_INFO_V1(transfer_many);
 Datum
 transfer_many(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Datum	   *from_d,
-			   *to_d,
-			   *amount_d,
-			   *key_d = NULL;
-	bool	   *from_n,
-			   *to_n,
-			   *amount_n,
-			   *key_n = NULL;
+	ItemArrays	arrays;
 	int			n,
-				nkeys = 0;
+				n_to,
+				n_amounts,
+				nreplayed = 0;
 	char	   *currency;
 	PlPrivState priv;
+	HTAB	   *account_set;
+	HASHCTL		ctl;
+	HASH_SEQ_STATUS seq;
 	pg_uuid_t  *ids;
-	int			nids = 0;
-	bool	   *replayed;
-	PlIdemResult *stored;
+	pg_uuid_t  *next_id;
+	int			nids;
 	Relation	accounts;
 	Relation	entries;
-	PlLockedSet *locked = NULL;
+	PlLockedSet *locked;
 	MemoryContext scratch;
 	MemoryContext oldcxt;
 	Jsonb	   *empty = PlEmptyJsonb();
-	HTAB	   *seen = NULL;
-	BatchResult *results;
+	BatchItem	item;
 
 	PlRequireArg(fcinfo, 0, "from_accounts");
 	PlRequireArg(fcinfo, 1, "to_accounts");
@@ -399,185 +452,182 @@ transfer_many(PG_FUNCTION_ARGS)
 	PlRequireArg(fcinfo, 3, "currency");
 	InitMaterializedSRF(fcinfo, 0);
 
-	n = get_array(fcinfo, 0, "from_accounts", UUIDOID, &from_d, &from_n);
-	if (get_array(fcinfo, 1, "to_accounts", UUIDOID, &to_d, &to_n) != n ||
-		get_array(fcinfo, 2, "amounts", INT8OID, &amount_d, &amount_n) != n)
+	arrays.from = get_array(fcinfo, 0, "from_accounts", &n);
+	arrays.to = get_array(fcinfo, 1, "to_accounts", &n_to);
+	arrays.amounts = get_array(fcinfo, 2, "amounts", &n_amounts);
+	if (n_to != n || n_amounts != n)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("from_accounts, to_accounts and amounts must have the same length")));
+	arrays.keys = NULL;
 	if (!PG_ARGISNULL(4))
 	{
-		nkeys = get_array(fcinfo, 4, "idempotency_keys", TEXTOID, &key_d, &key_n);
+		int			nkeys;
+
+		arrays.keys = get_array(fcinfo, 4, "idempotency_keys", &nkeys);
 		if (nkeys != n)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("idempotency_keys must have one key per item"),
 					 errdetail("%d items, %d keys.", n, nkeys)));
 	}
+	arrays.n = n;
+	arrays.from_it = NULL;
 	currency = text_to_cstring(PG_GETARG_TEXT_PP(3));
 	PlCheckCurrency(currency);
+
+	scratch = AllocSetContextCreate(CurrentMemoryContext, "payledger transfer_many item",
+									ALLOCSET_DEFAULT_SIZES);
+
+	/* (1) every argument, and the set of accounts the batch touches */
+	ctl.keysize = sizeof(pg_uuid_t);
+	ctl.entrysize = sizeof(pg_uuid_t);
+	ctl.hcxt = CurrentMemoryContext;
+	account_set = hash_create("payledger transfer_many accounts", 1024, &ctl,
+							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	items_rewind(&arrays);
 	for (int i = 0; i < n; i++)
 	{
-		if (from_n[i])
+		items_next(&arrays, &item);
+		if (item.from_null)
 			null_item("from_accounts", i);
-		if (to_n[i])
+		if (item.to_null)
 			null_item("to_accounts", i);
-		if (amount_n[i])
+		if (item.amount_null)
 			null_item("amounts", i);
-		if (DatumGetInt64(amount_d[i]) <= 0)
+		if (item.amount <= 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("amount must be positive"),
-					 errdetail("amounts[%d] is " INT64_FORMAT ".", i + 1,
-							   DatumGetInt64(amount_d[i]))));
-		if (memcmp(DatumGetUUIDP(from_d[i])->data, DatumGetUUIDP(to_d[i])->data, UUID_LEN) == 0)
+					 errdetail("amounts[%d] is " INT64_FORMAT ".", i + 1, item.amount)));
+		if (memcmp(item.from_id->data, item.to_id->data, UUID_LEN) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("from_account and to_account must differ"),
 					 errdetail("Item %d names the same account twice.", i + 1)));
-		if (key_d != NULL && !key_n[i])
-			PlCheckKey(TextDatumGetCString(key_d[i]));
+		if (item.key != NULL)
+		{
+			oldcxt = MemoryContextSwitchTo(scratch);
+			PlCheckKey(text_to_cstring(item.key));
+			MemoryContextSwitchTo(oldcxt);
+			MemoryContextReset(scratch);
+		}
+		(void) hash_search(account_set, item.from_id, HASH_ENTER, NULL);
+		(void) hash_search(account_set, item.to_id, HASH_ENTER, NULL);
 	}
 	/* (2) keys are required: only once every argument is well formed */
-	for (int i = 0; i < n; i++)
-		if (key_d == NULL || key_n[i])
-			PlRequireKey("transfer_many");
+	if (n > 0 && (arrays.keys == NULL || array_contains_nulls(arrays.keys)))
+		PlRequireKey("transfer_many");
 	if (n == 0)
 		return (Datum) 0;
 
 	PlSpiBegin(&priv);
 	CommandCounterIncrement();
 
-	/* replays first: they need no locks */
-	replayed = palloc0(sizeof(bool) * n);
-	stored = palloc0(sizeof(PlIdemResult) * n);
-	ids = palloc(sizeof(pg_uuid_t) * n * 2);
-	for (int i = 0; i < n; i++)
+	/* (3) a key used before with other parameters raises before any lock */
+	if (arrays.keys != NULL)
 	{
-		if (key_d != NULL && !key_n[i])
-			replayed[i] = PlIdemPeek(NULL, "transfer", TextDatumGetCString(key_d[i]),
-									 item_hash(from_d[i], to_d[i], amount_d[i], currency, empty),
-									 &stored[i]);
-		if (!replayed[i])
+		items_rewind(&arrays);
+		for (int i = 0; i < n; i++)
 		{
-			ids[nids++] = *DatumGetUUIDP(from_d[i]);
-			ids[nids++] = *DatumGetUUIDP(to_d[i]);
+			PlIdemResult stored;
+
+			items_next(&arrays, &item);
+			oldcxt = MemoryContextSwitchTo(scratch);
+			(void) PlIdemPeek(NULL, "transfer", text_to_cstring(item.key),
+							  item_hash(PointerGetDatum(item.from_id), PointerGetDatum(item.to_id),
+										Int64GetDatum(item.amount), currency, empty),
+							  &stored);
+			MemoryContextSwitchTo(oldcxt);
+			MemoryContextReset(scratch);
 		}
 	}
 
+	/* (4), (5) every account, locked in id order, in the batch's currency */
+	nids = hash_get_num_entries(account_set);
+	ids = palloc(sizeof(pg_uuid_t) * nids);
+	next_id = ids;
+	hash_seq_init(&seq, account_set);
+	for (pg_uuid_t *id = hash_seq_search(&seq); id != NULL; id = hash_seq_search(&seq))
+		*next_id++ = *id;
+	hash_destroy(account_set);
 	accounts = PlOpenAccounts();
 	entries = PlOpenEntries();
-	if (nids > 0)
-	{
-		locked = PlLockAccounts(accounts, ids, nids);
-		for (int i = 0; i < locked->n; i++)
-			PlCheckAccountCurrency(&locked->rows[i], currency);
-	}
+	locked = PlLockAccounts(accounts, ids, nids);
+	pfree(ids);
+	for (int i = 0; i < locked->n; i++)
+		PlCheckAccountCurrency(&locked->rows[i], currency);
 
-	results = palloc(sizeof(BatchResult) * n);
-	if (key_d != NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = PL_MAX_KEY_LENGTH + 1;
-		ctl.entrysize = sizeof(SeenKey);
-		ctl.hcxt = CurrentMemoryContext;
-		seen = hash_create("payledger transfer_many keys", Min(n, 1024), &ctl,
-						   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	}
-	scratch = AllocSetContextCreate(CurrentMemoryContext, "payledger transfer_many item",
-									ALLOCSET_DEFAULT_SIZES);
+	items_rewind(&arrays);
 	for (int i = 0; i < n; i++)
 	{
 		Datum		values[4];
 		bool		nulls[4] = {false, false, false, false};
-		SeenKey    *prior;
 		pg_uuid_t	id;
 		const char *status;
 		const char *reason = NULL;
+		char	   *key = NULL;
+		uint8		hash[PL_SHA256_LEN];
+		PlIdemResult stored;
+		bool		replayed = false;
 
+		items_next(&arrays, &item);
 		oldcxt = MemoryContextSwitchTo(scratch);
-		if (replayed[i])
+		memcpy(hash, item_hash(PointerGetDatum(item.from_id), PointerGetDatum(item.to_id),
+							   Int64GetDatum(item.amount), currency, empty),
+			   PL_SHA256_LEN);
+		if (item.key != NULL)
 		{
-			id = stored[i].result_id;
-			status = PlConstStatus(stored[i].status);
-			reason = PlConstReason(stored[i].reason_code);
+			key = text_to_cstring(item.key);
+			replayed = PlIdemPeek(NULL, "transfer", key, hash, &stored);
 		}
-		else if (seen != NULL &&
-				 (prior = hash_search(seen, TextDatumGetCString(key_d[i]), HASH_FIND, NULL)) != NULL)
+		if (replayed)
 		{
-			/* the same key earlier in this batch: replay that item or PY002 */
-			if (memcmp(prior->hash, item_hash(from_d[i], to_d[i], amount_d[i], currency, empty),
-					   PL_SHA256_LEN) != 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_PAYLEDGER_IDEMPOTENCY_KEY_REUSED),
-						 errmsg("idempotency key \"%s\" was already used with different parameters",
-								prior->key),
-						 errdetail("Items %d and %d of the batch share the key.", prior->item + 1, i + 1)));
-			id = results[prior->item].id;
-			status = results[prior->item].status;
-			reason = results[prior->item].reason;
-			replayed[i] = true;
+			id = stored.result_id;
+			status = PlConstStatus(stored.status);
+			reason = PlConstReason(stored.reason_code);
+			nreplayed++;
 		}
 		else
 		{
-			pg_uuid_t  *from_id = DatumGetUUIDP(from_d[i]);
-			pg_uuid_t  *to_id = DatumGetUUIDP(to_d[i]);
-			int64		amount = DatumGetInt64(amount_d[i]);
-			PlAccountRow *src = PlFindAccount(locked, from_id);
-			PlAccountRow *dst = PlFindAccount(locked, to_id);
-			char	   *key = (key_d != NULL && !key_n[i]) ? TextDatumGetCString(key_d[i]) : NULL;
+			PlAccountRow *src = PlFindAccount(locked, item.from_id);
+			PlAccountRow *dst = PlFindAccount(locked, item.to_id);
 			TimestampTz now = GetCurrentTimestamp();
-			uint8		hash[PL_SHA256_LEN];
 			PlAuditEvent ev;
 
-			memcpy(hash, item_hash(from_d[i], to_d[i], amount_d[i], currency, empty),
-				   PL_SHA256_LEN);
 			PlUuidV7(&id);
-			reason = PlDeclineReason(src, dst, amount);
+			reason = PlDeclineReason(src, dst, item.amount);
 			status = reason ? "rejected" : "posted";
 			if (key != NULL)
-			{
-				SeenKey    *entry = hash_search(seen, key, HASH_ENTER, NULL);
-
-				entry->item = i;
-				memcpy(entry->hash, hash, PL_SHA256_LEN);
 				PlIdemRecord(NULL, "transfer", key, hash, &id, status, reason, now);
-			}
 			if (reason == NULL)
 			{
-				PlWriteEntry(entries, src, &id, -amount, now);
-				PlWriteEntry(entries, dst, &id, amount, now);
+				PlWriteEntry(entries, src, &id, -item.amount, now);
+				PlWriteEntry(entries, dst, &id, item.amount, now);
 			}
-			PlStoreTransfer(&id, "transfer", reason, currency, amount, from_id, to_id,
-							key, hash, empty, now);
-			PlAuditMovement(&ev, "TRANSFER_POSTED", "posted", reason, &id, from_id, to_id,
-							amount, currency, key, NULL, NULL, now);
+			PlStoreTransfer(&id, "transfer", reason, currency, item.amount, item.from_id,
+							item.to_id, key, hash, empty, now);
+			PlAuditMovement(&ev, "TRANSFER_POSTED", "posted", reason, &id, item.from_id,
+							item.to_id, item.amount, currency, key, NULL, NULL, now);
 			PlAuditWrite(&ev);
+			/* the next items' key lookups see this item's key */
+			if (key != NULL)
+				CommandCounterIncrement();
 		}
-		results[i].id = id;
-		results[i].status = status;
-		results[i].reason = reason;
 		values[0] = UUIDPGetDatum(&id);
 		values[1] = CStringGetTextDatum(status);
 		if (reason)
 			values[2] = CStringGetTextDatum(reason);
 		else
 			nulls[2] = true;
-		values[3] = BoolGetDatum(replayed[i]);
+		values[3] = BoolGetDatum(replayed);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(scratch);
 	}
-	if (locked != NULL)
-		PlFlushAccounts(accounts, locked, GetCurrentTimestamp());
-	{
-		int			nreplayed = 0;
-
-		for (int i = 0; i < n; i++)
-			nreplayed += replayed[i] ? 1 : 0;
-		PlCountReplays(nreplayed);
-	}
+	items_end(&arrays);
+	PlFlushAccounts(accounts, locked, GetCurrentTimestamp());
+	PlCountReplays(nreplayed);
 	table_close(entries, NoLock);
 	table_close(accounts, NoLock);
 	MemoryContextDelete(scratch);
