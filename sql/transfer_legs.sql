@@ -86,6 +86,10 @@ SELECT status, replayed FROM payledger.transfer(:'buyer', :'seller', 1, 'USD', '
 SELECT * FROM payledger.transfer_many(ARRAY[:'buyer']::uuid[], ARRAY[:'seller']::uuid[],
                                       ARRAY[2]::bigint[], 'USD', ARRAY['m-1']);
 SELECT count(*) FROM payledger.transfer_many('{}', '{}', '{}', 'USD');
+-- with keys optional, a batch may key some items and not others
+SELECT ordinality, status, replayed
+  FROM payledger.transfer_many(ARRAY[:'buyer', :'buyer']::uuid[], ARRAY[:'seller', :'seller']::uuid[],
+                               ARRAY[1, 1]::bigint[], 'USD', ARRAY['m-2', NULL]) WITH ORDINALITY;
 -- malformed batches raise and post nothing
 SELECT * FROM payledger.transfer_many(ARRAY[:'buyer']::uuid[], ARRAY[:'seller', :'fee']::uuid[], ARRAY[1]::bigint[], 'USD');
 SELECT * FROM payledger.transfer_many(ARRAY[:'buyer', :'buyer']::uuid[], ARRAY[:'seller', :'fee']::uuid[], ARRAY[1, 0]::bigint[], 'USD');

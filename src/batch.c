@@ -301,17 +301,6 @@ transfer_legs(PG_FUNCTION_ARGS)
 	return PlTransferResult(fcinfo, &id, reason ? "rejected" : "posted", reason, false);
 }
 
-/* The request hash of one item: the same as transfer() with empty metadata. */
-static const uint8 *
-item_hash(Datum from, Datum to, Datum amount, const char *currency, Jsonb *metadata)
-{
-	static uint8 hash[PL_SHA256_LEN];
-
-	PlTransferHash(DatumGetUUIDP(from), DatumGetUUIDP(to), DatumGetInt64(amount),
-				   currency, metadata, hash);
-	return hash;
-}
-
 /*
  * transfer_many's arrays are walked with array iterators, several times,
  * instead of deconstructed: nothing is kept per item, so a call's memory
@@ -324,7 +313,6 @@ typedef struct ItemArrays
 	ArrayType  *to;
 	ArrayType  *amounts;
 	ArrayType  *keys;			/* NULL when no keys were given */
-	int			n;
 	ArrayIterator from_it;
 	ArrayIterator to_it;
 	ArrayIterator amount_it;
@@ -332,7 +320,7 @@ typedef struct ItemArrays
 } ItemArrays;
 
 /* one item, as the arrays hold it; pointers into the arrays */
-typedef struct Item
+typedef struct BatchItem
 {
 	pg_uuid_t  *from_id;
 	pg_uuid_t  *to_id;
@@ -342,6 +330,13 @@ typedef struct Item
 	bool		to_null;
 	bool		amount_null;
 } BatchItem;
+
+/* The request hash of one item: the same as transfer() with empty metadata. */
+static void
+item_hash(const BatchItem *item, const char *currency, Jsonb *empty, uint8 *hash)
+{
+	PlTransferHash(item->from_id, item->to_id, item->amount, currency, empty, hash);
+}
 
 /* A one-dimensional array argument and its length. */
 static ArrayType *
@@ -471,7 +466,6 @@ transfer_many(PG_FUNCTION_ARGS)
 					 errmsg("idempotency_keys must have one key per item"),
 					 errdetail("%d items, %d keys.", n, nkeys)));
 	}
-	arrays.n = n;
 	arrays.from_it = NULL;
 	currency = text_to_cstring(PG_GETARG_TEXT_PP(3));
 	PlCheckCurrency(currency);
@@ -531,13 +525,14 @@ transfer_many(PG_FUNCTION_ARGS)
 		for (int i = 0; i < n; i++)
 		{
 			PlIdemResult stored;
+			uint8		hash[PL_SHA256_LEN];
 
 			items_next(&arrays, &item);
+			if (item.key == NULL)
+				continue;
+			item_hash(&item, currency, empty, hash);
 			oldcxt = MemoryContextSwitchTo(scratch);
-			(void) PlIdemPeek(NULL, "transfer", text_to_cstring(item.key),
-							  item_hash(PointerGetDatum(item.from_id), PointerGetDatum(item.to_id),
-										Int64GetDatum(item.amount), currency, empty),
-							  &stored);
+			(void) PlIdemPeek(NULL, "transfer", text_to_cstring(item.key), hash, &stored);
 			MemoryContextSwitchTo(oldcxt);
 			MemoryContextReset(scratch);
 		}
@@ -573,9 +568,7 @@ transfer_many(PG_FUNCTION_ARGS)
 
 		items_next(&arrays, &item);
 		oldcxt = MemoryContextSwitchTo(scratch);
-		memcpy(hash, item_hash(PointerGetDatum(item.from_id), PointerGetDatum(item.to_id),
-							   Int64GetDatum(item.amount), currency, empty),
-			   PL_SHA256_LEN);
+		item_hash(&item, currency, empty, hash);
 		if (item.key != NULL)
 		{
 			key = text_to_cstring(item.key);
