@@ -13,6 +13,7 @@ OBJS = \
 	src/pii.o \
 	src/audit.o \
 	src/audit_chain.o \
+	src/audit_partitions.o \
 	src/idempotency.o \
 	src/accounts.o \
 	src/posting.o \

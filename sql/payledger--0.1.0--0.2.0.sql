@@ -54,3 +54,154 @@ ALTER TABLE payledger.payments SET (fillfactor = 80);
 DROP INDEX payledger.payments_settlement;
 CREATE INDEX payments_settlement ON payledger.payments (settlement_id)
 	WHERE settlement_id IS NOT NULL;
+
+/* ---- audit log: monthly partitions, archives ---- */
+
+/*
+ * The audit log grows forever; a DBA keeps it in monthly partitions and
+ * archives the old ones.  Event ids are UUIDv7, which begin with their
+ * millisecond timestamp, so a month is a range of event ids:
+ * payledger.create_audit_partitions() adds one child table per month,
+ * payment_audit_log_YYYY_MM, that inherits from payledger.payment_audit_log
+ * with a CHECK on its range, and the writer puts each row into the child of
+ * its month (the parent itself keeps rows of months without a child, and
+ * every row written before 0.2.0).  Reads of payledger.payment_audit_log
+ * see all of them.  archive_audit_partition() verifies a month that has
+ * ended, records its signed checkpoint in payledger.audit_archives and
+ * detaches it (NO INHERIT); the rest of the log still verifies, and
+ * verify_audit_archive() checks the detached month, or a copy restored
+ * years later, against that checkpoint.
+ *
+ * Inheritance rather than declarative partitioning: the parent belongs to
+ * the extension and the months do not, and pg_restore cannot rebuild the
+ * indexes of declarative partitions under a parent that CREATE EXTENSION
+ * made with its indexes already in place.  Children are ordinary tables
+ * that pg_dump carries with their indexes, guards and data.
+ */
+CREATE TABLE payledger.audit_partitions (
+	partition_name text PRIMARY KEY,
+	range_from uuid NOT NULL,
+	range_to uuid NOT NULL,
+	covers_from timestamptz NOT NULL,
+	covers_until timestamptz NOT NULL,
+	created_at timestamptz NOT NULL
+);
+COMMENT ON TABLE payledger.audit_partitions IS
+	'Monthly partitions of the audit log made by create_audit_partitions(): the event id range each one takes';
+SELECT pg_catalog.pg_extension_config_dump('payledger.audit_partitions', '');
+CREATE TRIGGER audit_partitions_append_only
+	BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.audit_partitions
+	FOR EACH STATEMENT EXECUTE FUNCTION payledger.forbid_mutation();
+ALTER TABLE payledger.audit_partitions ENABLE ALWAYS TRIGGER audit_partitions_append_only;
+
+CREATE TABLE payledger.audit_archives (
+	partition_name text PRIMARY KEY,
+	range_from uuid NOT NULL,
+	range_to uuid NOT NULL,
+	covers_from timestamptz NOT NULL,
+	covers_until timestamptz NOT NULL,
+	row_count bigint NOT NULL,
+	event_counts jsonb NOT NULL,
+	checkpoint jsonb NOT NULL,
+	archived_at timestamptz NOT NULL
+);
+COMMENT ON TABLE payledger.audit_archives IS
+	'Months of the audit log that were detached for archiving, each with the signed checkpoint that verifies it';
+SELECT pg_catalog.pg_extension_config_dump('payledger.audit_archives', '');
+CREATE TRIGGER audit_archives_append_only
+	BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.audit_archives
+	FOR EACH STATEMENT EXECUTE FUNCTION payledger.forbid_mutation();
+ALTER TABLE payledger.audit_archives ENABLE ALWAYS TRIGGER audit_archives_append_only;
+
+CREATE FUNCTION payledger.create_audit_partitions(months_ahead integer DEFAULT 2)
+	RETURNS SETOF regclass
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'create_audit_partitions';
+COMMENT ON FUNCTION payledger.create_audit_partitions(integer) IS
+	'Adds the audit log''s monthly partitions from this month (UTC) to months_ahead months ahead; returns the new ones';
+
+CREATE FUNCTION payledger.archive_audit_partition(partition regclass)
+	RETURNS jsonb
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'archive_audit_partition';
+COMMENT ON FUNCTION payledger.archive_audit_partition(regclass) IS
+	'Verifies an ended month of the audit log, records its signed checkpoint in audit_archives and detaches it for archiving';
+
+CREATE FUNCTION payledger.verify_audit_archive(archive regclass, checkpoint jsonb DEFAULT NULL)
+	RETURNS TABLE(ok boolean, rows_checked bigint, first_bad_event_id uuid, problem text)
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'verify_audit_archive';
+COMMENT ON FUNCTION payledger.verify_audit_archive(regclass, jsonb) IS
+	'Verifies a detached (or restored) month of the audit log against its archive checkpoint (from audit_archives when not given)';
+
+REVOKE EXECUTE ON FUNCTION
+	payledger.create_audit_partitions(integer),
+	payledger.archive_audit_partition(regclass),
+	payledger.verify_audit_archive(regclass, jsonb)
+FROM PUBLIC;
+
+-- The counters that come from the audit log add what archived months
+-- counted, so they never go down when a month is detached.
+DROP VIEW payledger.metrics;
+CREATE VIEW payledger.metrics AS
+	WITH audit_counts AS (
+		SELECT l.event_type, l.success, pg_catalog.count(*) AS n
+		  FROM payledger.payment_audit_log l
+		 GROUP BY l.event_type, l.success
+		UNION ALL
+		SELECT c.event_type, c.success, c.n
+		  FROM payledger.audit_archives a,
+			   pg_catalog.jsonb_to_recordset(a.event_counts) AS c(event_type text, success boolean, n bigint)
+	)
+	SELECT 'payledger_transfers_total'::text AS metric,
+		   pg_catalog.jsonb_build_object('status', t.status, 'reason_code', COALESCE(t.reason_code, '')) AS labels,
+		   pg_catalog.count(*)::double precision AS value
+	  FROM (SELECT status, reason_code FROM payledger.transfers
+			UNION ALL
+			SELECT status, NULL FROM payledger.holds WHERE status <> 'posted') t
+	 GROUP BY t.status, t.reason_code
+	UNION ALL
+	SELECT 'payledger_payments_total',
+		   pg_catalog.jsonb_build_object('event_type', event_type, 'success', success),
+		   pg_catalog.sum(n)::double precision
+	  FROM audit_counts
+	 WHERE event_type LIKE 'PAYMENT%' OR event_type = 'DISPUTE_WON'
+	 GROUP BY event_type, success
+	UNION ALL
+	SELECT 'payledger_payment_success_ratio', '{}'::jsonb,
+		   COALESCE(pg_catalog.sum(n) FILTER (WHERE success)
+					OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(n), 0), 1.0)::double precision
+	  FROM audit_counts
+	 WHERE event_type IN ('PAYMENT_AUTHORIZED', 'PAYMENT_FAILED')
+	UNION ALL
+	SELECT 'payledger_idempotent_replays_total', '{}'::jsonb,
+		   COALESCE(pg_catalog.sum(replays), 0)::double precision
+	  FROM payledger.replay_counts
+	UNION ALL
+	SELECT 'payledger_holds_pending', pg_catalog.jsonb_build_object('currency', currency),
+		   pg_catalog.count(*)::double precision
+	  FROM payledger.holds WHERE status = 'pending' GROUP BY currency
+	UNION ALL
+	SELECT 'payledger_holds_pending_amount', pg_catalog.jsonb_build_object('currency', currency),
+		   pg_catalog.sum(amount)::double precision
+	  FROM payledger.holds WHERE status = 'pending' GROUP BY currency
+	UNION ALL
+	SELECT 'payledger_oldest_pending_hold_seconds', '{}'::jsonb,
+		   COALESCE(EXTRACT(epoch FROM pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) pg_catalog.min(created_at)), 0)::double precision
+	  FROM payledger.holds WHERE status = 'pending'
+	UNION ALL
+	SELECT 'payledger_audit_rows_total', '{}'::jsonb, COALESCE(pg_catalog.sum(n), 0)::double precision
+	  FROM audit_counts
+	UNION ALL
+	SELECT 'payledger_events_unacked', pg_catalog.jsonb_build_object('consumer', c.consumer),
+		   (SELECT pg_catalog.count(*) FROM payledger.payment_audit_log a
+			 WHERE (a.era, a.txid, a.id) OPERATOR(pg_catalog.>) (c.last_era, c.last_txid, c.last_id)
+			   AND (a.era OPERATOR(pg_catalog.<) payledger.delivery_era()
+					OR a.txid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())))::double precision
+	  FROM payledger.event_consumers c
+	UNION ALL
+	SELECT 'payledger_errors_total', pg_catalog.jsonb_build_object('sqlstate', e.sqlstate),
+		   e.errors::double precision
+	  FROM payledger.error_counts() e;
+COMMENT ON VIEW payledger.metrics IS
+	'Counters for a Prometheus exporter: metric, labels, value';

@@ -38,7 +38,7 @@ SELECT (:'d'::payledger.transfer_result).status, (:'d'::payledger.transfer_resul
 SELECT (:'d'::payledger.transfer_result).transfer_id AS t2 \gset
 SELECT status, reason_code FROM payledger.transfers WHERE id = :'t2';
 SELECT count(*) AS entries FROM payledger.entries WHERE transfer_id = :'t2';
-SELECT event_type, new_state, success, reason_code, event_id = :'t2' AS event_is_transfer_id
+SELECT event_type, new_state, success, reason_code, correlation_id = :'t2' AS correlated, event_id <> :'t2' AS own_event_id
   FROM payledger.payment_audit_log WHERE payment_id = :'t2';
 SELECT balance FROM payledger.get_balance(:'bob');
 

@@ -66,7 +66,7 @@ set_uuid(Datum *values, bool *nulls, int i, pg_uuid_t *u)
 /*
  * Prepares the audit row of a money movement with transfer (or hold) id
  * "id": on success event_type and new_state, on a decline (reason set)
- * TRANSFER_REJECTED with success = false and the id as its event id too.
+ * TRANSFER_REJECTED with success = false.
  * The caller may adjust the event before PlAuditWrite().
  */
 void
@@ -80,8 +80,6 @@ PlAuditMovement(PlAuditEvent *ev, const char *event_type, const char *new_state,
 	ev->new_state = reason ? "rejected" : new_state;
 	ev->success = (reason == NULL);
 	ev->reason_code = reason;
-	if (reason)
-		ev->event_id = (pg_uuid_t *) id;
 	ev->payment_id = (pg_uuid_t *) id;
 	ev->correlation_id = (pg_uuid_t *) (correlation_id ? correlation_id : id);
 	ev->account_id = (pg_uuid_t *) from_id;
@@ -106,6 +104,7 @@ PlAuditWrite(const PlAuditEvent *ev)
 	pg_uuid_t	event_id;
 	pg_uuid_t	correlation;
 	pg_uuid_t  *correlation_p = ev->correlation_id;
+	Relation	parent;
 	Relation	rel;
 	Oid			seq;
 
@@ -117,15 +116,14 @@ PlAuditWrite(const PlAuditEvent *ev)
 	/* the actor id is stored as given: it must not carry a card number */
 	if (pl_actor_id && pl_actor_id[0])
 		PlRejectPanInText("payledger.actor_id", pl_actor_id);
-	rel = PlOpenTable("payment_audit_log");
-	if (RelationGetDescr(rel)->natts != PL_NATTS_AUDIT)
+	parent = PlOpenTable("payment_audit_log");
+	if (RelationGetDescr(parent)->natts != PL_NATTS_AUDIT)
 		elog(ERROR, "payledger.payment_audit_log does not have the expected columns");
-	seq = get_relname_relid("payment_audit_log_id_seq", RelationGetNamespace(rel));
+	seq = get_relname_relid("payment_audit_log_id_seq", RelationGetNamespace(parent));
 
-	if (ev->event_id)
-		event_id = *ev->event_id;
-	else
-		PlUuidV7(&event_id);
+	/* minted now, so that the row lands in this month's partition */
+	PlUuidV7(&event_id);
+	rel = PlAuditLeafFor(parent, &event_id);
 	if (pl_correlation_id != NULL && pl_correlation_id[0] != '\0' &&
 		PlParseUuid(pl_correlation_id, &correlation))
 		correlation_p = &correlation;
@@ -171,7 +169,9 @@ PlAuditWrite(const PlAuditEvent *ev)
 
 	PlDirectInsert(rel, values, nulls);
 	PlNotifyEvents();
-	table_close(rel, NoLock);
+	if (rel != parent)
+		table_close(rel, NoLock);
+	table_close(parent, NoLock);
 }
 
 static const char *

@@ -40,15 +40,19 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/cryptohash.h"
 #include "common/hmac.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 
 #include "payledger.h"
 
@@ -310,8 +314,108 @@ parse_checkpoint(Jsonb *cp, CheckpointChain **chains, int *nchains, int64 *max_i
 	}
 }
 
+/* The int8 field "name" of a checkpoint, or -1 when it has none. */
+static int64
+checkpoint_int(Jsonb *cp, const char *name)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) name;
+	k.val.string.len = strlen(name);
+	v = findJsonbValueFromContainer(&cp->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type != jbvNumeric)
+		return -1;
+	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
+}
+
+static bool checkpoint_signed(Jsonb *checkpoint);
+
+/* audit_archives came with 0.2.0: a database still on 0.1.0 has none */
+static bool
+archives_exist(void)
+{
+	return OidIsValid(get_relname_relid("audit_archives", get_namespace_oid("payledger", false)));
+}
+
+/*
+ * Chains of the checkpoint that are not in the log any more are fine when
+ * an archived month took them: its checkpoint has them, at or past the
+ * head this checkpoint saw.
+ */
 static void
-verify(VerifyState *st, Jsonb *checkpoint)
+match_archived_chains(VerifyState *st, CheckpointChain *cp_chains, int cp_n)
+{
+	uint64		n;
+	SPITupleTable *tt;
+
+	if (!archives_exist())
+		return;
+	if (SPI_execute("SELECT checkpoint FROM payledger.audit_archives ORDER BY partition_name",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read payledger.audit_archives");
+	n = SPI_processed;
+	tt = SPI_tuptable;
+	for (uint64 r = 0; r < n; r++)
+	{
+		bool		isnull;
+		Jsonb	   *arch = DatumGetJsonbP(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
+		CheckpointChain *a_chains;
+		int			a_n;
+		int64		a_max;
+
+		parse_checkpoint(arch, &a_chains, &a_n, &a_max);
+		for (int i = 0; i < cp_n; i++)
+		{
+			CheckpointChain *a;
+
+			if (cp_chains[i].seen ||
+				(a = find_chain(a_chains, a_n, &cp_chains[i].chain_id)) == NULL)
+				continue;
+			cp_chains[i].seen = true;
+			if (a->seq < cp_chains[i].seq)
+				fail(st, (Datum) 0, true, psprintf("chain %s was cut after row %lld before it was archived; the checkpoint has %lld",
+												   PlUuidText(&a->chain_id), (long long) a->seq,
+												   (long long) cp_chains[i].seq));
+			else if (a->seq == cp_chains[i].seq &&
+					 memcmp(a->hash, cp_chains[i].hash, PL_SHA256_LEN) != 0)
+				fail(st, (Datum) 0, true, psprintf("chain %s was archived with another head than the checkpoint has (chain rewritten)",
+												   PlUuidText(&a->chain_id)));
+		}
+	}
+}
+
+/* Every archive record must still carry the checkpoint that was signed. */
+static void
+check_archive_records(VerifyState *st)
+{
+	if (!archives_exist())
+		return;
+	if (SPI_execute("SELECT partition_name, checkpoint, row_count FROM payledger.audit_archives"
+					" ORDER BY partition_name", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read payledger.audit_archives");
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Jsonb	   *cp = DatumGetJsonbP(SPI_getbinval(tup, desc, 2, &isnull));
+		int64		rows = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+
+		if (!checkpoint_signed(cp) || checkpoint_int(cp, "rows") != rows)
+			fail(st, (Datum) 0, true, psprintf("the archive record of %s does not match its signature (edited or forged)",
+											   SPI_getvalue(tup, desc, 1)));
+	}
+}
+
+/*
+ * Walks every chain of source (a qualified table name): the audit log or
+ * one archived month of it.  With a checkpoint, also checks that each of
+ * its chain heads is still there (or, with archives, was archived).
+ */
+static void
+verify(VerifyState *st, const char *source, Jsonb *checkpoint, bool archives)
 {
 	Portal		portal;
 	SPIPlanPtr	plan;
@@ -330,8 +434,8 @@ verify(VerifyState *st, Jsonb *checkpoint)
 	if (checkpoint)
 		parse_checkpoint(checkpoint, &cp_chains, &cp_n, &cp_max_id);
 
-	plan = SPI_prepare("SELECT * FROM payledger.payment_audit_log "
-					   "ORDER BY chain_id NULLS FIRST, chain_seq, id", 0, NULL);
+	plan = SPI_prepare(psprintf("SELECT * FROM %s ORDER BY chain_id NULLS FIRST, chain_seq, id",
+								source), 0, NULL);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the audit scan");
 	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
@@ -352,7 +456,9 @@ verify(VerifyState *st, Jsonb *checkpoint)
 			int64		id;
 
 			if (desc->natts != PL_NATTS_AUDIT)
-				elog(ERROR, "payledger.payment_audit_log does not have the expected columns");
+				ereport(ERROR,
+						(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+						 errmsg("%s does not have the columns of payledger.payment_audit_log", source)));
 			heap_deform_tuple(tup, desc, values, nulls);
 			st->rows++;
 			if (nulls[AUDIT_COL_CHAIN_ID] || nulls[AUDIT_COL_CHAIN_SEQ] ||
@@ -427,6 +533,8 @@ verify(VerifyState *st, Jsonb *checkpoint)
 				fail(st, (Datum) 0, true, psprintf("chain %s was cut after row %lld; the checkpoint has %lld",
 												   PlUuidText(&cur_chain), (long long) prev_seq, (long long) c->seq));
 		}
+		if (archives)
+			match_archived_chains(st, cp_chains, cp_n);
 		for (int i = 0; i < cp_n; i++)
 			if (!cp_chains[i].seen)
 				fail(st, (Datum) 0, true, psprintf("chain %s of the checkpoint is missing its head (rows deleted)",
@@ -478,8 +586,22 @@ checkpoint_signed(Jsonb *checkpoint)
 	return pg_strncasecmp(hex, v->val.string.val, PL_SHA256_LEN * 2) == 0;
 }
 
+bool
+PlAuditVerifySource(const char *source, char **problem)
+{
+	VerifyState st;
+
+	verify(&st, source, NULL, false);
+	*problem = st.problem;
+	return st.ok;
+}
+
+/*
+ * Verifies source (archive: a detached month, else the audit log with its
+ * archive records) and returns the summary row.
+ */
 static Datum
-verify_result(FunctionCallInfo fcinfo, Jsonb *checkpoint)
+verify_result(FunctionCallInfo fcinfo, const char *source, Jsonb *checkpoint, bool archive)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	PlPrivState priv;
@@ -489,7 +611,12 @@ verify_result(FunctionCallInfo fcinfo, Jsonb *checkpoint)
 
 	InitMaterializedSRF(fcinfo, 0);
 	PlSpiBegin(&priv);
-	verify(&st, checkpoint);
+	verify(&st, source, checkpoint, !archive);
+	if (!archive)
+		check_archive_records(&st);
+	else if (checkpoint_int(checkpoint, "rows") >= 0 && st.rows != checkpoint_int(checkpoint, "rows"))
+		fail(&st, (Datum) 0, true, psprintf("the archive has %lld rows; its checkpoint has %lld (rows added or deleted)",
+											(long long) st.rows, (long long) checkpoint_int(checkpoint, "rows")));
 	if (checkpoint && !checkpoint_signed(checkpoint))
 	{
 		st.ok = false;
@@ -519,7 +646,7 @@ PG_FUNCTION_INFO_V1(verify_audit_log);
 Datum
 verify_audit_log(PG_FUNCTION_ARGS)
 {
-	return verify_result(fcinfo, NULL);
+	return verify_result(fcinfo, "payledger.payment_audit_log", NULL, false);
 }
 
 /*
@@ -532,7 +659,67 @@ Datum
 verify_audit_log_checkpoint(PG_FUNCTION_ARGS)
 {
 	PlRequireArg(fcinfo, 0, "checkpoint");
-	return verify_result(fcinfo, PG_GETARG_JSONB_P(0));
+	return verify_result(fcinfo, "payledger.payment_audit_log", PG_GETARG_JSONB_P(0), false);
+}
+
+/*
+ * payledger.verify_audit_archive(archive regclass, checkpoint jsonb DEFAULT
+ *		NULL) RETURNS TABLE(ok boolean, rows_checked bigint,
+ *		first_bad_event_id uuid, problem text)
+ *
+ * Checks a month detached by archive_audit_partition(), where it is or
+ * restored anywhere else, against its archive checkpoint: the one given,
+ * or the one payledger.audit_archives keeps under the table's name.
+ */
+PG_FUNCTION_INFO_V1(verify_audit_archive);
+Datum
+verify_audit_archive(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *relname;
+	char	   *source;
+	Jsonb	   *checkpoint = NULL;
+
+	PlRequireArg(fcinfo, 0, "archive");
+	relid = PG_GETARG_OID(0);
+	relname = get_rel_name(relid);
+	if (relname == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, relname);
+	source = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname);
+	if (!PG_ARGISNULL(1))
+		checkpoint = PG_GETARG_JSONB_P(1);
+	else
+	{
+		PlPrivState priv;
+		MemoryContext caller = CurrentMemoryContext;
+		Datum		arg = CStringGetTextDatum(relname);
+		Oid			argtype = TEXTOID;
+
+		PlSpiBegin(&priv);
+		if (SPI_execute_with_args("SELECT checkpoint FROM payledger.audit_archives WHERE partition_name = $1",
+								  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read payledger.audit_archives");
+		if (SPI_processed == 1)
+		{
+			bool		isnull;
+			Jsonb	   *cp = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc, 1, &isnull));
+
+			checkpoint = MemoryContextAlloc(caller, VARSIZE(cp));
+			memcpy(checkpoint, cp, VARSIZE(cp));
+		}
+		PlSpiEnd(&priv);
+		if (checkpoint == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("payledger.audit_archives has no archive named \"%s\"", relname),
+					 errhint("Pass the checkpoint archive_audit_partition() returned.")));
+	}
+	return verify_result(fcinfo, source, checkpoint, true);
 }
 
 /*
@@ -550,34 +737,52 @@ Datum
 audit_checkpoint(PG_FUNCTION_ARGS)
 {
 	PlPrivState priv;
+	MemoryContext caller = CurrentMemoryContext;
+	Jsonb	   *cp;
+	Jsonb	   *result;
+
+	PlSpiBegin(&priv);
+	cp = PlAuditSourceCheckpoint("payledger.payment_audit_log", NULL);
+	result = MemoryContextAlloc(caller, VARSIZE(cp));
+	memcpy(result, cp, VARSIZE(cp));
+	PlSpiEnd(&priv);
+	PG_RETURN_JSONB_P(result);
+}
+
+/*
+ * The signed checkpoint of source (a qualified table name): its largest
+ * id, row count and chain heads, and extra_fields (JSON members, or NULL).
+ * Runs inside PlSpiBegin/PlSpiEnd.
+ */
+Jsonb *
+PlAuditSourceCheckpoint(const char *source, const char *extra_fields)
+{
 	StringInfoData body;
 	char		hex[PL_SHA256_LEN * 2 + 1];
 	Jsonb	   *result;
-	MemoryContext caller = CurrentMemoryContext;
-	char	   *text;
 
-	PlSpiBegin(&priv);
-	if (SPI_execute("SELECT coalesce((SELECT max(id) FROM payledger.payment_audit_log), 0),"
-					" pg_catalog.to_json(pg_catalog.clock_timestamp()),"
-					" coalesce((SELECT pg_catalog.json_agg(pg_catalog.json_build_object("
-					"  'chain_id', chain_id, 'last_seq', chain_seq,"
-					"  'last_hash', pg_catalog.encode(row_hash, 'hex')) ORDER BY chain_id)"
-					"  FROM (SELECT DISTINCT ON (chain_id) chain_id, chain_seq, row_hash"
-					"        FROM payledger.payment_audit_log WHERE chain_id IS NOT NULL"
-					"        ORDER BY chain_id, chain_seq DESC) h), '[]')",
+	if (SPI_execute(psprintf("SELECT coalesce((SELECT max(id) FROM %s), 0),"
+							 " pg_catalog.to_json(pg_catalog.clock_timestamp()),"
+							 " (SELECT count(*) FROM %s),"
+							 " coalesce((SELECT pg_catalog.json_agg(pg_catalog.json_build_object("
+							 "  'chain_id', chain_id, 'last_seq', chain_seq,"
+							 "  'last_hash', pg_catalog.encode(row_hash, 'hex')) ORDER BY chain_id)"
+							 "  FROM (SELECT DISTINCT ON (chain_id) chain_id, chain_seq, row_hash"
+							 "        FROM %s WHERE chain_id IS NOT NULL"
+							 "        ORDER BY chain_id, chain_seq DESC) h), '[]')",
+							 source, source, source),
 					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read the chain heads");
 	initStringInfo(&body);
-	appendStringInfo(&body, "{\"max_id\": %s, \"taken_at\": %s, \"chains\": %s}",
+	appendStringInfo(&body, "{\"max_id\": %s, \"taken_at\": %s, \"rows\": %s, \"chains\": %s%s%s}",
 					 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
 					 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2),
-					 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
-	text = MemoryContextStrdup(caller, body.data);
-	PlSpiEnd(&priv);
-	result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+					 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3),
+					 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4),
+					 extra_fields ? ", " : "", extra_fields ? extra_fields : "");
+	result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(body.data)));
 	sign_checkpoint(result, hex);
-	result = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(result),
-												DirectFunctionCall1(jsonb_in,
-																	CStringGetDatum(psprintf("{\"signature\": \"%s\"}", hex)))));
-	PG_RETURN_JSONB_P(result);
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(result),
+											  DirectFunctionCall1(jsonb_in,
+																  CStringGetDatum(psprintf("{\"signature\": \"%s\"}", hex)))));
 }

@@ -215,6 +215,7 @@ _PG_init(void)
 	SpiPlansInit();
 	PlSubBalancesInit();
 	AuditChainInit();
+	AuditPartitionsInit();
 	EventsInit();
 	MetricsInit();
 }

@@ -269,7 +269,6 @@ typedef struct PlAuditEvent
 	const char *event_type;
 	const char *previous_state;
 	const char *new_state;
-	pg_uuid_t  *event_id;		/* NULL: a new UUIDv7 */
 	pg_uuid_t  *payment_id;
 	pg_uuid_t  *account_id;
 	pg_uuid_t  *counterparty_account_id;
@@ -307,6 +306,15 @@ extern int32 PlCurrentEra(void);
 /* audit_chain.c */
 extern void AuditChainInit(void);
 extern void PlAuditChainFill(Oid relid, TupleDesc desc, Datum *values, bool *nulls);
+extern bool PlAuditVerifySource(const char *source, char **problem);
+extern Jsonb *PlAuditSourceCheckpoint(const char *source, const char *extra_fields);
+
+/* audit_partitions.c */
+extern void AuditPartitionsInit(void);
+extern Relation PlAuditLeafFor(Relation parent, const pg_uuid_t *event_id);
+
+/* protect.c */
+extern void PlAllowAuditDdl(bool allow);
 
 /* idempotency.c */
 typedef struct PlIdemResult

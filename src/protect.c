@@ -13,6 +13,13 @@
  * disable the event trigger itself, which is what the audit log's hash
  * chains are there to catch.
  *
+ * What only adds to the ledger passes, as pg_restore needs it for the
+ * audit log's monthly partitions (ordinary tables, dumped with their
+ * data): ENABLE ALWAYS TRIGGER, column defaults (payledger's writers set
+ * every column), ADD CONSTRAINT of a UNIQUE or PRIMARY KEY and, for
+ * superusers, OWNER TO.  payledger's own partition functions
+ * (src/audit_partitions.c) pass while they run, NO INHERIT included.
+ *
  * Copyright (c) 2026, payledger authors
  *
  * IDENTIFICATION
@@ -26,10 +33,20 @@
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "utils/lsyscache.h"
 
 #include "payledger.h"
+
+/* set while payledger's own partition functions run their DDL */
+static bool audit_ddl = false;
+
+void
+PlAllowAuditDdl(bool allow)
+{
+	audit_ddl = allow;
+}
 
 static void
 refuse(const char *what)
@@ -113,6 +130,38 @@ drop_touches_ledger(DropStmt *stmt)
 	return false;
 }
 
+/* Does an ALTER TABLE only add to the ledger (what pg_restore runs)? */
+static bool
+alter_only_adds(AlterTableStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+
+		switch (cmd->subtype)
+		{
+			case AT_EnableAlwaysTrig:
+			case AT_ColumnDefault:
+				break;
+			case AT_AddConstraint:
+				if (!IsA(cmd->def, Constraint) ||
+					(((Constraint *) cmd->def)->contype != CONSTR_UNIQUE &&
+					 ((Constraint *) cmd->def)->contype != CONSTR_PRIMARY))
+					return false;
+				break;
+			case AT_ChangeOwner:
+				if (!superuser())
+					return false;
+				break;
+			default:
+				return false;
+		}
+	}
+	return true;
+}
+
 /*
  * payledger.protect_ddl() RETURNS event_trigger, on ddl_command_start
  */
@@ -127,7 +176,7 @@ protect_ddl(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("protect_ddl() must be called as an event trigger")));
-	if (creating_extension || pl_allow_drop)
+	if (creating_extension || pl_allow_drop || audit_ddl)
 		PG_RETURN_VOID();
 
 	trigdata = (EventTriggerData *) fcinfo->context;
@@ -135,7 +184,8 @@ protect_ddl(PG_FUNCTION_ARGS)
 	switch (nodeTag(tree))
 	{
 		case T_AlterTableStmt:
-			if (in_ledger_schema(((AlterTableStmt *) tree)->relation))
+			if (in_ledger_schema(((AlterTableStmt *) tree)->relation) &&
+				!alter_only_adds((AlterTableStmt *) tree))
 				refuse("ALTER TABLE");
 			break;
 		case T_RenameStmt:

@@ -33,8 +33,8 @@ BEGIN
 		format('VALUES (''TRANSFER_REJECTED'', false, %L, %s::bigint)', p_reason, p_amount),
 		p_label || ': exactly one TRANSFER_REJECTED audit row, success = false, with the reason and amount');
 	RETURN NEXT is(
-		(SELECT event_id FROM payledger.payment_audit_log WHERE payment_id = t), t,
-		p_label || ': the transfer_id is the id of its audit record');
+		(SELECT substr(event_id::text, 15, 1) FROM payledger.payment_audit_log WHERE payment_id = t), '7',
+		p_label || ': its audit record has an event id of its own, a UUIDv7 (the month it lands in)');
 	RETURN NEXT is(
 		(SELECT new_state FROM payledger.payment_audit_log WHERE payment_id = t),
 		'rejected', p_label || ': the audit row''s new_state is rejected');

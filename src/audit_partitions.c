@@ -1,0 +1,442 @@
+/*-------------------------------------------------------------------------
+ *
+ * audit_partitions.c
+ *	  Monthly partitions of the audit log: routing, creation, archiving.
+ *
+ * A month of the audit log is a child table, payment_audit_log_YYYY_MM,
+ * that inherits from payledger.payment_audit_log, with a CHECK on its
+ * range of event ids: UUIDv7 begin with their Unix time in milliseconds,
+ * so the UUID of a month's first millisecond followed by zeros is the lower
+ * bound of that month and every id minted during it sorts below the next
+ * month's bound.  payledger.audit_partitions lists the months made.  The
+ * writer inserts straight into the table (src/direct.c), so it routes each
+ * row itself, to the child of its month or, when there is none, to the
+ * parent.  The choice is cached per backend and forgotten on any relcache
+ * invalidation of the parent or of the child; creating and archiving
+ * months invalidate the parent.
+ *
+ * Archiving a month verifies it, stores its signed checkpoint in
+ * payledger.audit_archives and detaches it (NO INHERIT).  The verifier
+ * then accepts the month's chains as gone, and verify_audit_archive()
+ * checks the detached table, or a copy restored years later, against that
+ * checkpoint.  Months are archived oldest first, so that the archived part
+ * of history is one prefix of time (check_ledger relies on it).
+ *
+ * Copyright (c) 2026, payledger authors
+ *
+ * IDENTIFICATION
+ *	  src/audit_partitions.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "datatype/timestamp.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "payledger.h"
+
+/* where this backend writes audit rows: leaf_relid takes [leaf_lo, leaf_hi) */
+static bool leaf_valid = false;
+static Oid	leaf_parent = InvalidOid;
+static Oid	leaf_relid = InvalidOid;
+static pg_uuid_t leaf_lo;
+static pg_uuid_t leaf_hi;
+
+static void
+forget_leaf(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == leaf_parent || relid == leaf_relid)
+		leaf_valid = false;
+}
+
+void
+AuditPartitionsInit(void)
+{
+	CacheRegisterRelcacheCallback(forget_leaf, (Datum) 0);
+}
+
+/* The lower bound of the month that contains ts (UTC), add_months later. */
+static TimestampTz
+month_start(TimestampTz ts, int add_months)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	TimestampTz result;
+
+	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		elog(ERROR, "timestamp out of range");
+	tm.tm_mon += add_months;
+	while (tm.tm_mon > MONTHS_PER_YEAR)
+	{
+		tm.tm_mon -= MONTHS_PER_YEAR;
+		tm.tm_year++;
+	}
+	tm.tm_mday = 1;
+	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+	if (tm2timestamp(&tm, 0, NULL, &result) != 0)
+		elog(ERROR, "timestamp out of range");
+	return result;
+}
+
+#define UNIX_EPOCH_MS ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000)
+
+/* The smallest UUIDv7 of a millisecond: its time, then zeros. */
+static void
+uuid_bound(TimestampTz ts, pg_uuid_t *out)
+{
+	int64		ms = ts / 1000 + UNIX_EPOCH_MS;
+
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < 6; i++)
+		out->data[i] = (uint8) (ms >> (40 - 8 * i));
+}
+
+/* The time at which a UUIDv7 was minted. */
+static TimestampTz
+uuid_time(const pg_uuid_t *u)
+{
+	int64		ms = 0;
+
+	for (int i = 0; i < 6; i++)
+		ms = (ms << 8) | u->data[i];
+	return (ms - UNIX_EPOCH_MS) * 1000;
+}
+
+static char *
+ts_text(TimestampTz ts)
+{
+	return DatumGetCString(DirectFunctionCall1(timestamptz_out, TimestampTzGetDatum(ts)));
+}
+
+static Oid
+ledger_namespace(void)
+{
+	return get_namespace_oid("payledger", false);
+}
+
+/* Finds the child that takes event_id, or settles on the parent for its month. */
+static void
+find_leaf(Relation parent, const pg_uuid_t *event_id)
+{
+	Oid			parent_oid = RelationGetRelid(parent);
+	TimestampTz at = uuid_time(event_id);
+
+	leaf_parent = parent_oid;
+	leaf_relid = parent_oid;
+	uuid_bound(month_start(at, 0), &leaf_lo);
+	uuid_bound(month_start(at, 1), &leaf_hi);
+	if (OidIsValid(get_relname_relid("audit_partitions", ledger_namespace())))
+	{
+		Datum		args[3];
+		Oid			types[3] = {UUIDOID, OIDOID, OIDOID};
+
+		args[0] = UUIDPGetDatum(event_id);
+		args[1] = ObjectIdGetDatum(parent_oid);
+		args[2] = ObjectIdGetDatum(ledger_namespace());
+		if (SPI_execute_with_args("SELECT c.oid, p.range_from, p.range_to"
+								  " FROM payledger.audit_partitions p"
+								  " JOIN pg_catalog.pg_class c ON c.relname = p.partition_name AND c.relnamespace = $3"
+								  " JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = $2"
+								  " WHERE $1 >= p.range_from AND $1 < p.range_to",
+								  3, types, args, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read payledger.audit_partitions");
+		if (SPI_processed == 1)
+		{
+			bool		isnull;
+			HeapTuple	tup = SPI_tuptable->vals[0];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+
+			leaf_relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+			leaf_lo = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
+			leaf_hi = *DatumGetUUIDP(SPI_getbinval(tup, desc, 3, &isnull));
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	leaf_valid = true;
+}
+
+/*
+ * Opens (RowExclusiveLock) the table of the audit log that takes a row with
+ * this event id: the child of its month, else the parent.  Runs inside
+ * PlSpiBegin/PlSpiEnd.
+ */
+Relation
+PlAuditLeafFor(Relation parent, const pg_uuid_t *event_id)
+{
+	for (;;)
+	{
+		Relation	leaf;
+
+		if (!leaf_valid || leaf_parent != RelationGetRelid(parent) ||
+			memcmp(event_id->data, leaf_lo.data, UUID_LEN) < 0 ||
+			memcmp(event_id->data, leaf_hi.data, UUID_LEN) >= 0)
+			find_leaf(parent, event_id);
+		if (leaf_relid == RelationGetRelid(parent))
+			return parent;
+		/* locking it takes in invalidations: a detached month is forgotten */
+		leaf = try_table_open(leaf_relid, RowExclusiveLock);
+		if (leaf != NULL && leaf_valid)
+		{
+			if (RelationGetDescr(leaf)->natts != RelationGetDescr(parent)->natts)
+				elog(ERROR, "%s does not have the columns of payledger.payment_audit_log",
+					 RelationGetRelationName(leaf));
+			return leaf;
+		}
+		if (leaf != NULL)
+			table_close(leaf, RowExclusiveLock);
+		leaf_valid = false;
+	}
+}
+
+/* Runs one statement through SPI, failing on anything unexpected. */
+static void
+run(const char *sql, int expect)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc != expect)
+		elog(ERROR, "payledger could not run: %s (%s)", sql, SPI_result_code_string(rc));
+}
+
+/*
+ * payledger.create_audit_partitions(months_ahead integer DEFAULT 2)
+ *		RETURNS SETOF regclass
+ *
+ * One child per month (UTC), payment_audit_log_YYYY_MM, from this month to
+ * months_ahead months ahead, with the parent's indexes and its append-only
+ * guard ENABLE ALWAYS; a month that exists is left alone.  Rows of this
+ * month written before stay in the parent.  Run it monthly (pg_cron).
+ */
+PG_FUNCTION_INFO_V1(create_audit_partitions);
+Datum
+create_audit_partitions(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int32		months;
+	TimestampTz now = GetCurrentTimestamp();
+	PlPrivState priv;
+	Relation	parent;
+
+	PlRequireArg(fcinfo, 0, "months_ahead");
+	months = PG_GETARG_INT32(0);
+	if (months < 0 || months > 120)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("months_ahead must be between 0 and 120")));
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	parent = PlOpenTable("payment_audit_log");
+
+	PlSpiBegin(&priv);
+	PlAllowAuditDdl(true);
+	PG_TRY();
+	{
+		for (int m = 0; m <= months; m++)
+		{
+			TimestampTz from = month_start(now, m);
+			TimestampTz to = month_start(now, m + 1);
+			pg_uuid_t	lo;
+			pg_uuid_t	hi;
+			struct pg_tm tm;
+			fsec_t		fsec;
+			char		name[NAMEDATALEN];
+			char	   *lo_text;
+			char	   *hi_text;
+			Datum		value;
+			bool		isnull = false;
+
+			if (timestamp2tm(from, NULL, &tm, &fsec, NULL, NULL) != 0)
+				elog(ERROR, "timestamp out of range");
+			snprintf(name, sizeof(name), "payment_audit_log_%04d_%02d", tm.tm_year, tm.tm_mon);
+			if (OidIsValid(get_relname_relid(name, ledger_namespace())))
+				continue;
+			uuid_bound(from, &lo);
+			uuid_bound(to, &hi);
+			lo_text = PlUuidText(&lo);
+			hi_text = PlUuidText(&hi);
+			run(psprintf("CREATE TABLE payledger.%s (CONSTRAINT %s_range"
+						 " CHECK (event_id >= '%s' AND event_id < '%s'))"
+						 " INHERITS (payledger.payment_audit_log)", name, name, lo_text, hi_text),
+				SPI_OK_UTILITY);
+			run(psprintf("ALTER TABLE payledger.%s ADD CONSTRAINT %s_event_id_key UNIQUE (event_id)",
+						 name, name), SPI_OK_UTILITY);
+			run(psprintf("CREATE INDEX %s_payment ON payledger.%s (payment_id)", name, name),
+				SPI_OK_UTILITY);
+			run(psprintf("CREATE INDEX %s_delivery ON payledger.%s (era, txid, id)", name, name),
+				SPI_OK_UTILITY);
+			run(psprintf("COMMENT ON TABLE payledger.%s IS 'Audit log rows of %s to %s'",
+						 name, ts_text(from), ts_text(to)), SPI_OK_UTILITY);
+			run(psprintf("CREATE TRIGGER audit_append_only"
+						 " BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.%s"
+						 " FOR EACH STATEMENT EXECUTE FUNCTION payledger.forbid_mutation()", name),
+				SPI_OK_UTILITY);
+			run(psprintf("ALTER TABLE payledger.%s ENABLE ALWAYS TRIGGER audit_append_only", name),
+				SPI_OK_UTILITY);
+			run(psprintf("INSERT INTO payledger.audit_partitions VALUES ('%s', '%s', '%s', '%s', '%s',"
+						 " pg_catalog.clock_timestamp())",
+						 name, lo_text, hi_text, ts_text(from), ts_text(to)), SPI_OK_INSERT);
+			value = ObjectIdGetDatum(get_relname_relid(name, ledger_namespace()));
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+		}
+	}
+	PG_FINALLY();
+	{
+		PlAllowAuditDdl(false);
+	}
+	PG_END_TRY();
+	PlSpiEnd(&priv);
+	/* every backend routes again once this commits */
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(parent));
+	table_close(parent, NoLock);
+	return (Datum) 0;
+}
+
+/*
+ * payledger.archive_audit_partition(partition regclass) RETURNS jsonb
+ *
+ * For a month that has ended, the oldest one still attached: waits for the
+ * transactions still writing into it, refuses while an outbox consumer has
+ * not acknowledged its events or when it does not verify, then records its
+ * signed checkpoint (chain heads, row count, counts by event type) in
+ * payledger.audit_archives and detaches it.  Returns the checkpoint: keep
+ * it with the archived table.  The detached table stays append-only in
+ * schema payledger until a superuser drops it (payledger.allow_drop).
+ */
+PG_FUNCTION_INFO_V1(archive_audit_partition);
+Datum
+archive_audit_partition(PG_FUNCTION_ARGS)
+{
+	Oid			partition;
+	Relation	parent;
+	pg_uuid_t	lo;
+	pg_uuid_t	hi;
+	pg_uuid_t	current;
+	char	   *name;
+	char	   *qname;
+	char	   *problem;
+	PlPrivState priv;
+	Jsonb	   *checkpoint;
+	MemoryContext caller = CurrentMemoryContext;
+	Jsonb	   *result;
+	bool		isnull;
+
+	PlRequireArg(fcinfo, 0, "partition");
+	partition = PG_GETARG_OID(0);
+	parent = PlOpenTable("payment_audit_log");
+	name = get_rel_name(partition);
+
+	PlSpiBegin(&priv);
+	{
+		Datum		args[3];
+		Oid			types[3] = {OIDOID, OIDOID, OIDOID};
+
+		args[0] = ObjectIdGetDatum(partition);
+		args[1] = ObjectIdGetDatum(RelationGetRelid(parent));
+		args[2] = ObjectIdGetDatum(ledger_namespace());
+		if (SPI_execute_with_args("SELECT p.range_from, p.range_to,"
+								  " (SELECT o.partition_name FROM payledger.audit_partitions o"
+								  "   JOIN pg_catalog.pg_class oc ON oc.relname = o.partition_name AND oc.relnamespace = $3"
+								  "   JOIN pg_catalog.pg_inherits oi ON oi.inhrelid = oc.oid AND oi.inhparent = $2"
+								  "  WHERE o.range_from < p.range_from ORDER BY o.range_from LIMIT 1)"
+								  " FROM payledger.audit_partitions p"
+								  " JOIN pg_catalog.pg_class c ON c.relname = p.partition_name AND c.relnamespace = $3"
+								  " JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = $2"
+								  " WHERE c.oid = $1",
+								  3, types, args, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read payledger.audit_partitions");
+	}
+	if (name == NULL || SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is not a monthly partition of payledger.payment_audit_log",
+						name ? name : "the relation"),
+				 errhint("Archive the months create_audit_partitions() made.")));
+	lo = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	hi = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	uuid_bound(month_start(GetCurrentTimestamp(), 0), &current);
+	if (memcmp(hi.data, current.data, UUID_LEN) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("partition %s is not over yet", name),
+				 errdetail("It takes events until %s.", ts_text(uuid_time(&hi))),
+				 errhint("Only months that have ended can be archived.")));
+	if (SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("partition %s is older than %s: archive it first",
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3), name),
+				 errhint("Months are archived oldest first.")));
+	qname = quote_qualified_identifier("payledger", name);
+
+	/* transactions still writing into the month finish first */
+	run(psprintf("LOCK TABLE %s IN SHARE MODE", qname), SPI_OK_UTILITY);
+	run(psprintf("SELECT c.consumer FROM payledger.event_consumers c WHERE EXISTS ("
+				 "SELECT 1 FROM %s a WHERE (a.era, a.txid, a.id) > (c.last_era, c.last_txid, c.last_id))"
+				 " ORDER BY 1 LIMIT 1", qname), SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("outbox consumer \"%s\" has not acknowledged the events of %s",
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), name),
+				 errhint("Let it read and acknowledge them (read_events, ack_events) before archiving.")));
+	if (!PlAuditVerifySource(qname, &problem))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("partition %s does not verify: %s", name, problem),
+				 errhint("Investigate with verify_audit_log() before archiving.")));
+	checkpoint = PlAuditSourceCheckpoint(qname,
+										 psprintf("\"kind\": \"archive\", \"partition\": \"%s\","
+												  " \"range_from\": \"%s\", \"range_to\": \"%s\"",
+												  name, PlUuidText(&lo), PlUuidText(&hi)));
+	{
+		Datum		values[4];
+		Oid			types[4] = {TEXTOID, UUIDOID, UUIDOID, JSONBOID};
+
+		values[0] = CStringGetTextDatum(name);
+		values[1] = UUIDPGetDatum(&lo);
+		values[2] = UUIDPGetDatum(&hi);
+		values[3] = JsonbPGetDatum(checkpoint);
+		if (SPI_execute_with_args(psprintf(
+									  "INSERT INTO payledger.audit_archives (partition_name, range_from, range_to,"
+									  " covers_from, covers_until, row_count, event_counts, checkpoint, archived_at)"
+									  " SELECT $1, $2, $3, '%s', '%s', ($4->>'rows')::bigint,"
+									  " coalesce((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
+									  "  'event_type', event_type, 'success', success, 'n', n) ORDER BY event_type, success)"
+									  "  FROM (SELECT event_type, success, count(*) AS n FROM %s"
+									  "   GROUP BY event_type, success) c), '[]'), $4, pg_catalog.clock_timestamp()",
+									  ts_text(uuid_time(&lo)), ts_text(uuid_time(&hi)), qname),
+								  4, types, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not record the archive of %s", name);
+	}
+	PlAllowAuditDdl(true);
+	PG_TRY();
+	{
+		run(psprintf("ALTER TABLE %s NO INHERIT payledger.payment_audit_log", qname),
+			SPI_OK_UTILITY);
+	}
+	PG_FINALLY();
+	{
+		PlAllowAuditDdl(false);
+	}
+	PG_END_TRY();
+	result = MemoryContextAlloc(caller, VARSIZE(checkpoint));
+	memcpy(result, checkpoint, VARSIZE(checkpoint));
+	PlSpiEnd(&priv);
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(parent));
+	table_close(parent, NoLock);
+	PG_RETURN_JSONB_P(result);
+}
