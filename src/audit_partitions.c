@@ -227,14 +227,14 @@ Datum
 create_audit_partitions(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int32		months;
-	TimestampTz now = GetCurrentTimestamp();
+	int32		ahead;
+	TimestampTz clock = GetCurrentTimestamp();
 	PlPrivState priv;
 	Relation	parent;
 
 	PlRequireArg(fcinfo, 0, "months_ahead");
-	months = PG_GETARG_INT32(0);
-	if (months < 0 || months > 120)
+	ahead = PG_GETARG_INT32(0);
+	if (ahead < 0 || ahead > 120)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("months_ahead must be between 0 and 120")));
@@ -245,10 +245,10 @@ create_audit_partitions(PG_FUNCTION_ARGS)
 	PlAllowAuditDdl(true);
 	PG_TRY();
 	{
-		for (int m = 0; m <= months; m++)
+		for (int m = 0; m <= ahead; m++)
 		{
-			TimestampTz from = month_start(now, m);
-			TimestampTz to = month_start(now, m + 1);
+			TimestampTz from = month_start(clock, m);
+			TimestampTz to = month_start(clock, m + 1);
 			pg_uuid_t	lo;
 			pg_uuid_t	hi;
 			struct pg_tm tm;
