@@ -68,7 +68,8 @@ ISOLATION = \
 	transfer_repeatable_read \
 	hold_expiry_race \
 	hot_account \
-	transfer_many_same_keys
+	transfer_many_same_keys \
+	audit_partition_routing
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=payledger
 
 TAP_TESTS = 1

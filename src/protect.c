@@ -13,12 +13,13 @@
  * disable the event trigger itself, which is what the audit log's hash
  * chains are there to catch.
  *
- * What only adds to the ledger passes, as pg_restore needs it for the
- * audit log's monthly partitions (ordinary tables, dumped with their
- * data): ENABLE ALWAYS TRIGGER, column defaults (payledger's writers set
- * every column), ADD CONSTRAINT of a UNIQUE or PRIMARY KEY and, for
- * superusers, OWNER TO.  payledger's own partition functions
- * (src/audit_partitions.c) pass while they run, NO INHERIT included.
+ * On the audit log's monthly partitions (ordinary tables, not members of
+ * the extension, dumped with their data), what only adds to the ledger
+ * passes, as pg_restore needs it: ENABLE ALWAYS TRIGGER, column defaults
+ * (payledger's writers set every column), ADD CONSTRAINT of a UNIQUE or
+ * PRIMARY KEY and, for superusers, OWNER TO.  payledger's own partition
+ * functions (src/audit_partitions.c) pass while they run, NO INHERIT
+ * included.
  *
  * Copyright (c) 2026, payledger authors
  *
@@ -30,6 +31,7 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
 #include "fmgr.h"
@@ -130,6 +132,15 @@ drop_touches_ledger(DropStmt *stmt)
 	return false;
 }
 
+/* Is the relation one the extension's scripts made (not a monthly partition)? */
+static bool
+extension_member(RangeVar *rv)
+{
+	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+
+	return !OidIsValid(relid) || OidIsValid(getExtensionOfObject(RelationRelationId, relid));
+}
+
 /* Does an ALTER TABLE only add to the ledger (what pg_restore runs)? */
 static bool
 alter_only_adds(AlterTableStmt *stmt)
@@ -185,7 +196,8 @@ protect_ddl(PG_FUNCTION_ARGS)
 	{
 		case T_AlterTableStmt:
 			if (in_ledger_schema(((AlterTableStmt *) tree)->relation) &&
-				!alter_only_adds((AlterTableStmt *) tree))
+				(extension_member(((AlterTableStmt *) tree)->relation) ||
+				 !alter_only_adds((AlterTableStmt *) tree)))
 				refuse("ALTER TABLE");
 			break;
 		case T_RenameStmt:

@@ -9,7 +9,7 @@
 BEGIN;
 \ir helpers.psql
 
-SELECT plan(24);
+SELECT plan(28);
 
 -- Runs p_sql, then the probe p_probe (a query returning one text value)
 -- and rolls both back; returns the probe's value, or the SQLSTATE that p_sql
@@ -58,6 +58,16 @@ SELECT throws_ok($$DROP TABLE payledger.payment_audit_log$$,
 	'PY007', NULL, 'DROP TABLE payledger.payment_audit_log raises PY007');
 SELECT throws_ok($$DROP TABLE payledger.entries$$,
 	'PY007', NULL, 'DROP TABLE payledger.entries raises PY007');
+-- what pg_restore may run on a monthly partition is still refused on the
+-- extension's own tables, for a superuser too
+SELECT throws_ok($$ALTER TABLE payledger.payment_audit_log OWNER TO pg_database_owner$$,
+	'PY007', NULL, 'OWNER TO on payledger.payment_audit_log raises PY007');
+SELECT throws_ok($$ALTER TABLE payledger.accounts ALTER COLUMN metadata SET DEFAULT '{"x": 1}'$$,
+	'PY007', NULL, 'ALTER COLUMN ... SET DEFAULT on payledger.accounts raises PY007');
+SELECT throws_ok($$ALTER TABLE payledger.payment_audit_log ADD CONSTRAINT one_per_payment UNIQUE (payment_id)$$,
+	'PY007', NULL, 'ADD CONSTRAINT ... UNIQUE on payledger.payment_audit_log raises PY007');
+SELECT throws_ok($$ALTER TABLE payledger.transfers ENABLE ALWAYS TRIGGER transfers_append_only$$,
+	'PY007', NULL, 'ENABLE ALWAYS TRIGGER on payledger.transfers raises PY007');
 SELECT throws_ok($$DROP EXTENSION payledger$$,
 	'PY007', 'DROP EXTENSION payledger is not allowed while the ledger holds data',
 	'DROP EXTENSION payledger while the ledger holds data raises PY007');
