@@ -15,6 +15,8 @@ cat >"$WORK_DIR/demo.sql" <<'SQL'
 \pset footer off
 \echo '-- install the extension'
 CREATE EXTENSION payledger;
+\echo '-- keep the audit log in monthly partitions (this month and the next two)'
+SELECT count(*) AS months_made FROM payledger.create_audit_partitions();
 
 \echo '-- open accounts: a card-network settlement account with no floor, two wallets'
 SELECT payledger.create_account('USD', 'settlement', NULL) AS network \gset
@@ -44,7 +46,8 @@ UNION ALL SELECT 'shop', * FROM payledger.get_balance(:'shop')
 UNION ALL SELECT 'network', * FROM payledger.get_balance(:'network');
 
 \echo '-- the audit log: one row per account change, transfer and decline'
-SELECT id, event_type, new_state, amount_cents, currency, success, reason_code, actor_type
+SELECT id, event_type, new_state, amount_cents, currency, success, reason_code, actor_type,
+       tableoid::regclass::text ~ '_[0-9]{4}_[0-9]{2}$' AS in_month_partition
   FROM payledger.payment_audit_log ORDER BY id;
 
 \echo '-- history cannot be rewritten, not even by a superuser'
