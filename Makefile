@@ -50,6 +50,7 @@ REGRESS = \
 	transfer_legs \
 	check_ledger \
 	sub_balances \
+	audit_partitions \
 	upgrade
 REGRESS_OPTS = --load-extension=payledger
 
