@@ -219,7 +219,8 @@ run(const char *sql, int expect)
  *
  * One child per month (UTC), payment_audit_log_YYYY_MM, from this month to
  * months_ahead months ahead, with the parent's indexes and its append-only
- * guard ENABLE ALWAYS; a month that exists is left alone.  Rows of this
+ * guard ENABLE ALWAYS; a month made before (attached or archived) is left
+ * alone, another table of that name is an error.  Rows of this
  * month written before stay in the parent.  Run it monthly (pg_cron).
  */
 PG_FUNCTION_INFO_V1(create_audit_partitions);
@@ -262,8 +263,15 @@ create_audit_partitions(PG_FUNCTION_ARGS)
 			if (timestamp2tm(from, NULL, &tm, &fsec, NULL, NULL) != 0)
 				elog(ERROR, "timestamp out of range");
 			snprintf(name, sizeof(name), "payment_audit_log_%04d_%02d", tm.tm_year, tm.tm_mon);
-			if (OidIsValid(get_relname_relid(name, ledger_namespace())))
+			run(psprintf("SELECT 1 FROM payledger.audit_partitions WHERE partition_name = '%s'", name),
+				SPI_OK_SELECT);
+			if (SPI_processed > 0)
 				continue;
+			if (OidIsValid(get_relname_relid(name, ledger_namespace())))
+				ereport(ERROR,
+						(errcode(ERRCODE_DUPLICATE_TABLE),
+						 errmsg("relation \"payledger.%s\" exists but is not a month of the audit log", name),
+						 errhint("Rename or drop it, then run create_audit_partitions() again.")));
 			uuid_bound(from, &lo);
 			uuid_bound(to, &hi);
 			lo_text = PlUuidText(&lo);

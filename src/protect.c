@@ -16,8 +16,8 @@
  * On the audit log's monthly partitions (ordinary tables, not members of
  * the extension, dumped with their data), what only adds to the ledger
  * passes, as pg_restore needs it: ENABLE ALWAYS TRIGGER, column defaults
- * (payledger's writers set every column), ADD CONSTRAINT of a UNIQUE or
- * PRIMARY KEY and, for superusers, OWNER TO.  payledger's own partition
+ * (payledger's writers set every column), ADD CONSTRAINT UNIQUE (event_id)
+ * and, for superusers, OWNER TO.  payledger's own partition
  * functions (src/audit_partitions.c) pass while they run, NO INHERIT
  * included.
  *
@@ -157,10 +157,15 @@ alter_only_adds(AlterTableStmt *stmt)
 			case AT_ColumnDefault:
 				break;
 			case AT_AddConstraint:
-				if (!IsA(cmd->def, Constraint) ||
-					(((Constraint *) cmd->def)->contype != CONSTR_UNIQUE &&
-					 ((Constraint *) cmd->def)->contype != CONSTR_PRIMARY))
-					return false;
+				{
+					/* the month's UNIQUE (event_id), nothing that could refuse rows */
+					Constraint *con = (Constraint *) cmd->def;
+
+					if (!IsA(con, Constraint) || con->contype != CONSTR_UNIQUE ||
+						list_length(con->keys) != 1 ||
+						strcmp(strVal(linitial(con->keys)), "event_id") != 0)
+						return false;
+				}
 				break;
 			case AT_ChangeOwner:
 				if (!superuser())

@@ -11,27 +11,6 @@ BEGIN;
 
 SELECT plan(28);
 
--- Runs p_sql, then the probe p_probe (a query returning one text value)
--- and rolls both back; returns the probe's value, or the SQLSTATE that p_sql
--- or p_probe raised.
-CREATE FUNCTION pg_temp.undone(p_sql text, p_probe text DEFAULT $$SELECT 'ok'$$)
-	RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	result	text;
-BEGIN
-	BEGIN
-		EXECUTE p_sql;
-		EXECUTE p_probe INTO result;
-		RAISE EXCEPTION USING ERRCODE = 'PTUND', MESSAGE = 'undo';
-	EXCEPTION
-		WHEN SQLSTATE 'PTUND' THEN
-			NULL;			-- result survives the rollback of the block
-		WHEN OTHERS THEN
-			result := SQLSTATE;
-	END;
-	RETURN result;
-END $$;
-
 DO $$
 BEGIN
 	PERFORM pg_temp.open('sys', 'USD', NULL, 'system');
