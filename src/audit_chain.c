@@ -241,11 +241,26 @@ find_chain(CheckpointChain *chains, int n, const pg_uuid_t *id)
 	return NULL;
 }
 
+/* The int8 field "name" of a checkpoint, or -1 when it has none. */
+static int64
+checkpoint_int(Jsonb *cp, const char *name)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) name;
+	k.val.string.len = strlen(name);
+	v = findJsonbValueFromContainer(&cp->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type != jbvNumeric)
+		return -1;
+	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
+}
+
 static void
 parse_checkpoint(Jsonb *cp, CheckpointChain **chains, int *nchains, int64 *max_id)
 {
 	JsonbValue	k;
-	JsonbValue *v;
 	JsonbValue *arr;
 	int			n;
 
@@ -253,15 +268,12 @@ parse_checkpoint(Jsonb *cp, CheckpointChain **chains, int *nchains, int64 *max_i
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("checkpoint must be a JSON object from audit_checkpoint()")));
-	k.type = jbvString;
-	k.val.string.val = "max_id";
-	k.val.string.len = 6;
-	v = findJsonbValueFromContainer(&cp->root, JB_FOBJECT, &k);
-	if (v == NULL || v->type != jbvNumeric)
+	*max_id = checkpoint_int(cp, "max_id");
+	if (*max_id < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("checkpoint has no max_id")));
-	*max_id = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
+	k.type = jbvString;
 	k.val.string.val = "chains";
 	k.val.string.len = 6;
 	arr = findJsonbValueFromContainer(&cp->root, JB_FOBJECT, &k);
@@ -312,22 +324,6 @@ parse_checkpoint(Jsonb *cp, CheckpointChain **chains, int *nchains, int64 *max_i
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("checkpoint chain %d has a malformed last_hash", i)));
 	}
-}
-
-/* The int8 field "name" of a checkpoint, or -1 when it has none. */
-static int64
-checkpoint_int(Jsonb *cp, const char *name)
-{
-	JsonbValue	k;
-	JsonbValue *v;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) name;
-	k.val.string.len = strlen(name);
-	v = findJsonbValueFromContainer(&cp->root, JB_FOBJECT, &k);
-	if (v == NULL || v->type != jbvNumeric)
-		return -1;
-	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
 }
 
 static bool checkpoint_signed(Jsonb *checkpoint);
@@ -608,15 +604,17 @@ verify_result(FunctionCallInfo fcinfo, const char *source, Jsonb *checkpoint, bo
 	VerifyState st;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
+	int64		checkpoint_rows;
 
 	InitMaterializedSRF(fcinfo, 0);
 	PlSpiBegin(&priv);
 	verify(&st, source, checkpoint, !archive);
+	checkpoint_rows = archive ? checkpoint_int(checkpoint, "rows") : -1;
 	if (!archive)
 		check_archive_records(&st);
-	else if (checkpoint_int(checkpoint, "rows") >= 0 && st.rows != checkpoint_int(checkpoint, "rows"))
+	else if (checkpoint_rows >= 0 && st.rows != checkpoint_rows)
 		fail(&st, (Datum) 0, true, psprintf("the archive has %lld rows; its checkpoint has %lld (rows added or deleted)",
-											(long long) st.rows, (long long) checkpoint_int(checkpoint, "rows")));
+											(long long) st.rows, (long long) checkpoint_rows));
 	if (checkpoint && !checkpoint_signed(checkpoint))
 	{
 		st.ok = false;
