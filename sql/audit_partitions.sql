@@ -25,6 +25,9 @@ SELECT payledger.archive_audit_partition(NULL);
 ROLLBACK TO s;
 SELECT * FROM payledger.verify_audit_archive('payledger.entries');
 ROLLBACK TO s;
+CREATE TABLE public.lookalike (LIKE payledger.payment_audit_log);
+SELECT * FROM payledger.verify_audit_archive('public.lookalike');
+ROLLBACK TO s;
 -- this month has not ended (the message names it, so only the SQLSTATE here)
 DO $$
 BEGIN

@@ -23,7 +23,10 @@
  * outside the database: audit_checkpoint() returns every chain's head and
  * an HMAC over all of them; verify_audit_log(checkpoint) checks that each
  * head is still there, unchanged, and that no chain appeared among the rows
- * the checkpoint covered.
+ * the checkpoint covered.  Chains that went with an archived month are
+ * vouched for by its record in payledger.audit_archives, and only by a
+ * record that checks out; a checkpoint lists the records' signatures, so
+ * one deleted or replaced later is caught too.
  *
  * Hashing is over the stored binary form of each column (fixed-width
  * values as stored, varlena contents detoasted), so the writer and the
@@ -39,8 +42,10 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "common/cryptohash.h"
 #include "common/hmac.h"
@@ -53,6 +58,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 
 #include "payledger.h"
 
@@ -201,6 +207,15 @@ typedef struct VerifyState
 } VerifyState;
 
 static void
+verify_init(VerifyState *st)
+{
+	st->ok = true;
+	st->rows = 0;
+	st->has_bad_event = false;
+	st->problem = NULL;
+}
+
+static void
 fail(VerifyState *st, Datum event_id, bool event_null, const char *problem)
 {
 	if (!st->ok)
@@ -232,6 +247,21 @@ typedef struct CheckpointChain
 	bool		seen;
 } CheckpointChain;
 
+/* an archive record of payledger.audit_archives that checked out */
+typedef struct ArchiveRecord
+{
+	char	   *partition;
+	char	   *signature;
+	CheckpointChain *chains;
+	int			nchains;
+} ArchiveRecord;
+
+typedef struct ArchiveSet
+{
+	ArchiveRecord *records;
+	int			n;
+} ArchiveSet;
+
 static CheckpointChain *
 find_chain(CheckpointChain *chains, int n, const pg_uuid_t *id)
 {
@@ -255,6 +285,22 @@ checkpoint_int(Jsonb *cp, const char *name)
 	if (v == NULL || v->type != jbvNumeric)
 		return -1;
 	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
+}
+
+/* The string field "name" of a JSON object, or NULL when it has none. */
+static char *
+checkpoint_text(Jsonb *obj, const char *name)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) name;
+	k.val.string.len = strlen(name);
+	v = findJsonbValueFromContainer(&obj->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type != jbvString)
+		return NULL;
+	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
 static void
@@ -336,38 +382,89 @@ archives_exist(void)
 }
 
 /*
+ * Reads the records of payledger.audit_archives and keeps those that check
+ * out: the signature matches; the signed checkpoint names the record's
+ * month, range, row count and event counts; the range is the one
+ * create_audit_partitions() gave the month; and the month is no longer
+ * attached to the log.  A record failing any of these is reported and not
+ * used: a forged record must not vouch for chains deleted from the log.
+ */
+static void
+load_archives(VerifyState *st, ArchiveSet *set)
+{
+	set->n = 0;
+	set->records = NULL;
+	if (!archives_exist())
+		return;
+	if (SPI_execute("SELECT a.partition_name, a.checkpoint,"
+					"  a.checkpoint->>'kind' IS NOT DISTINCT FROM 'archive'"
+					"  AND a.checkpoint->>'partition' IS NOT DISTINCT FROM a.partition_name"
+					"  AND a.checkpoint->>'range_from' IS NOT DISTINCT FROM a.range_from::text"
+					"  AND a.checkpoint->>'range_to' IS NOT DISTINCT FROM a.range_to::text"
+					"  AND a.checkpoint->>'rows' IS NOT DISTINCT FROM a.row_count::text"
+					"  AND a.checkpoint->'event_counts' IS NOT DISTINCT FROM a.event_counts,"
+					"  p.range_from IS NOT DISTINCT FROM a.range_from"
+					"  AND p.range_to IS NOT DISTINCT FROM a.range_to,"
+					"  EXISTS (SELECT FROM pg_catalog.pg_inherits i"
+					"          JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid"
+					"          WHERE c.relname = a.partition_name"
+					"            AND c.relnamespace = 'payledger'::pg_catalog.regnamespace"
+					"            AND i.inhparent = 'payledger.payment_audit_log'::pg_catalog.regclass)"
+					" FROM payledger.audit_archives a"
+					" LEFT JOIN payledger.audit_partitions p USING (partition_name)"
+					" ORDER BY a.partition_name", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read payledger.audit_archives");
+	set->records = palloc0(sizeof(ArchiveRecord) * Max(SPI_processed, 1));
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		char	   *name = SPI_getvalue(tup, desc, 1);
+		Jsonb	   *cp = DatumGetJsonbP(SPI_getbinval(tup, desc, 2, &isnull));
+		ArchiveRecord *rec = &set->records[set->n];
+		int64		max_id;
+
+		if (!checkpoint_signed(cp) ||
+			!DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)))
+			fail(st, (Datum) 0, true, psprintf("the archive record of %s does not match its signature (edited or forged)",
+											   name));
+		else if (!DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
+			fail(st, (Datum) 0, true, psprintf("the archive record of %s does not match the month create_audit_partitions() made (forged)",
+											   name));
+		else if (DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull)))
+			fail(st, (Datum) 0, true, psprintf("the archive record of %s names a month still attached to the log (forged)",
+											   name));
+		else
+		{
+			rec->partition = name;
+			rec->signature = checkpoint_text(cp, "signature");
+			parse_checkpoint(cp, &rec->chains, &rec->nchains, &max_id);
+			set->n++;
+		}
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
  * Chains of the checkpoint that are not in the log any more are fine when
  * an archived month took them: its checkpoint has them, at or past the
  * head this checkpoint saw.
  */
 static void
-match_archived_chains(VerifyState *st, CheckpointChain *cp_chains, int cp_n)
+match_archived_chains(VerifyState *st, const ArchiveSet *set,
+					  CheckpointChain *cp_chains, int cp_n)
 {
-	uint64		n;
-	SPITupleTable *tt;
-
-	if (!archives_exist())
-		return;
-	if (SPI_execute("SELECT checkpoint FROM payledger.audit_archives ORDER BY partition_name",
-					true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read payledger.audit_archives");
-	n = SPI_processed;
-	tt = SPI_tuptable;
-	for (uint64 r = 0; r < n; r++)
+	for (int r = 0; r < set->n; r++)
 	{
-		bool		isnull;
-		Jsonb	   *arch = DatumGetJsonbP(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
-		CheckpointChain *a_chains;
-		int			a_n;
-		int64		a_max;
+		const ArchiveRecord *rec = &set->records[r];
 
-		parse_checkpoint(arch, &a_chains, &a_n, &a_max);
 		for (int i = 0; i < cp_n; i++)
 		{
 			CheckpointChain *a;
 
 			if (cp_chains[i].seen ||
-				(a = find_chain(a_chains, a_n, &cp_chains[i].chain_id)) == NULL)
+				(a = find_chain(rec->chains, rec->nchains, &cp_chains[i].chain_id)) == NULL)
 				continue;
 			cp_chains[i].seen = true;
 			if (a->seq < cp_chains[i].seq)
@@ -382,26 +479,54 @@ match_archived_chains(VerifyState *st, CheckpointChain *cp_chains, int cp_n)
 	}
 }
 
-/* Every archive record must still carry the checkpoint that was signed. */
+/*
+ * Every archive record a checkpoint lists ("archives", since 0.2.0) must
+ * still be there with the signature it had.
+ */
 static void
-check_archive_records(VerifyState *st)
+match_checkpoint_archives(VerifyState *st, const ArchiveSet *set, Jsonb *checkpoint)
 {
-	if (!archives_exist())
-		return;
-	if (SPI_execute("SELECT partition_name, checkpoint, row_count FROM payledger.audit_archives"
-					" ORDER BY partition_name", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read payledger.audit_archives");
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Jsonb	   *cp = DatumGetJsonbP(SPI_getbinval(tup, desc, 2, &isnull));
-		int64		rows = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+	JsonbValue	k;
+	JsonbValue *arr;
+	int			n;
 
-		if (!checkpoint_signed(cp) || checkpoint_int(cp, "rows") != rows)
-			fail(st, (Datum) 0, true, psprintf("the archive record of %s does not match its signature (edited or forged)",
-											   SPI_getvalue(tup, desc, 1)));
+	k.type = jbvString;
+	k.val.string.val = "archives";
+	k.val.string.len = 8;
+	arr = findJsonbValueFromContainer(&checkpoint->root, JB_FOBJECT, &k);
+	if (arr == NULL)
+		return;
+	if (arr->type != jbvBinary || !JsonContainerIsArray(arr->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("checkpoint's archives is not an array")));
+	n = JsonContainerSize(arr->val.binary.data);
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *elem = getIthJsonbValueFromContainer(arr->val.binary.data, i);
+		Jsonb	   *obj;
+		char	   *partition;
+		char	   *signature;
+		bool		found = false;
+
+		if (elem == NULL || elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("checkpoint archive %d is not an object", i)));
+		obj = JsonbValueToJsonb(elem);
+		partition = checkpoint_text(obj, "partition");
+		signature = checkpoint_text(obj, "signature");
+		if (partition == NULL || signature == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("checkpoint archive %d has no partition or signature", i)));
+		for (int r = 0; r < set->n && !found; r++)
+			found = strcmp(set->records[r].partition, partition) == 0 &&
+				set->records[r].signature != NULL &&
+				pg_strcasecmp(set->records[r].signature, signature) == 0;
+		if (!found)
+			fail(st, (Datum) 0, true, psprintf("the archive record of %s that the checkpoint lists is missing or was replaced",
+											   partition));
 	}
 }
 
@@ -411,7 +536,7 @@ check_archive_records(VerifyState *st)
  * its chain heads is still there (or, with archives, was archived).
  */
 static void
-verify(VerifyState *st, const char *source, Jsonb *checkpoint, bool archives)
+verify(VerifyState *st, const char *source, Jsonb *checkpoint, const ArchiveSet *archives)
 {
 	Portal		portal;
 	SPIPlanPtr	plan;
@@ -423,10 +548,6 @@ verify(VerifyState *st, const char *source, Jsonb *checkpoint, bool archives)
 	int			cp_n = 0;
 	int64		cp_max_id = 0;
 
-	st->ok = true;
-	st->rows = 0;
-	st->has_bad_event = false;
-	st->problem = NULL;
 	if (checkpoint)
 		parse_checkpoint(checkpoint, &cp_chains, &cp_n, &cp_max_id);
 
@@ -530,7 +651,7 @@ verify(VerifyState *st, const char *source, Jsonb *checkpoint, bool archives)
 												   PlUuidText(&cur_chain), (long long) prev_seq, (long long) c->seq));
 		}
 		if (archives)
-			match_archived_chains(st, cp_chains, cp_n);
+			match_archived_chains(st, archives, cp_chains, cp_n);
 		for (int i = 0; i < cp_n; i++)
 			if (!cp_chains[i].seen)
 				fail(st, (Datum) 0, true, psprintf("chain %s of the checkpoint is missing its head (rows deleted)",
@@ -587,7 +708,8 @@ PlAuditVerifySource(const char *source, char **problem)
 {
 	VerifyState st;
 
-	verify(&st, source, NULL, false);
+	verify_init(&st);
+	verify(&st, source, NULL, NULL);
 	*problem = st.problem;
 	return st.ok;
 }
@@ -604,17 +726,42 @@ verify_result(FunctionCallInfo fcinfo, const char *source, Jsonb *checkpoint, bo
 	VerifyState st;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
-	int64		checkpoint_rows;
 
 	InitMaterializedSRF(fcinfo, 0);
 	PlSpiBegin(&priv);
-	verify(&st, source, checkpoint, !archive);
-	checkpoint_rows = archive ? checkpoint_int(checkpoint, "rows") : -1;
-	if (!archive)
-		check_archive_records(&st);
-	else if (checkpoint_rows >= 0 && st.rows != checkpoint_rows)
-		fail(&st, (Datum) 0, true, psprintf("the archive has %lld rows; its checkpoint has %lld (rows added or deleted)",
-											(long long) st.rows, (long long) checkpoint_rows));
+	verify_init(&st);
+	if (archive)
+	{
+		PlPrivState caller;
+		int64		checkpoint_rows;
+
+		/* the month is any table the caller names: read it with the caller's rights */
+		PlUnprivilegedBegin(&caller);
+		verify(&st, source, checkpoint, NULL);
+		PlUnprivilegedEnd(&caller);
+		checkpoint_rows = checkpoint_int(checkpoint, "rows");
+		if (checkpoint_rows >= 0 && st.rows != checkpoint_rows)
+			fail(&st, (Datum) 0, true, psprintf("the archive has %lld rows; its checkpoint has %lld (rows added or deleted)",
+												(long long) st.rows, (long long) checkpoint_rows));
+	}
+	else
+	{
+		VerifyState records;
+		ArchiveSet	set;
+
+		verify_init(&records);
+		load_archives(&records, &set);
+		verify(&st, source, checkpoint, &set);
+		if (checkpoint)
+			match_checkpoint_archives(&records, &set, checkpoint);
+		/* a bad archive record explains the chains it no longer vouches for */
+		if (!records.ok)
+		{
+			st.ok = false;
+			st.has_bad_event = false;
+			st.problem = records.problem;
+		}
+	}
 	if (checkpoint && !checkpoint_signed(checkpoint))
 	{
 		st.ok = false;
@@ -661,6 +808,33 @@ verify_audit_log_checkpoint(PG_FUNCTION_ARGS)
 }
 
 /*
+ * An archive to verify is a plain table with the columns of the audit log,
+ * type for type: what the hashes were computed over.
+ */
+static void
+require_audit_columns(Oid relid, const char *relname)
+{
+	Relation	rel = relation_open(relid, AccessShareLock);
+	Relation	log = relation_open(get_relname_relid("payment_audit_log",
+												   get_namespace_oid("payledger", false)),
+									AccessShareLock);
+	TupleDesc	have = RelationGetDescr(rel);
+	TupleDesc	want = RelationGetDescr(log);
+	bool		same = rel->rd_rel->relkind == RELKIND_RELATION && have->natts == want->natts;
+
+	for (int i = 0; same && i < want->natts; i++)
+		same = !TupleDescAttr(have, i)->attisdropped &&
+			TupleDescAttr(have, i)->atttypid == TupleDescAttr(want, i)->atttypid;
+	relation_close(log, AccessShareLock);
+	relation_close(rel, AccessShareLock);
+	if (!same)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table with the columns of payledger.payment_audit_log", relname),
+				 errhint("Pass the month archive_audit_partition() detached, or a copy restored with its definition.")));
+}
+
+/*
  * payledger.verify_audit_archive(archive regclass, checkpoint jsonb DEFAULT
  *		NULL) RETURNS TABLE(ok boolean, rows_checked bigint,
  *		first_bad_event_id uuid, problem text)
@@ -687,6 +861,7 @@ verify_audit_archive(PG_FUNCTION_ARGS)
 				 errmsg("relation with OID %u does not exist", relid)));
 	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, relname);
+	require_audit_columns(relid, relname);
 	source = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname);
 	if (!PG_ARGISNULL(1))
 		checkpoint = PG_GETARG_JSONB_P(1);
@@ -723,12 +898,14 @@ verify_audit_archive(PG_FUNCTION_ARGS)
 /*
  * payledger.audit_checkpoint() RETURNS jsonb
  *
- * {"max_id": n, "taken_at": ..., "chains": [{"chain_id", "last_seq",
- * "last_hash"}, ...], "signature": hex} -- keep it outside the database.
- * The signature is an HMAC-SHA256 of the canonical jsonb text of the rest
- * under payledger.audit_signing_key when that is set, else a plain SHA-256;
- * verify_audit_log(checkpoint) refuses a checkpoint whose signature does
- * not match.
+ * {"max_id": n, "taken_at": ..., "rows": n, "chains": [{"chain_id",
+ * "last_seq", "last_hash"}, ...], "archives": [{"partition", "signature"},
+ * ...], "signature": hex} -- keep it outside the database.  "archives"
+ * lists the archive records there are, so that one removed or replaced
+ * later is caught.  The signature is an HMAC-SHA256 of the canonical jsonb
+ * text of the rest under payledger.audit_signing_key when that is set, else
+ * a plain SHA-256; verify_audit_log(checkpoint) refuses a checkpoint whose
+ * signature does not match.
  */
 PG_FUNCTION_INFO_V1(audit_checkpoint);
 Datum
@@ -736,11 +913,23 @@ audit_checkpoint(PG_FUNCTION_ARGS)
 {
 	PlPrivState priv;
 	MemoryContext caller = CurrentMemoryContext;
+	Jsonb	   *extra = NULL;
 	Jsonb	   *cp;
 	Jsonb	   *result;
 
 	PlSpiBegin(&priv);
-	cp = PlAuditSourceCheckpoint("payledger.payment_audit_log", NULL);
+	if (archives_exist())
+	{
+		bool		isnull;
+
+		if (SPI_execute("SELECT pg_catalog.jsonb_build_object('archives', coalesce(pg_catalog.jsonb_agg("
+						"  pg_catalog.jsonb_build_object('partition', partition_name,"
+						"   'signature', checkpoint->>'signature') ORDER BY partition_name), '[]'))"
+						" FROM payledger.audit_archives", true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not read payledger.audit_archives");
+		extra = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	cp = PlAuditSourceCheckpoint("payledger.payment_audit_log", extra);
 	result = MemoryContextAlloc(caller, VARSIZE(cp));
 	memcpy(result, cp, VARSIZE(cp));
 	PlSpiEnd(&priv);
@@ -749,38 +938,36 @@ audit_checkpoint(PG_FUNCTION_ARGS)
 
 /*
  * The signed checkpoint of source (a qualified table name): its largest
- * id, row count and chain heads, and extra_fields (JSON members, or NULL).
+ * id, row count and chain heads, and the members of extra (or NULL).
  * Runs inside PlSpiBegin/PlSpiEnd.
  */
 Jsonb *
-PlAuditSourceCheckpoint(const char *source, const char *extra_fields)
+PlAuditSourceCheckpoint(const char *source, Jsonb *extra)
 {
-	StringInfoData body;
+	Datum		arg = extra ? JsonbPGetDatum(extra) : (Datum) 0;
+	Oid			type = JSONBOID;
+	bool		isnull;
+	Jsonb	   *body;
 	char		hex[PL_SHA256_LEN * 2 + 1];
-	Jsonb	   *result;
 
-	if (SPI_execute(psprintf("SELECT coalesce((SELECT max(id) FROM %s), 0),"
-							 " pg_catalog.to_json(pg_catalog.clock_timestamp()),"
-							 " (SELECT count(*) FROM %s),"
-							 " coalesce((SELECT pg_catalog.json_agg(pg_catalog.json_build_object("
-							 "  'chain_id', chain_id, 'last_seq', chain_seq,"
-							 "  'last_hash', pg_catalog.encode(row_hash, 'hex')) ORDER BY chain_id)"
-							 "  FROM (SELECT DISTINCT ON (chain_id) chain_id, chain_seq, row_hash"
-							 "        FROM %s WHERE chain_id IS NOT NULL"
-							 "        ORDER BY chain_id, chain_seq DESC) h), '[]')",
-							 source, source, source),
-					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	if (SPI_execute_with_args(psprintf("SELECT pg_catalog.jsonb_build_object("
+									   " 'max_id', coalesce((SELECT pg_catalog.max(id) FROM %s), 0),"
+									   " 'taken_at', pg_catalog.clock_timestamp(),"
+									   " 'rows', (SELECT pg_catalog.count(*) FROM %s),"
+									   " 'chains', coalesce((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
+									   "  'chain_id', chain_id, 'last_seq', chain_seq,"
+									   "  'last_hash', pg_catalog.encode(row_hash, 'hex')) ORDER BY chain_id)"
+									   "  FROM (SELECT DISTINCT ON (chain_id) chain_id, chain_seq, row_hash"
+									   "        FROM %s WHERE chain_id IS NOT NULL"
+									   "        ORDER BY chain_id, chain_seq DESC) h), '[]'))"
+									   " OPERATOR(pg_catalog.||) coalesce($1, '{}')",
+									   source, source, source),
+							  1, &type, &arg, extra ? NULL : "n", true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
 		elog(ERROR, "could not read the chain heads");
-	initStringInfo(&body);
-	appendStringInfo(&body, "{\"max_id\": %s, \"taken_at\": %s, \"rows\": %s, \"chains\": %s%s%s}",
-					 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
-					 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2),
-					 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3),
-					 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4),
-					 extra_fields ? ", " : "", extra_fields ? extra_fields : "");
-	result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(body.data)));
-	sign_checkpoint(result, hex);
-	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(result),
+	body = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	sign_checkpoint(body, hex);
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(body),
 											  DirectFunctionCall1(jsonb_in,
 																  CStringGetDatum(psprintf("{\"signature\": \"%s\"}", hex)))));
 }

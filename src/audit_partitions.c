@@ -13,11 +13,14 @@
  * row itself, to the child of its month or, when there is none, to the
  * parent.  The choice is cached per backend and forgotten on any relcache
  * invalidation of the parent or of the child; creating and archiving
- * months invalidate the parent.
+ * months invalidate the parent.  Whether a month is attached is read from
+ * pg_inherits with the catalog snapshot, so a transaction whose snapshot
+ * is older than an archive never writes into the detached month.
  *
- * Archiving a month verifies it, stores its signed checkpoint in
- * payledger.audit_archives and detaches it (NO INHERIT).  The verifier
- * then accepts the month's chains as gone, and verify_audit_archive()
+ * Archiving a month verifies it, stores its signed checkpoint (its chain
+ * heads, name, range and event counts) in payledger.audit_archives and
+ * detaches it (NO INHERIT).  The verifier then accepts the month's chains
+ * as gone, and verify_audit_archive()
  * checks the detached table, or a copy restored years later, against that
  * checkpoint.  Months are archived oldest first, so that the archived part
  * of history is one prefix of time (check_ledger relies on it).
@@ -33,6 +36,7 @@
 
 #include "access/table.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
@@ -128,6 +132,26 @@ ledger_namespace(void)
 	return get_namespace_oid("payledger", false);
 }
 
+/*
+ * Is relid a month attached to parent now?  pg_inherits is read with the
+ * catalog snapshot, not the transaction's: a REPEATABLE READ transaction, or
+ * one that waited behind archive_audit_partition(), must not write into a
+ * month that was detached since its snapshot was taken.
+ */
+static bool
+attached_month(Oid parent_oid, Oid relid)
+{
+	List	   *children;
+	bool		attached;
+
+	if (!OidIsValid(relid))
+		return false;
+	children = find_inheritance_children(parent_oid, NoLock);
+	attached = list_member_oid(children, relid);
+	list_free(children);
+	return attached;
+}
+
 /* Finds the child that takes event_id, or settles on the parent for its month. */
 static void
 find_leaf(Relation parent, const pg_uuid_t *event_id)
@@ -141,28 +165,27 @@ find_leaf(Relation parent, const pg_uuid_t *event_id)
 	uuid_bound(month_start(at, 1), &leaf_hi);
 	if (OidIsValid(get_relname_relid("audit_partitions", ledger_namespace())))
 	{
-		Datum		args[3];
-		Oid			types[3] = {UUIDOID, OIDOID, OIDOID};
+		Datum		arg = UUIDPGetDatum(event_id);
+		Oid			type = UUIDOID;
 
-		args[0] = UUIDPGetDatum(event_id);
-		args[1] = ObjectIdGetDatum(parent_oid);
-		args[2] = ObjectIdGetDatum(ledger_namespace());
-		if (SPI_execute_with_args("SELECT c.oid, p.range_from, p.range_to"
-								  " FROM payledger.audit_partitions p"
-								  " JOIN pg_catalog.pg_class c ON c.relname = p.partition_name AND c.relnamespace = $3"
-								  " JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = $2"
-								  " WHERE $1 >= p.range_from AND $1 < p.range_to",
-								  3, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		if (SPI_execute_with_args("SELECT partition_name, range_from, range_to"
+								  " FROM payledger.audit_partitions"
+								  " WHERE $1 >= range_from AND $1 < range_to",
+								  1, &type, &arg, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read payledger.audit_partitions");
 		if (SPI_processed == 1)
 		{
 			bool		isnull;
 			HeapTuple	tup = SPI_tuptable->vals[0];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
+			Oid			relid = get_relname_relid(SPI_getvalue(tup, desc, 1), ledger_namespace());
 
-			leaf_relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
-			leaf_lo = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
-			leaf_hi = *DatumGetUUIDP(SPI_getbinval(tup, desc, 3, &isnull));
+			if (attached_month(parent_oid, relid))
+			{
+				leaf_relid = relid;
+				leaf_lo = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
+				leaf_hi = *DatumGetUUIDP(SPI_getbinval(tup, desc, 3, &isnull));
+			}
 		}
 		SPI_freetuptable(SPI_tuptable);
 	}
@@ -171,35 +194,59 @@ find_leaf(Relation parent, const pg_uuid_t *event_id)
 
 /*
  * Opens (RowExclusiveLock) the table of the audit log that takes a row with
- * this event id: the child of its month, else the parent.  Runs inside
- * PlSpiBegin/PlSpiEnd.
+ * this event id: the child of its month, else the parent.  A month that was
+ * detached or dropped while this backend waited for its lock sends its rows
+ * to the parent.  Runs inside PlSpiBegin/PlSpiEnd.
  */
 Relation
 PlAuditLeafFor(Relation parent, const pg_uuid_t *event_id)
 {
-	for (;;)
+	Oid			parent_oid = RelationGetRelid(parent);
+
+	for (int attempt = 0;; attempt++)
 	{
 		Relation	leaf;
 
-		if (!leaf_valid || leaf_parent != RelationGetRelid(parent) ||
+		if (attempt > 100)
+			elog(ERROR, "could not find the audit log partition of an event: the months keep changing");
+		if (!leaf_valid || leaf_parent != parent_oid ||
 			memcmp(event_id->data, leaf_lo.data, UUID_LEN) < 0 ||
 			memcmp(event_id->data, leaf_hi.data, UUID_LEN) >= 0)
 			find_leaf(parent, event_id);
-		if (leaf_relid == RelationGetRelid(parent))
+		if (leaf_relid == parent_oid)
 			return parent;
 		/* locking it takes in invalidations: a detached month is forgotten */
 		leaf = try_table_open(leaf_relid, RowExclusiveLock);
-		if (leaf != NULL && leaf_valid)
+		if (leaf == NULL)
+		{
+			leaf_valid = false;
+			continue;
+		}
+		if (leaf_valid && attached_month(parent_oid, leaf_relid))
 		{
 			if (RelationGetDescr(leaf)->natts != RelationGetDescr(parent)->natts)
 				elog(ERROR, "%s does not have the columns of payledger.payment_audit_log",
 					 RelationGetRelationName(leaf));
 			return leaf;
 		}
-		if (leaf != NULL)
-			table_close(leaf, RowExclusiveLock);
+		table_close(leaf, RowExclusiveLock);
 		leaf_valid = false;
 	}
+}
+
+/* Is name what create_audit_partitions() calls a month, payment_audit_log_YYYY_MM? */
+static bool
+month_name(const char *name)
+{
+	const char *prefix = "payment_audit_log_";
+	size_t		plen = strlen(prefix);
+
+	if (strlen(name) != plen + 7 || strncmp(name, prefix, plen) != 0 || name[plen + 4] != '_')
+		return false;
+	for (int i = 0; i < 7; i++)
+		if (i != 4 && !isdigit((unsigned char) name[plen + i]))
+			return false;
+	return true;
 }
 
 /* Runs one statement through SPI, failing on anything unexpected. */
@@ -366,7 +413,7 @@ archive_audit_partition(PG_FUNCTION_ARGS)
 								  3, types, args, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read payledger.audit_partitions");
 	}
-	if (name == NULL || SPI_processed != 1)
+	if (name == NULL || SPI_processed != 1 || !month_name(name))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s is not a monthly partition of payledger.payment_audit_log",
@@ -405,10 +452,28 @@ archive_audit_partition(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("partition %s does not verify: %s", name, problem),
 				 errhint("Investigate with verify_audit_log() before archiving.")));
-	checkpoint = PlAuditSourceCheckpoint(qname,
-										 psprintf("\"kind\": \"archive\", \"partition\": \"%s\","
-												  " \"range_from\": \"%s\", \"range_to\": \"%s\"",
-												  name, PlUuidText(&lo), PlUuidText(&hi)));
+	{
+		Datum		args[4];
+		Oid			types[4] = {TEXTOID, UUIDOID, UUIDOID, REGCLASSOID};
+		Jsonb	   *extra;
+
+		/* what the record says of the month is signed with its chain heads */
+		args[0] = CStringGetTextDatum(name);
+		args[1] = UUIDPGetDatum(&lo);
+		args[2] = UUIDPGetDatum(&hi);
+		args[3] = ObjectIdGetDatum(partition);
+		if (SPI_execute_with_args(psprintf(
+									  "SELECT pg_catalog.jsonb_build_object('kind', 'archive', 'partition', $1,"
+									  " 'range_from', $2, 'range_to', $3, 'event_counts',"
+									  " coalesce((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
+									  "  'event_type', event_type, 'success', success, 'n', n) ORDER BY event_type, success)"
+									  "  FROM (SELECT event_type, success, pg_catalog.count(*) AS n FROM %s"
+									  "   GROUP BY event_type, success) c), '[]'))", qname),
+								  4, types, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not count the events of %s", name);
+		extra = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		checkpoint = PlAuditSourceCheckpoint(qname, extra);
+	}
 	{
 		Datum		values[4];
 		Oid			types[4] = {TEXTOID, UUIDOID, UUIDOID, JSONBOID};
@@ -420,12 +485,9 @@ archive_audit_partition(PG_FUNCTION_ARGS)
 		if (SPI_execute_with_args(psprintf(
 									  "INSERT INTO payledger.audit_archives (partition_name, range_from, range_to,"
 									  " covers_from, covers_until, row_count, event_counts, checkpoint, archived_at)"
-									  " SELECT $1, $2, $3, '%s', '%s', ($4->>'rows')::bigint,"
-									  " coalesce((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
-									  "  'event_type', event_type, 'success', success, 'n', n) ORDER BY event_type, success)"
-									  "  FROM (SELECT event_type, success, count(*) AS n FROM %s"
-									  "   GROUP BY event_type, success) c), '[]'), $4, pg_catalog.clock_timestamp()",
-									  ts_text(uuid_time(&lo)), ts_text(uuid_time(&hi)), qname),
+									  " SELECT $1, $2, $3, '%s', '%s', ($4->>'rows')::bigint, $4->'event_counts',"
+									  " $4, pg_catalog.clock_timestamp()",
+									  ts_text(uuid_time(&lo)), ts_text(uuid_time(&hi))),
 								  4, types, values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not record the archive of %s", name);
 	}

@@ -105,6 +105,7 @@ extern void PlSpiEnd(PlPrivState *state);
 extern int	PlExec(PlPlanId id, Datum *values, const char *nulls, long count);
 extern bool PlInternalWrite(void);
 extern Oid	PlCallerUserId(void);
+extern Oid	PlLedgerOwner(void);
 extern void PlUnprivilegedBegin(PlPrivState *state);
 extern void PlUnprivilegedEnd(PlPrivState *state);
 extern void SpiPlansInit(void);
@@ -307,7 +308,7 @@ extern int32 PlCurrentEra(void);
 extern void AuditChainInit(void);
 extern void PlAuditChainFill(Oid relid, TupleDesc desc, Datum *values, bool *nulls);
 extern bool PlAuditVerifySource(const char *source, char **problem);
-extern Jsonb *PlAuditSourceCheckpoint(const char *source, const char *extra_fields);
+extern Jsonb *PlAuditSourceCheckpoint(const char *source, Jsonb *extra);
 
 /* audit_partitions.c */
 extern void AuditPartitionsInit(void);

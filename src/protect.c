@@ -15,9 +15,9 @@
  *
  * On the audit log's monthly partitions (ordinary tables, not members of
  * the extension, dumped with their data), what only adds to the ledger
- * passes, as pg_restore needs it: ENABLE ALWAYS TRIGGER, column defaults
- * (payledger's writers set every column), ADD CONSTRAINT UNIQUE (event_id)
- * and, for superusers, OWNER TO.  payledger's own partition
+ * passes, as pg_restore needs it: ENABLE ALWAYS TRIGGER, SET DEFAULT to the
+ * default the parent has, ADD CONSTRAINT UNIQUE (event_id) and, for
+ * superusers, OWNER TO the role payledger writes as.  payledger's own partition
  * functions (src/audit_partitions.c) pass while they run, NO INHERIT
  * included.
  *
@@ -37,6 +37,9 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "parser/parser.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
 #include "payledger.h"
@@ -141,6 +144,46 @@ extension_member(RangeVar *rv)
 	return !OidIsValid(relid) || OidIsValid(getExtensionOfObject(RelationRelationId, relid));
 }
 
+/*
+ * Is def the default the audit log gives column?  pg_restore sets each
+ * month's defaults to the parent's, printed by pg_get_expr() as here; any
+ * other default, or DROP DEFAULT (def NULL), is refused.
+ */
+static bool
+parent_default(const char *column, Node *def)
+{
+	PlPrivState priv;
+	Datum		arg;
+	Oid			type = TEXTOID;
+	char	   *expr = NULL;
+	bool		same = false;
+
+	if (column == NULL || def == NULL)
+		return false;
+	arg = CStringGetTextDatum(column);
+	PlSpiBegin(&priv);
+	if (SPI_execute_with_args("SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid)"
+							  " FROM pg_catalog.pg_attrdef d"
+							  " JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum"
+							  " WHERE d.adrelid = 'payledger.payment_audit_log'::pg_catalog.regclass"
+							  "   AND a.attname = $1",
+							  1, &type, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the defaults of payledger.payment_audit_log");
+	if (SPI_processed == 1)
+		expr = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (expr != NULL)
+	{
+		List	   *parsed = raw_parser(psprintf("SELECT %s", expr), RAW_PARSE_DEFAULT);
+		SelectStmt *select = (SelectStmt *) linitial_node(RawStmt, parsed)->stmt;
+		ResTarget  *target = linitial_node(ResTarget, select->targetList);
+
+		/* equal() ignores parse locations */
+		same = equal(target->val, def);
+	}
+	PlSpiEnd(&priv);
+	return same;
+}
+
 /* Does an ALTER TABLE only add to the ledger (what pg_restore runs)? */
 static bool
 alter_only_adds(AlterTableStmt *stmt)
@@ -154,7 +197,10 @@ alter_only_adds(AlterTableStmt *stmt)
 		switch (cmd->subtype)
 		{
 			case AT_EnableAlwaysTrig:
+				break;
 			case AT_ColumnDefault:
+				if (!parent_default(cmd->name, cmd->def))
+					return false;
 				break;
 			case AT_AddConstraint:
 				{
@@ -168,7 +214,9 @@ alter_only_adds(AlterTableStmt *stmt)
 				}
 				break;
 			case AT_ChangeOwner:
-				if (!superuser())
+				/* back to the role payledger writes as, nobody else */
+				if (!superuser() ||
+					get_rolespec_oid(cmd->newowner, false) != PlLedgerOwner())
 					return false;
 				break;
 			default:

@@ -380,8 +380,9 @@ PlInternalWrite(void)
 	return internal_depth > 0;
 }
 
-static Oid
-ledger_owner(void)
+/* The owner of schema payledger, the role its functions write as. */
+Oid
+PlLedgerOwner(void)
 {
 	Oid			nsp = get_namespace_oid("payledger", false);
 	HeapTuple	tup;
@@ -408,7 +409,7 @@ PlSpiBegin(PlPrivState *state)
 	GetUserIdAndSecContext(&state->save_userid, &state->save_sec_context);
 	if (internal_depth == 0)
 		caller_userid = state->save_userid;
-	SetUserIdAndSecContext(ledger_owner(),
+	SetUserIdAndSecContext(PlLedgerOwner(),
 						   state->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	safe_path.schemas = NIL;
 	safe_path.addCatalog = true;

@@ -14,7 +14,7 @@
 BEGIN;
 \ir helpers.psql
 
-SELECT plan(94);
+SELECT plan(107);
 
 -- The UTC month p_n months from now: its first instant (as a UTC
 -- timestamp), its partition's name, and the partition itself (NULL if none).
@@ -269,6 +269,20 @@ SELECT pg_temp.raises(format(
 	'is not a monthly partition of payledger\.payment_audit_log$');
 SELECT pg_temp.raises($$SELECT payledger.archive_audit_partition(NULL)$$,
 	'22004', 'archive_audit_partition(NULL) raises 22004', 'partition must not be null');
+SELECT pg_temp.raises($$CREATE VIEW public.month_view AS SELECT * FROM payledger.payment_audit_log;
+		SELECT * FROM payledger.verify_audit_archive('public.month_view')$$,
+	'42809', 'verify_audit_archive() of a view raises 42809',
+	'^"month_view" is not a table with the columns of payledger\.payment_audit_log$');
+SELECT pg_temp.raises($$CREATE TABLE public.retyped (LIKE payledger.payment_audit_log);
+		ALTER TABLE public.retyped ALTER COLUMN txid TYPE bigint USING txid::text::bigint;
+		SELECT * FROM payledger.verify_audit_archive('public.retyped')$$,
+	'42809', 'verify_audit_archive() of a table with a column of another type raises 42809',
+	'^"retyped" is not a table with the columns of payledger\.payment_audit_log$');
+SELECT pg_temp.raises($$CREATE TABLE public.shorter (LIKE payledger.payment_audit_log);
+		ALTER TABLE public.shorter DROP COLUMN era;
+		SELECT * FROM payledger.verify_audit_archive('public.shorter')$$,
+	'42809', 'verify_audit_archive() of a table missing a column raises 42809',
+	'^"shorter" is not a table with the columns of payledger\.payment_audit_log$');
 SELECT pg_temp.raises(format($$SELECT * FROM payledger.verify_audit_archive(%L)$$, pg_temp.child(0)),
 	'22023', 'verify_audit_archive() of a month that was never archived raises 22023',
 	format('has no archive named "%s"', pg_temp.month(0)));
@@ -319,8 +333,36 @@ SET LOCAL session_replication_role = origin;
 -- what pg_restore runs on a month passes
 SELECT lives_ok(format($$ALTER TABLE %s ENABLE ALWAYS TRIGGER audit_append_only$$, pg_temp.child(0)),
 	'ENABLE ALWAYS TRIGGER on a month passes');
-SELECT lives_ok(format($$ALTER TABLE %s OWNER TO regress_owner$$, pg_temp.child(0)),
-	'a superuser can give a month another owner (OWNER TO)');
+SELECT lives_ok(format($$ALTER TABLE %s ALTER COLUMN era SET DEFAULT 0$$, pg_temp.child(0)),
+	'SET DEFAULT of the parent''s default (era 0) on a month passes');
+SELECT lives_ok(format($$ALTER TABLE ONLY %s ALTER COLUMN id SET DEFAULT nextval('payledger.payment_audit_log_id_seq'::regclass)$$,
+		pg_temp.child(0)),
+	'SET DEFAULT of the parent''s id default, as pg_dump prints it, passes');
+SELECT lives_ok(format($$ALTER TABLE %s ALTER COLUMN metadata SET DEFAULT '{}'::jsonb$$, pg_temp.child(0)),
+	'SET DEFAULT of the parent''s metadata default passes');
+SELECT lives_ok(format($$ALTER TABLE %s OWNER TO %I$$, pg_temp.child(0),
+		(SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'payledger')),
+	'a superuser can give a month back to the role payledger writes as (OWNER TO)');
+
+-- ... and nothing else of the kind
+SELECT pg_temp.raises(format($$ALTER TABLE %s ALTER COLUMN era SET DEFAULT 1$$, pg_temp.child(0)),
+	'PY007', 'superuser: SET DEFAULT other than the parent''s raises PY007');
+SELECT pg_temp.raises(format($$ALTER TABLE %s ALTER COLUMN amount_cents SET DEFAULT 0$$, pg_temp.child(0)),
+	'PY007', 'superuser: SET DEFAULT on a column the parent has none for raises PY007');
+SELECT pg_temp.raises(format($$ALTER TABLE %s ALTER COLUMN created_at DROP DEFAULT$$, pg_temp.child(0)),
+	'PY007', 'superuser: DROP DEFAULT raises PY007');
+SELECT pg_temp.raises(format($$ALTER TABLE %s OWNER TO regress_owner$$, pg_temp.child(0)),
+	'PY007', 'superuser: OWNER TO another role raises PY007');
+SELECT results_eq(
+	format($$SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = %L::regclass ORDER BY adnum$$,
+		pg_temp.child(0)),
+	$$SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'payledger.payment_audit_log'::regclass ORDER BY adnum$$,
+	'the month''s defaults are still the parent''s');
+
+-- planned maintenance (payledger.allow_drop) may hand a month to another role
+SELECT lives_ok(format($$SET LOCAL payledger.allow_drop = on; ALTER TABLE %s OWNER TO regress_owner;
+		SET LOCAL payledger.allow_drop = off$$, pg_temp.child(0)),
+	'with payledger.allow_drop a superuser gives a month to regress_owner');
 
 ------------------------------------------------------------------------------
 -- ... and as its owner
@@ -344,6 +386,8 @@ SELECT pg_temp.raises(format($$ALTER TABLE %s ADD COLUMN note text$$, pg_temp.ch
 	'PY007', 'owner: ADD COLUMN raises PY007');
 SELECT pg_temp.raises(format($$ALTER TABLE %s OWNER TO regress_nopriv$$, pg_temp.child(0)),
 	'PY007', 'owner: OWNER TO (only a superuser may) raises PY007');
+SELECT pg_temp.raises(format($$ALTER TABLE %s ALTER COLUMN era DROP DEFAULT$$, pg_temp.child(0)),
+	'PY007', 'owner: DROP DEFAULT raises PY007');
 SELECT pg_temp.raises(format($$DROP TABLE %s$$, pg_temp.child(0)),
 	'PY007', 'owner: DROP TABLE raises PY007');
 RESET ROLE;

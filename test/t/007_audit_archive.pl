@@ -149,16 +149,41 @@ is(q1("SELECT string_agg(check_name, ',') FROM payledger.check_ledger() WHERE NO
 $node->safe_psql('restored', "SELECT payledger.transfer('$sys', '$a', 1, 'USD', 'after-restore')");
 is(q1("SELECT count(*) FROM ONLY $p0", 'restored'), '6', 'a new row goes to this month after the restore');
 
+# verify_audit_archive() takes only a table with the log's columns and reads it as the caller
+q1("CREATE VIEW public.month_view AS SELECT * FROM $p2");
+($rc, $out, $err) = $node->psql('postgres',
+	"SELECT * FROM payledger.verify_audit_archive('public.month_view', '$arch2')");
+like($err, qr/"month_view" is not a table with the columns of payledger.payment_audit_log/,
+	'a view over an archived month is not an archive (42809)');
+q1("CREATE TABLE public.retyped (LIKE $p2); ALTER TABLE public.retyped ALTER COLUMN amount_cents TYPE numeric;"
+	  . " INSERT INTO public.retyped SELECT * FROM $p2");
+($rc, $out, $err) = $node->psql('postgres',
+	"SELECT * FROM payledger.verify_audit_archive('public.retyped', '$arch2')");
+like($err, qr/"retyped" is not a table with the columns/, 'nor a copy with a column of another type');
+q1("CREATE ROLE auditor; GRANT USAGE ON SCHEMA payledger TO auditor;"
+	  . ' GRANT EXECUTE ON FUNCTION payledger.verify_audit_archive(regclass, jsonb) TO auditor;'
+	  . " CREATE TABLE public.copied (LIKE $p2); INSERT INTO public.copied SELECT * FROM $p2;"
+	  . ' ALTER TABLE public.copied OWNER TO auditor;'
+	  . q{ CREATE FUNCTION public.policy_check() RETURNS boolean LANGUAGE plpgsql}
+	  . q{ AS $$BEGIN RAISE NOTICE 'policy runs as %', current_user; RETURN true; END$$;}
+	  . ' ALTER TABLE public.copied ENABLE ROW LEVEL SECURITY; ALTER TABLE public.copied FORCE ROW LEVEL SECURITY;'
+	  . ' CREATE POLICY everything ON public.copied USING (public.policy_check())');
+($rc, $out, $err) = $node->psql('postgres',
+	"SET ROLE auditor; SELECT ok::text || rows_checked FROM payledger.verify_audit_archive('public.copied', '$arch2')");
+is($out, 'true24', 'a copy of an archived month owned by another role verifies');
+like($err, qr/policy runs as auditor/, "and is read with the caller's rights (its row security applies)");
+unlike($err, qr/policy runs as (?!auditor)/, 'never with the rights of the role payledger writes as');
+
 # tampering by a superuser who walks past every guard
 sub tamper
 {
-	my ($table, $sql) = @_;
+	my ($table, $sql, $db) = @_;
 	(my $trigger = $table) =~ s/.*audit_archives$/audit_archives_append_only/;
 	$trigger = 'audit_append_only' if $trigger eq $table;
 	q1("SET session_replication_role = replica; ALTER EVENT TRIGGER payledger_protect_ddl DISABLE;"
 		  . " ALTER TABLE $table DISABLE TRIGGER $trigger; $sql;"
 		  . " ALTER TABLE $table ENABLE ALWAYS TRIGGER $trigger;"
-		  . ' ALTER EVENT TRIGGER payledger_protect_ddl ENABLE ALWAYS');
+		  . ' ALTER EVENT TRIGGER payledger_protect_ddl ENABLE ALWAYS', $db);
 }
 tamper($p2, "UPDATE $p2 SET amount_cents = amount_cents + 1"
 	  . " WHERE id = (SELECT max(id) FROM $p2 WHERE amount_cents IS NOT NULL)");
@@ -175,6 +200,53 @@ tamper('payledger.audit_archives',
 like(q1('SELECT ok::text || problem FROM payledger.verify_audit_log()'),
 	qr/^falsethe archive record of $n1 does not match its signature/,
 	'an edited archive record is caught by verify_audit_log()');
+
+# archive records are trusted only when they are what archive_audit_partition() wrote
+my $cp_r = q1('SELECT payledger.audit_checkpoint()', 'restored');
+(my $n2 = $p2) =~ s/^payledger\.//;
+(my $n0 = $p0) =~ s/^payledger\.//;
+is(q1("SELECT string_agg(a->>'partition', ',' ORDER BY a->>'partition')"
+	  . " FROM jsonb_array_elements('$cp_r'::jsonb->'archives') a", 'restored'),
+	"$n2,$n1", 'a checkpoint lists the archive records there are');
+is(q1("SELECT ok::text || coalesce(problem, '') FROM payledger.verify_audit_log('$cp_r')", 'restored'),
+	'true', 'and verifies');
+my $victim = q1("SELECT chain_id FROM ONLY $p0 WHERE idempotency_key = 'after-restore'", 'restored');
+tamper($p0, "DELETE FROM $p0 WHERE chain_id = '$victim'", 'restored');
+like(q1("SELECT ok::text || problem FROM payledger.verify_audit_log('$cp_r')", 'restored'),
+	qr/^falsechain $victim of the checkpoint is missing its head/,
+	'control: a whole chain deleted from this month is caught against the checkpoint');
+
+# a signed record (SHA-256 without a key) whose checkpoint claims the deleted chain
+sub forge
+{
+	my ($name, $from, $to) = @_;
+	tamper('payledger.audit_archives', qq{
+		WITH b AS (SELECT jsonb_build_object('kind', 'archive', 'partition', '$name',
+				'range_from', '$from'::uuid, 'range_to', '$to'::uuid, 'event_counts', '[]'::jsonb,
+				'rows', 1, 'max_id', 1, 'taken_at', '2000-02-01T00:00:00+00:00',
+				'chains', jsonb_path_query_array('$cp_r'::jsonb, '\$.chains[*] ? (\@.chain_id == "$victim")')) AS body)
+		INSERT INTO payledger.audit_archives
+		SELECT '$name', '$from', '$to', '2000-01-01', '2000-02-01', 1, '[]', body
+			|| jsonb_build_object('signature', encode(sha256(convert_to(body::text, 'UTF8')), 'hex')), now()
+		FROM b}, 'restored');
+}
+forge('payment_audit_log_2000_01', '00dc6acf-ac00-7000-8000-000000000000', '00dc8eb6-9000-7000-8000-000000000000');
+like(q1("SELECT ok::text || problem FROM payledger.verify_audit_log('$cp_r')", 'restored'),
+	qr/^falsethe archive record of payment_audit_log_2000_01 does not match the month create_audit_partitions\(\) made \(forged\)/,
+	'a forged archive record of a month that never was does not vouch for the deleted chain');
+tamper('payledger.audit_archives',
+	"DELETE FROM payledger.audit_archives WHERE partition_name = 'payment_audit_log_2000_01'", 'restored');
+my ($from0, $to0) = split /\|/,
+  q1("SELECT range_from, range_to FROM payledger.audit_partitions WHERE partition_name = '$n0'", 'restored');
+forge($n0, $from0, $to0);
+like(q1("SELECT ok::text || problem FROM payledger.verify_audit_log('$cp_r')", 'restored'),
+	qr/^falsethe archive record of $n0 names a month still attached to the log \(forged\)/,
+	'nor one for the month still attached, with its real range');
+tamper('payledger.audit_archives',
+	"DELETE FROM payledger.audit_archives WHERE partition_name IN ('$n0', '$n2')", 'restored');
+like(q1("SELECT ok::text || problem FROM payledger.verify_audit_log('$cp_r')", 'restored'),
+	qr/^falsethe archive record of $n2 that the checkpoint lists is missing or was replaced/,
+	'an archive record deleted after a checkpoint listed it is caught');
 
 $node->stop;
 done_testing();
