@@ -215,14 +215,19 @@ PlAuditLeafFor(Relation parent, const pg_uuid_t *event_id)
 			find_leaf(parent, event_id);
 		if (leaf_relid == parent_oid)
 			return parent;
-		/* locking it takes in invalidations: a detached month is forgotten */
+		/*
+		 * Locking it takes in invalidations: a month detached since
+		 * find_leaf() saw it attached is forgotten here (archiving
+		 * invalidates the parent), and the next find_leaf() reads
+		 * pg_inherits afresh.  Once locked, it cannot be detached.
+		 */
 		leaf = try_table_open(leaf_relid, RowExclusiveLock);
 		if (leaf == NULL)
 		{
 			leaf_valid = false;
 			continue;
 		}
-		if (leaf_valid && attached_month(parent_oid, leaf_relid))
+		if (leaf_valid)
 		{
 			if (RelationGetDescr(leaf)->natts != RelationGetDescr(parent)->natts)
 				elog(ERROR, "%s does not have the columns of payledger.payment_audit_log",

@@ -66,13 +66,18 @@ is(q1("SELECT status FROM payledger.transfer('$sys', '$a', 10, 'USD', 'early')")
 	'a transfer last month');
 is(q1("SELECT count(*) FROM ONLY $part"), '3', 'its row and the two accounts\' are in the month');
 
+# a session that has the month cached as where its rows go
+my $cached = $node->background_psql('postgres');
+is($cached->query_safe("SELECT status FROM payledger.transfer('$sys', '$a', 5, 'USD', 'cached-1')"), 'posted',
+	'another session writes into the month, which it then has cached');
+
 # a transaction whose snapshot predates the archive
 my $late = $node->background_psql('postgres');
 $late->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ');
 is($late->query_safe('SELECT count(*) FROM payledger.accounts'), '2', 'a REPEATABLE READ transaction takes its snapshot');
 
 clock_at(time());
-like(q1("SELECT payledger.archive_audit_partition('$part')"), qr/"rows": 3\b/, 'now the month is over and archived');
+like(q1("SELECT payledger.archive_audit_partition('$part')"), qr/"rows": 4\b/, 'now the month is over and archived');
 is(q1("SELECT count(*) FROM pg_inherits WHERE inhrelid = '$part'::regclass"), '0', 'and detached');
 
 clock_at($last_minute);
@@ -83,14 +88,19 @@ $late->query_safe('COMMIT');
 $late->quit;
 is(q1("SELECT tableoid::regclass::text FROM payledger.payment_audit_log WHERE idempotency_key = 'late-rr'"),
 	'payledger.payment_audit_log', 'its audit row went to the parent');
-is(q1("SELECT count(*) FROM ONLY $part"), '3', 'the archived month took no row');
+is($cached->query_safe("SELECT status FROM payledger.transfer('$sys', '$a', 6, 'USD', 'cached-2')"), 'posted',
+	'the session with the month cached makes another transfer in it');
+$cached->quit;
+is(q1("SELECT tableoid::regclass::text FROM payledger.payment_audit_log WHERE idempotency_key = 'cached-2'"),
+	'payledger.payment_audit_log', 'its row went to the parent too (the archive invalidated the cache)');
+is(q1("SELECT count(*) FROM ONLY $part"), '4', 'the archived month took no row');
 is(q1("SELECT status FROM payledger.transfer('$sys', '$a', 30, 'USD', 'late-rc')"), 'posted',
 	'control: a new READ COMMITTED transfer with an event id in the archived month');
 is(q1("SELECT tableoid::regclass::text FROM payledger.payment_audit_log WHERE idempotency_key = 'late-rc'"),
 	'payledger.payment_audit_log', 'goes to the parent too');
 
 clock_at(time());
-is(q1("SELECT ok::text || rows_checked FROM payledger.verify_audit_archive('$part')"), 'true3',
+is(q1("SELECT ok::text || rows_checked FROM payledger.verify_audit_archive('$part')"), 'true4',
 	'the archived month still verifies against its checkpoint');
 is(q1("SELECT ok::text || coalesce(problem, '') FROM payledger.verify_audit_log()"), 'true',
 	'and so does the log');
