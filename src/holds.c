@@ -551,10 +551,10 @@ hold_call(FunctionCallInfo fcinfo, bool post)
 	}
 	/* a payment's holds move with the payment, never on their own */
 	{
-		LockedHold	h;
+		LockedHold	locked;
 
-		if (lock_hold(hold_id, &h) &&
-			memcmp(h.correlation_id.data, hold_id->data, UUID_LEN) != 0)
+		if (lock_hold(hold_id, &locked) &&
+			memcmp(locked.correlation_id.data, hold_id->data, UUID_LEN) != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
 					 errmsg("hold %s belongs to a payment", PlUuidText(hold_id)),
