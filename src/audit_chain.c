@@ -271,17 +271,24 @@ find_chain(CheckpointChain *chains, int n, const pg_uuid_t *id)
 	return NULL;
 }
 
-/* The int8 field "name" of a checkpoint, or -1 when it has none. */
-static int64
-checkpoint_int(Jsonb *cp, const char *name)
+/* The member "name" of a JSON object, or NULL when it has none. */
+static JsonbValue *
+json_field(Jsonb *obj, const char *name)
 {
 	JsonbValue	k;
-	JsonbValue *v;
 
 	k.type = jbvString;
 	k.val.string.val = (char *) name;
 	k.val.string.len = strlen(name);
-	v = findJsonbValueFromContainer(&cp->root, JB_FOBJECT, &k);
+	return findJsonbValueFromContainer(&obj->root, JB_FOBJECT, &k);
+}
+
+/* The int8 field "name" of a checkpoint, or -1 when it has none. */
+static int64
+checkpoint_int(Jsonb *cp, const char *name)
+{
+	JsonbValue *v = json_field(cp, name);
+
 	if (v == NULL || v->type != jbvNumeric)
 		return -1;
 	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
@@ -291,13 +298,8 @@ checkpoint_int(Jsonb *cp, const char *name)
 static char *
 checkpoint_text(Jsonb *obj, const char *name)
 {
-	JsonbValue	k;
-	JsonbValue *v;
+	JsonbValue *v = json_field(obj, name);
 
-	k.type = jbvString;
-	k.val.string.val = (char *) name;
-	k.val.string.len = strlen(name);
-	v = findJsonbValueFromContainer(&obj->root, JB_FOBJECT, &k);
 	if (v == NULL || v->type != jbvString)
 		return NULL;
 	return pnstrdup(v->val.string.val, v->val.string.len);
@@ -486,14 +488,9 @@ match_archived_chains(VerifyState *st, const ArchiveSet *set,
 static void
 match_checkpoint_archives(VerifyState *st, const ArchiveSet *set, Jsonb *checkpoint)
 {
-	JsonbValue	k;
-	JsonbValue *arr;
+	JsonbValue *arr = json_field(checkpoint, "archives");
 	int			n;
 
-	k.type = jbvString;
-	k.val.string.val = "archives";
-	k.val.string.len = 8;
-	arr = findJsonbValueFromContainer(&checkpoint->root, JB_FOBJECT, &k);
 	if (arr == NULL)
 		return;
 	if (arr->type != jbvBinary || !JsonContainerIsArray(arr->val.binary.data))
@@ -689,14 +686,9 @@ checkpoint_signed(Jsonb *checkpoint)
 	Jsonb	   *body = DatumGetJsonbP(DirectFunctionCall2(jsonb_delete,
 														  JsonbPGetDatum(checkpoint),
 														  CStringGetTextDatum("signature")));
-	JsonbValue	k;
-	JsonbValue *v;
+	JsonbValue *v = json_field(checkpoint, "signature");
 	char		hex[PL_SHA256_LEN * 2 + 1];
 
-	k.type = jbvString;
-	k.val.string.val = "signature";
-	k.val.string.len = 9;
-	v = findJsonbValueFromContainer(&checkpoint->root, JB_FOBJECT, &k);
 	if (v == NULL || v->type != jbvString || v->val.string.len != PL_SHA256_LEN * 2)
 		return false;
 	sign_checkpoint(body, hex);

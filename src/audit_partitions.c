@@ -459,14 +459,13 @@ archive_audit_partition(PG_FUNCTION_ARGS)
 				 errhint("Investigate with verify_audit_log() before archiving.")));
 	{
 		Datum		args[4];
-		Oid			types[4] = {TEXTOID, UUIDOID, UUIDOID, REGCLASSOID};
+		Oid			types[4] = {TEXTOID, UUIDOID, UUIDOID, JSONBOID};
 		Jsonb	   *extra;
 
 		/* what the record says of the month is signed with its chain heads */
 		args[0] = CStringGetTextDatum(name);
 		args[1] = UUIDPGetDatum(&lo);
 		args[2] = UUIDPGetDatum(&hi);
-		args[3] = ObjectIdGetDatum(partition);
 		if (SPI_execute_with_args(psprintf(
 									  "SELECT pg_catalog.jsonb_build_object('kind', 'archive', 'partition', $1,"
 									  " 'range_from', $2, 'range_to', $3, 'event_counts',"
@@ -474,26 +473,18 @@ archive_audit_partition(PG_FUNCTION_ARGS)
 									  "  'event_type', event_type, 'success', success, 'n', n) ORDER BY event_type, success)"
 									  "  FROM (SELECT event_type, success, pg_catalog.count(*) AS n FROM %s"
 									  "   GROUP BY event_type, success) c), '[]'))", qname),
-								  4, types, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+								  3, types, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "could not count the events of %s", name);
 		extra = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		checkpoint = PlAuditSourceCheckpoint(qname, extra);
-	}
-	{
-		Datum		values[4];
-		Oid			types[4] = {TEXTOID, UUIDOID, UUIDOID, JSONBOID};
-
-		values[0] = CStringGetTextDatum(name);
-		values[1] = UUIDPGetDatum(&lo);
-		values[2] = UUIDPGetDatum(&hi);
-		values[3] = JsonbPGetDatum(checkpoint);
+		args[3] = JsonbPGetDatum(checkpoint);
 		if (SPI_execute_with_args(psprintf(
 									  "INSERT INTO payledger.audit_archives (partition_name, range_from, range_to,"
 									  " covers_from, covers_until, row_count, event_counts, checkpoint, archived_at)"
 									  " SELECT $1, $2, $3, '%s', '%s', ($4->>'rows')::bigint, $4->'event_counts',"
 									  " $4, pg_catalog.clock_timestamp()",
 									  ts_text(uuid_time(&lo)), ts_text(uuid_time(&hi))),
-								  4, types, values, NULL, false, 0) != SPI_OK_INSERT)
+								  4, types, args, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not record the archive of %s", name);
 	}
 	PlAllowAuditDdl(true);
