@@ -75,7 +75,7 @@ SELECT (SELECT balance FROM payledger.get_balance(:'cust')) AS cust,
        (SELECT balance FROM payledger.get_balance(:'seller')) AS seller;
 SELECT payledger.refund_payment(:'pay', 1000, 'r1');
 SELECT payledger.refund_payment(:'pay', 3001, 'r2');
-SELECT payledger.refund_payment(:'pay', 500, 'r3');
+SELECT payledger.refund_payment(:'pay', 500, 'r3', 'asked by eve@example.com');
 -- the merchant account cannot cover the next one: declined, state unchanged, audited
 SELECT (SELECT balance FROM payledger.get_balance(:'shop')) AS shop_left;
 SELECT payledger.refund_payment(:'pay', 2000, 'r4');

@@ -31,6 +31,11 @@ SELECT transfer_id AS t FROM payledger.transfer(:'sys', :'a', 5, 'USD', NULL,
   '{"customer": "eve@example.com", "cc": ["Bob.Smith+x@mail.example.co.uk"], "note": "mail carol@shop.io or x@y"}') \gset
 SELECT metadata FROM payledger.payment_audit_log WHERE payment_id = :'t';
 SELECT metadata FROM payledger.transfers WHERE id = :'t';
+-- so are they in free text the ledger keeps: a freeze reason, in the account and its audit row
+SELECT payledger.create_account('USD') AS fz \gset
+SELECT payledger.freeze_account(:'fz', 'chargeback ring, reported by eve@example.com');
+SELECT frozen_reason FROM payledger.accounts WHERE id = :'fz';
+SELECT metadata FROM payledger.payment_audit_log WHERE account_id = :'fz' AND event_type = 'ACCOUNT_FROZEN';
 
 -- context: IP masked, user agent and device id as SHA-256, actor from settings
 BEGIN;

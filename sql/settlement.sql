@@ -70,6 +70,14 @@ SELECT success, metadata FROM payledger.payment_audit_log WHERE event_type = 'SE
 SELECT * FROM payledger.reconcile_settlement('00000000-0000-0000-0000-000000000000', '[]');
 SELECT * FROM payledger.reconcile_settlement(:'st', '{"a": 1}');
 SELECT * FROM payledger.reconcile_settlement(:'st', '[{"payment_id": "x", "amount": 1}]');
+-- amounts are whole, non-negative cents that fit a bigint; a payment is listed once
+SELECT * FROM payledger.reconcile_settlement(:'st', jsonb_build_array(jsonb_build_object('payment_id', :'s1', 'amount', 1.5)));
+SELECT * FROM payledger.reconcile_settlement(:'st', jsonb_build_array(jsonb_build_object('payment_id', :'s1', 'amount', -5)));
+SELECT * FROM payledger.reconcile_settlement(:'st', jsonb_build_array(jsonb_build_object('payment_id', :'s1', 'amount', 99999999999999999999)));
+SELECT * FROM payledger.reconcile_settlement(:'st', jsonb_build_array(
+    jsonb_build_object('payment_id', :'s1', 'amount', 1900),
+    jsonb_build_object('payment_id', :'s1', 'amount', 1900)));
+SELECT count(*) AS reconciled_events_after_bad_input FROM payledger.payment_audit_log WHERE event_type = 'SETTLEMENT_RECONCILED';
 
 -- limits: per transfer and per day (posted and pending debits since 00:00 UTC)
 SELECT payledger.create_account('USD') AS lim \gset

@@ -312,6 +312,7 @@ freeze_account(PG_FUNCTION_ARGS)
 	PlRequireArg(fcinfo, 1, "reason");
 	reason = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	PlRejectPanInText("freeze reason", reason);
+	reason = PlMaskText(reason);
 	change_status(PG_GETARG_UUID_P(0), "frozen", "ACCOUNT_FROZEN", reason);
 	PG_RETURN_VOID();
 }

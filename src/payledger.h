@@ -261,6 +261,7 @@ extern void PlRejectPanInText(const char *what, const char *text);
 extern void PlRejectPanInJsonb(const char *what, Jsonb *jb);
 extern char *PlMaskIp(const char *ip);
 extern Jsonb *PlMaskJsonb(Jsonb *jb);
+extern char *PlMaskText(char *text);
 extern char *PlSha256Hex(const char *text);
 extern void PlSha256(const char *data, size_t len, uint8 *out);
 

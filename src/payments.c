@@ -961,6 +961,7 @@ amount_and_reason(FunctionCallInfo fcinfo, PlHasher *h, const char *what, char *
 	}
 	PlHashInt64(h, amount);
 	PlHashText(h, *why);
+	*why = PlMaskText(*why);
 	return amount;
 }
 
@@ -1057,6 +1058,7 @@ fail_payment(PG_FUNCTION_ARGS)
 				 errmsg("reason_code must be 1 to 64 bytes long")));
 	PlRejectPanInText("reason_code", why);
 	PlHashText(h, why);
+	why = PlMaskText(why);
 	if (begin_payment_call(fcinfo, &call, "fail_payment", 2, h, &result))
 		return result;
 

@@ -346,6 +346,23 @@ mask_emails(const char *s, int len, int *outlen)
 }
 
 /*
+ * Returns text with every e-mail address masked, for free text that the
+ * ledger stores next to its audit rows (freeze and refund reasons); the same
+ * pointer when there is nothing to mask.
+ */
+char *
+PlMaskText(char *text)
+{
+	int			newlen;
+	char	   *masked;
+
+	if (text == NULL || strchr(text, '@') == NULL)
+		return text;
+	masked = mask_emails(text, strlen(text), &newlen);
+	return masked ? masked : text;
+}
+
+/*
  * Returns metadata with every e-mail address in its keys and strings
  * masked; the same pointer when there is nothing to mask.
  */

@@ -4,9 +4,11 @@
  *	  The event trigger that keeps DDL away from the ledger's tables.
  *
  * ALTER TABLE (which includes DISABLE TRIGGER), ALTER TRIGGER, renames,
- * DROP of a payledger table, index, sequence, trigger or of the schema, and
- * DROP EXTENSION payledger while the ledger holds data raise PY007, for
- * every role.  The extension's own install and upgrade scripts pass
+ * CREATE RULE and CREATE TRIGGER on a payledger table (a DO INSTEAD NOTHING
+ * rule or a BEFORE trigger returning NULL would silently swallow writes),
+ * ALTER EXTENSION payledger ADD/DROP, DROP of a payledger table, index,
+ * sequence, trigger or of the schema, and DROP EXTENSION payledger while the
+ * ledger holds data raise PY007, for every role.  The extension's own install and upgrade scripts pass
  * (creating_extension), and a superuser can set payledger.allow_drop for
  * planned maintenance.  The event trigger is ENABLE ALWAYS, so
  * session_replication_role does not switch it off; a superuser can still
@@ -252,6 +254,26 @@ protect_ddl(PG_FUNCTION_ARGS)
 				(extension_member(((AlterTableStmt *) tree)->relation) ||
 				 !alter_only_adds((AlterTableStmt *) tree)))
 				refuse("ALTER TABLE");
+			break;
+		case T_RuleStmt:
+			if (in_ledger_schema(((RuleStmt *) tree)->relation))
+				refuse("CREATE RULE");
+			break;
+		case T_CreateTrigStmt:
+			{
+				CreateTrigStmt *stmt = (CreateTrigStmt *) tree;
+
+				/* pg_restore recreates a month's guard, a payledger function */
+				if (in_ledger_schema(stmt->relation) &&
+					(extension_member(stmt->relation) ||
+					 list_length(stmt->funcname) != 2 ||
+					 strcmp(strVal(linitial(stmt->funcname)), "payledger") != 0))
+					refuse("CREATE TRIGGER");
+			}
+			break;
+		case T_AlterExtensionContentsStmt:
+			if (strcmp(((AlterExtensionContentsStmt *) tree)->extname, "payledger") == 0)
+				refuse("ALTER EXTENSION payledger ADD/DROP");
 			break;
 		case T_RenameStmt:
 			if (in_ledger_schema(((RenameStmt *) tree)->relation))

@@ -275,6 +275,33 @@ settle_merchant(PG_FUNCTION_ARGS)
 	PG_RETURN_UUID_P(settlement);
 }
 
+static int
+statement_id_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, UUID_LEN);
+}
+
+/*
+ * A statement amount is a whole, non-negative number of cents that fits a
+ * bigint, checked here so that a bad line is 22023 naming the line.
+ */
+static void
+check_statement_amount(Numeric amount, int line)
+{
+	char	   *text = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(amount)));
+	char	   *end;
+	long long	value;
+
+	errno = 0;
+	value = strtoll(text, &end, 10);
+	if (*end != '\0' || errno == ERANGE || value < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("malformed statement"),
+				 errdetail("statement[%d].amount is %s; it must be a whole, non-negative number of cents up to %lld.",
+						   line, text, (long long) PG_INT64_MAX)));
+}
+
 /*
  * payledger.reconcile_settlement(settlement_id uuid, statement jsonb)
  *		RETURNS TABLE(payment_id uuid, ledger_amount bigint,
@@ -303,6 +330,8 @@ reconcile_settlement(PG_FUNCTION_ARGS)
 	PlHasher   *h;
 	PlIdemResult stored;
 	char		key[PL_MAX_KEY_LENGTH];
+	int			n;
+	pg_uuid_t  *ids;
 
 	PlRequireArg(fcinfo, 0, "settlement_id");
 	PlRequireArg(fcinfo, 1, "statement");
@@ -312,7 +341,9 @@ reconcile_settlement(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("statement must be a JSON array of {\"payment_id\": uuid, \"amount\": n}")));
-	for (int i = 0; i < (int) JB_ROOT_COUNT(statement); i++)
+	n = (int) JB_ROOT_COUNT(statement);
+	ids = palloc(Max(n, 1) * sizeof(pg_uuid_t));
+	for (int i = 0; i < n; i++)
 	{
 		JsonbValue *e = getIthJsonbValueFromContainer(&statement->root, i);
 		JsonbValue	k;
@@ -339,7 +370,16 @@ reconcile_settlement(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("malformed statement"),
 					 errdetail("statement[%d] must be {\"payment_id\": uuid, \"amount\": n}.", i)));
+		check_statement_amount(amt->val.numeric, i);
+		ids[i] = u;
 	}
+	qsort(ids, n, sizeof(pg_uuid_t), statement_id_cmp);
+	for (int i = 1; i < n; i++)
+		if (statement_id_cmp(&ids[i - 1], &ids[i]) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("malformed statement"),
+					 errdetail("Payment %s appears more than once.", PlUuidText(&ids[i]))));
 	InitMaterializedSRF(fcinfo, 0);
 
 	PlSpiBegin(&priv);
@@ -404,11 +444,12 @@ reconcile_settlement(PG_FUNCTION_ARGS)
 		ev.payment_id = settlement;
 		ev.correlation_id = settlement;
 		ev.merchant_id = &merchant;
-		ev.success = (counts[1] + counts[2] + counts[3] == 0);
+		/* a mismatch is a finding of the run, not a decline: success stays true */
 		ev.metadata = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 		PlAuditWrite(&ev);
 		PlIdemRecord(&merchant, "reconcile_settlement", key, hash, settlement,
-					 ev.success ? "matched" : "mismatched", NULL, now);
+					 counts[1] + counts[2] + counts[3] == 0 ? "matched" : "mismatched",
+					 NULL, now);
 	}
 	PlSpiEnd(&priv);
 	return (Datum) 0;

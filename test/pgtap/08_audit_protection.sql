@@ -9,7 +9,7 @@
 BEGIN;
 \ir helpers.psql
 
-SELECT plan(28);
+SELECT plan(32);
 
 DO $$
 BEGIN
@@ -50,6 +50,22 @@ SELECT throws_ok($$ALTER TABLE payledger.transfers ENABLE ALWAYS TRIGGER transfe
 SELECT throws_ok($$DROP EXTENSION payledger$$,
 	'PY007', 'DROP EXTENSION payledger is not allowed while the ledger holds data',
 	'DROP EXTENSION payledger while the ledger holds data raises PY007');
+-- a rule or a trigger could swallow writes to the ledger without an error
+SELECT throws_ok($$CREATE RULE swallow AS ON UPDATE TO payledger.payment_audit_log DO INSTEAD NOTHING$$,
+	'PY007', 'CREATE RULE is not allowed on payledger''s objects',
+	'CREATE RULE ... DO INSTEAD NOTHING on payledger.payment_audit_log raises PY007');
+CREATE FUNCTION pg_temp.swallow() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+SELECT throws_ok($$CREATE TRIGGER swallow BEFORE INSERT ON payledger.payment_audit_log
+		FOR EACH ROW EXECUTE FUNCTION pg_temp.swallow()$$,
+	'PY007', 'CREATE TRIGGER is not allowed on payledger''s objects',
+	'CREATE TRIGGER on payledger.payment_audit_log raises PY007');
+SELECT throws_ok($$CREATE TRIGGER swallow BEFORE UPDATE ON payledger.accounts
+		FOR EACH ROW EXECUTE FUNCTION payledger.forbid_mutation()$$,
+	'PY007', 'CREATE TRIGGER is not allowed on payledger''s objects',
+	'CREATE TRIGGER on payledger.accounts raises PY007, even with a payledger function');
+SELECT throws_ok($$ALTER EXTENSION payledger DROP TABLE payledger.payment_audit_log$$,
+	'PY007', 'ALTER EXTENSION payledger ADD/DROP is not allowed on payledger''s objects',
+	'ALTER EXTENSION payledger DROP TABLE raises PY007');
 SET LOCAL session_replication_role = replica;
 SELECT throws_ok($$ALTER TABLE payledger.payment_audit_log DISABLE TRIGGER audit_append_only$$,
 	'PY007', NULL, 'replica mode: DISABLE TRIGGER on the audit log still raises PY007');
