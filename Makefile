@@ -51,7 +51,8 @@ REGRESS = \
 	check_ledger \
 	sub_balances \
 	audit_partitions \
-	upgrade
+	upgrade \
+	context_settings
 REGRESS_OPTS = --load-extension=payledger
 
 ISOLATION = \

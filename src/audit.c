@@ -108,6 +108,7 @@ PlAuditWrite(const PlAuditEvent *ev)
 	Relation	rel;
 	Oid			seq;
 
+	PlCheckContext();
 #ifdef PAYLEDGER_BENCH_NO_AUDIT
 	/* only in the copy bench/run builds to measure what the audit row costs */
 	return;

@@ -17,9 +17,11 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -144,12 +146,94 @@ check_ip_address(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * A context value set before this library was loaded in the session is a
+ * placeholder that PostgreSQL checks only now, at load, and on failure it
+ * merely warns and falls back to the default.  The audit row would then name
+ * the wrong actor, so such a value is remembered here and refused (22023) by
+ * PlCheckContext() until the setting is assigned again or the transaction
+ * that loaded the library ends.
+ */
+typedef enum ContextSetting
+{
+	CTX_ACTOR_TYPE,
+	CTX_IP_ADDRESS,
+	CTX_CORRELATION_ID,
+	CTX_CHECKED
+} ContextSetting;
+
+static char *rejected_value[CTX_CHECKED];
+static const char *const checked_name[CTX_CHECKED] = {
+	"payledger.actor_type", "payledger.ip_address", "payledger.correlation_id"
+};
+
+static void
+forget_rejected(ContextSetting which)
+{
+	if (rejected_value[which])
+		pfree(rejected_value[which]);
+	rejected_value[which] = NULL;
+}
+
+static void
+assign_actor_type(const char *newval, void *extra)
+{
+	forget_rejected(CTX_ACTOR_TYPE);
+}
+
+static void
+assign_ip_address(const char *newval, void *extra)
+{
+	forget_rejected(CTX_IP_ADDRESS);
+}
+
+static void
+assign_correlation_id(const char *newval, void *extra)
+{
+	forget_rejected(CTX_CORRELATION_ID);
+}
+
+static void
+forget_rejected_at_end(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		for (int i = 0; i < CTX_CHECKED; i++)
+			forget_rejected((ContextSetting) i);
+}
+
+/* Raises 22023 while a context value set before the load is outstanding. */
+void
+PlCheckContext(void)
+{
+	for (int i = 0; i < CTX_CHECKED; i++)
+		if (rejected_value[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid value for parameter \"%s\": \"%s\"",
+							checked_name[i], rejected_value[i]),
+					 errdetail("The value was set before payledger was loaded in this session, so it could not be checked when it was set."),
+					 errhint("Set %s again to a valid value; session_preload_libraries = 'payledger' checks every value when it is set.",
+							 checked_name[i])));
+}
+
 static void
 define_context_string(const char *name, const char *desc, char **var,
-					  GucStringCheckHook check)
+					  GucStringCheckHook check, GucStringAssignHook assign,
+					  int which)
 {
+	const char *placeholder = GetConfigOption(name, true, false);
+	char	   *before = NULL;
+
+	if (placeholder && placeholder[0] != '\0' && which >= 0)
+		before = MemoryContextStrdup(TopMemoryContext, placeholder);
 	DefineCustomStringVariable(name, desc, NULL, var, "", PGC_USERSET, 0,
-							   check, NULL, NULL);
+							   check, assign, NULL);
+	if (before && strcmp(before, *var ? *var : "") != 0)
+		rejected_value[which] = before;
+	else if (before)
+		pfree(before);
 }
 
 void
@@ -190,25 +274,26 @@ _PG_init(void)
 							 NULL, &pl_notify_events, true,
 							 PGC_SUSET, 0, NULL, NULL, NULL);
 
-	DefineCustomStringVariable("payledger.actor_type",
-							   gettext_noop("Kind of actor behind this transaction: CUSTOMER, SYSTEM, OPERATOR or API."),
-							   NULL, &pl_actor_type, "",
-							   PGC_USERSET, 0, check_actor_type, NULL, NULL);
+	define_context_string("payledger.actor_type",
+						  gettext_noop("Kind of actor behind this transaction: CUSTOMER, SYSTEM, OPERATOR or API."),
+						  &pl_actor_type, check_actor_type, assign_actor_type, CTX_ACTOR_TYPE);
 	define_context_string("payledger.actor_id",
 						  gettext_noop("Actor behind this transaction (default: current_user)."),
-						  &pl_actor_id, NULL);
+						  &pl_actor_id, NULL, NULL, -1);
 	define_context_string("payledger.ip_address",
 						  gettext_noop("Client IP address; the audit log stores it masked."),
-						  &pl_ip_address, check_ip_address);
+						  &pl_ip_address, check_ip_address, assign_ip_address, CTX_IP_ADDRESS);
 	define_context_string("payledger.user_agent",
 						  gettext_noop("Client user agent; the audit log stores its SHA-256."),
-						  &pl_user_agent, NULL);
+						  &pl_user_agent, NULL, NULL, -1);
 	define_context_string("payledger.device_id",
 						  gettext_noop("Client device id; the audit log stores its SHA-256."),
-						  &pl_device_id, NULL);
+						  &pl_device_id, NULL, NULL, -1);
 	define_context_string("payledger.correlation_id",
 						  gettext_noop("UUID that ties the events of one business flow together."),
-						  &pl_correlation_id, check_correlation_id);
+						  &pl_correlation_id, check_correlation_id, assign_correlation_id,
+						  CTX_CORRELATION_ID);
+	RegisterXactCallback(forget_rejected_at_end, NULL);
 
 	MarkGUCPrefixReserved("payledger");
 

@@ -46,6 +46,7 @@ extern char *pl_ip_address;
 extern char *pl_user_agent;
 extern char *pl_device_id;
 extern char *pl_correlation_id;
+extern void PlCheckContext(void);
 extern char *pl_audit_signing_key;
 extern bool pl_notify_events;
 
