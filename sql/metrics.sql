@@ -31,7 +31,18 @@ SELECT replayed FROM payledger.transfer(:'sys', :'a', 100, 'USD', 'metrics-1');
 SELECT * FROM pg_temp.moved();
 SELECT pg_temp.snap();
 -- one new hold
-SELECT status FROM payledger.hold(:'a', :'sys', 30, 'USD');
+SELECT status, transfer_id AS h1 FROM payledger.hold(:'a', :'sys', 30, 'USD') \gset
+SELECT :'status' AS hold_status;
+SELECT * FROM pg_temp.moved();
+SELECT pg_temp.snap();
+-- voiding it: counters only grow (voided +1, pending stays), the gauges go to 0
+SELECT status FROM payledger.void_hold(:'h1');
+SELECT * FROM pg_temp.moved();
+SELECT pg_temp.snap();
+-- posting a second hold: pending +1 when made, posted +1 when posted
+SELECT transfer_id AS h2 FROM payledger.hold(:'a', :'sys', 20, 'USD') \gset
+SELECT pg_temp.snap();
+SELECT status FROM payledger.post_hold(:'h2');
 SELECT * FROM pg_temp.moved();
 SELECT pg_temp.snap();
 -- a consumer's unacknowledged events

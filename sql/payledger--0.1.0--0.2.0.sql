@@ -141,7 +141,11 @@ REVOKE EXECUTE ON FUNCTION
 FROM PUBLIC;
 
 -- The counters that come from the audit log add what archived months
--- counted, so they never go down when a month is detached.
+-- counted, so they never go down when a month is detached.  Every counter
+-- only grows: payledger_transfers_total counts a hold once as pending when it
+-- is made and again under the state it ends in (its posting is a transfer
+-- row).  The hold gauges report 0, not nothing, for a currency whose holds
+-- have all ended.
 DROP VIEW payledger.metrics;
 CREATE VIEW payledger.metrics AS
 	WITH audit_counts AS (
@@ -158,7 +162,9 @@ CREATE VIEW payledger.metrics AS
 		   pg_catalog.count(*)::double precision AS value
 	  FROM (SELECT status, reason_code FROM payledger.transfers
 			UNION ALL
-			SELECT status, NULL FROM payledger.holds WHERE status <> 'posted') t
+			SELECT 'pending', NULL FROM payledger.holds
+			UNION ALL
+			SELECT status, NULL FROM payledger.holds WHERE status IN ('voided', 'expired')) t
 	 GROUP BY t.status, t.reason_code
 	UNION ALL
 	SELECT 'payledger_payments_total',
@@ -179,12 +185,12 @@ CREATE VIEW payledger.metrics AS
 	  FROM payledger.replay_counts
 	UNION ALL
 	SELECT 'payledger_holds_pending', pg_catalog.jsonb_build_object('currency', currency),
-		   pg_catalog.count(*)::double precision
-	  FROM payledger.holds WHERE status = 'pending' GROUP BY currency
+		   (pg_catalog.count(*) FILTER (WHERE status = 'pending'))::double precision
+	  FROM payledger.holds GROUP BY currency
 	UNION ALL
 	SELECT 'payledger_holds_pending_amount', pg_catalog.jsonb_build_object('currency', currency),
-		   pg_catalog.sum(amount)::double precision
-	  FROM payledger.holds WHERE status = 'pending' GROUP BY currency
+		   COALESCE(pg_catalog.sum(amount) FILTER (WHERE status = 'pending'), 0)::double precision
+	  FROM payledger.holds GROUP BY currency
 	UNION ALL
 	SELECT 'payledger_oldest_pending_hold_seconds', '{}'::jsonb,
 		   COALESCE(EXTRACT(epoch FROM pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) pg_catalog.min(created_at)), 0)::double precision
