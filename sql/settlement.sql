@@ -130,6 +130,13 @@ SELECT payledger.authorize_payment(:'r4', 'r4-a');
 SET payledger.risk_function = 'public.regress_score';
 SELECT payledger.create_payment(:merchant, :customer, 60, 'USD', :'cust', :'shop', 'r5') AS r5 \gset
 SELECT payledger.authorize_payment(:'r5', 'r5-a');
+-- a score outside 0-100 is a broken hook: the payment fails closed
+CREATE FUNCTION public.regress_score_negative(p payledger.payments) RETURNS integer LANGUAGE sql
+  AS $$ SELECT -5 $$;
+SET payledger.risk_function = 'public.regress_score_negative';
+SELECT payledger.create_payment(:merchant, :customer, 60, 'USD', :'cust', :'shop', 'r6') AS r6 \gset
+SELECT payledger.authorize_payment(:'r6', 'r6-a');
+SELECT reason_code FROM payledger.payment_audit_log WHERE payment_id = :'r6' AND event_type = 'PAYMENT_FAILED';
 ROLLBACK;
 RESET payledger.risk_function;
 DROP FUNCTION public.regress_score(payledger.payments);

@@ -644,6 +644,9 @@ risk_says_no(Payment *p)
 			elog(ERROR, "risk function returned no score");
 		PlUnprivilegedEnd(&caller);
 		score = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		/* a score outside 0-100 is a broken hook: fail closed, as on an error */
+		if (!isnull && (score < 0 || score > 100))
+			elog(ERROR, "risk function returned %d, not a score from 0 to 100", score);
 		fraud = isnull || score >= pl_risk_threshold;
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
