@@ -6,6 +6,7 @@ EXTVERSION = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*
 MODULE_big = payledger
 OBJS = \
 	src/payledger.o \
+	src/settings.o \
 	src/args.o \
 	src/spi_plans.o \
 	src/uuid_v7.o \
@@ -81,8 +82,8 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# every module includes the shared header
-$(OBJS): src/payledger.h
+# a change to any header rebuilds every module: they are few and small
+$(OBJS): $(wildcard src/*.h)
 
 # pgTAP suite, run with pg_prove against the server in PGHOST/PGPORT.
 PGTAP_DB ?= payledger_pgtap

@@ -26,6 +26,11 @@
 #include "utils/uuid.h"
 
 #include "payledger.h"
+#include "util.h"
+#include "pii.h"
+#include "spi_plans.h"
+#include "audit.h"
+#include "ledger.h"
 
 typedef struct PlAccount
 {

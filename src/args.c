@@ -20,6 +20,8 @@
 #include "utils/jsonb.h"
 
 #include "payledger.h"
+#include "util.h"
+#include "pii.h"
 
 void
 PlRequireArg(FunctionCallInfo fcinfo, int argno, const char *name)
@@ -109,4 +111,17 @@ PlTransferResult(FunctionCallInfo fcinfo, const pg_uuid_t *id,
 		nulls[2] = true;
 	values[3] = BoolGetDatum(replayed);
 	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+}
+
+/* An idempotency key: 1 to PL_MAX_KEY_LENGTH bytes, never a card number. */
+void
+PlCheckKey(const char *key)
+{
+	int			len = strlen(key);
+
+	if (len == 0 || len > PL_MAX_KEY_LENGTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("idempotency key must be 1 to %d bytes long", PL_MAX_KEY_LENGTH)));
+	PlRejectPanInText("idempotency key", key);
 }

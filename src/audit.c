@@ -7,7 +7,7 @@
  * payledger.payment_audit_log through PlAuditWrite(), inside the same SPI
  * session and so the same transaction as the change: if the row cannot be
  * written, the change does not happen.  The actor comes from the
- * payledger.* context settings (API.md section 2); the IP address is stored
+ * payledger.* context settings (doc/reference.md section 2); the IP address is stored
  * masked, the user agent and device id only as SHA-256 hex.
  *
  * forbid_mutation() is the statement-level trigger that makes a table
@@ -35,6 +35,13 @@
 #include "utils/rel.h"
 
 #include "payledger.h"
+#include "util.h"
+#include "pii.h"
+#include "layouts.h"
+#include "spi_plans.h"
+#include "direct.h"
+#include "audit.h"
+#include "events.h"
 
 void
 PlAuditInit(PlAuditEvent *ev, const char *event_type, TimestampTz at)

@@ -61,6 +61,11 @@
 #include "utils/rel.h"
 
 #include "payledger.h"
+#include "util.h"
+#include "pii.h"
+#include "layouts.h"
+#include "spi_plans.h"
+#include "audit.h"
 
 /* this session's chain; chain_seq 0 means "start a new chain" */
 static Oid	chain_relid = InvalidOid;	/* the audit table it lives in */

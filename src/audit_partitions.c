@@ -52,6 +52,10 @@
 #include "utils/uuid.h"
 
 #include "payledger.h"
+#include "util.h"
+#include "spi_plans.h"
+#include "direct.h"
+#include "audit.h"
 
 /* where this backend writes audit rows: leaf_relid takes [leaf_lo, leaf_hi) */
 static bool leaf_valid = false;

@@ -43,6 +43,13 @@
 #include "utils/uuid.h"
 
 #include "payledger.h"
+#include "util.h"
+#include "pii.h"
+#include "spi_plans.h"
+#include "idempotency.h"
+#include "audit.h"
+#include "metrics.h"
+#include "ledger.h"
 
 typedef struct Leg
 {

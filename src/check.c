@@ -20,6 +20,7 @@
 #include "utils/builtins.h"
 
 #include "payledger.h"
+#include "spi_plans.h"
 
 typedef struct LedgerCheck
 {

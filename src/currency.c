@@ -17,6 +17,7 @@
 #include "postgres.h"
 
 #include "payledger.h"
+#include "util.h"
 
 /* sorted, so that bsearch works */
 static const char *const iso4217[] = {

@@ -47,6 +47,8 @@
 #include "utils/snapmgr.h"
 
 #include "payledger.h"
+#include "layouts.h"
+#include "direct.h"
 
 Relation
 PlOpenTable(const char *relname)
@@ -449,4 +451,24 @@ PlDirectUpdate(Relation rel, HeapTuple oldtup, HeapTuple newtup)
 		}
 		list_free(indexes);
 	}
+}
+
+Relation
+PlOpenEntries(void)
+{
+	Relation	rel = PlOpenTable("entries");
+
+	if (RelationGetDescr(rel)->natts != PL_NATTS_ENTRIES)
+		elog(ERROR, "payledger.entries does not have the expected columns");
+	return rel;
+}
+
+Relation
+PlOpenAccounts(void)
+{
+	Relation	rel = PlOpenTable("accounts");
+
+	if (RelationGetDescr(rel)->natts != PL_NATTS_ACCOUNTS)
+		elog(ERROR, "payledger.accounts does not have the expected columns");
+	return rel;
 }

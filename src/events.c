@@ -46,6 +46,9 @@
 #include "utils/builtins.h"
 
 #include "payledger.h"
+#include "util.h"
+#include "spi_plans.h"
+#include "events.h"
 
 static bool notified = false;
 static Oid	era_relid = InvalidOid;	/* payledger.cluster_eras, when era is known */

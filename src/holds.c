@@ -38,6 +38,13 @@
 #include "utils/uuid.h"
 
 #include "payledger.h"
+#include "util.h"
+#include "pii.h"
+#include "layouts.h"
+#include "spi_plans.h"
+#include "idempotency.h"
+#include "audit.h"
+#include "ledger.h"
 
 typedef struct LockedHold
 {
@@ -68,36 +75,6 @@ open_holds(void)
 	if (RelationGetDescr(rel)->natts != PL_NATTS_HOLDS)
 		elog(ERROR, "payledger.holds does not have the expected columns");
 	return rel;
-}
-
-static int64
-overdue_sum(PlPlanId plan, const pg_uuid_t *account_id)
-{
-	Datum		values[2];
-	bool		isnull;
-	int64		sum;
-
-	values[0] = UUIDPGetDatum((pg_uuid_t *) account_id);
-	values[1] = TimestampTzGetDatum(GetCurrentTimestamp());
-	if (PlExec(plan, values, NULL, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "overdue hold lookup failed");
-	sum = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	/* batches call this per item: do not let SPI results pile up */
-	SPI_freetuptable(SPI_tuptable);
-	return sum;
-}
-
-/* Sum of the account's pending holds past expiry (inside PlSpiBegin). */
-int64
-PlOverdueDebits(const pg_uuid_t *account_id)
-{
-	return overdue_sum(PLAN_OVERDUE_DEBITS, account_id);
-}
-
-int64
-PlOverdueCredits(const pg_uuid_t *account_id)
-{
-	return overdue_sum(PLAN_OVERDUE_CREDITS, account_id);
 }
 
 /* Locks a hold row FOR UPDATE and reads it; false when there is none. */

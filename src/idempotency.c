@@ -37,6 +37,11 @@
 #include "utils/timestamp.h"
 
 #include "payledger.h"
+#include "pii.h"
+#include "spi_plans.h"
+#include "direct.h"
+#include "idempotency.h"
+#include "metrics.h"
 
 static pg_uuid_t ledger_scope;	/* all zeroes: the scope of ledger functions */
 
@@ -107,18 +112,6 @@ PlHashEnd(PlHasher *h, uint8 *out)
 	PlSha256(h->buf.data, h->buf.len, out);
 	pfree(h->buf.data);
 	pfree(h);
-}
-
-void
-PlCheckKey(const char *key)
-{
-	int			len = strlen(key);
-
-	if (len == 0 || len > PL_MAX_KEY_LENGTH)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("idempotency key must be 1 to %d bytes long", PL_MAX_KEY_LENGTH)));
-	PlRejectPanInText("idempotency key", key);
 }
 
 static char *

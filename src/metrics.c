@@ -36,6 +36,8 @@
 #include "utils/elog.h"
 
 #include "payledger.h"
+#include "spi_plans.h"
+#include "metrics.h"
 
 #define ERROR_SLOTS 128
 

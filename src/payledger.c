@@ -1,12 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * payledger.c
- *	  Module entry point and every payledger.* setting.
+ *	  Module entry point: one Init call per module that keeps state.
  *
- * Each module that needs backend-lifetime state gets one Init call from
- * _PG_init.  All settings, including the per-transaction context variables
- * of API.md section 2, are defined here before the prefix is reserved:
- * MarkGUCPrefixReserved() throws away placeholders it does not know.
+ * SettingsInit() runs first, because it reserves the payledger.* prefix
+ * once every setting is defined.
  *
  * Copyright (c) 2026, payledger authors
  *
@@ -17,285 +15,23 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "fmgr.h"
-#include "utils/builtins.h"
-#include "utils/guc.h"
-#include "utils/memutils.h"
-#include "utils/timestamp.h"
-#include "utils/uuid.h"
 
 #include "payledger.h"
+#include "audit.h"
+#include "events.h"
+#include "ledger.h"
+#include "metrics.h"
+#include "spi_plans.h"
 
 PG_MODULE_MAGIC;
 
-bool		pl_require_idempotency_key = true;
-char	   *pl_idempotency_retention = NULL;
-bool		pl_allow_drop = false;
-int			pl_max_legs = 1000;
-char	   *pl_risk_function = NULL;
-int			pl_risk_threshold = 80;
-char	   *pl_actor_type = NULL;
-char	   *pl_actor_id = NULL;
-char	   *pl_ip_address = NULL;
-char	   *pl_user_agent = NULL;
-char	   *pl_device_id = NULL;
-char	   *pl_correlation_id = NULL;
-char	   *pl_audit_signing_key = NULL;
-bool		pl_notify_events = true;
-
-static Interval *retention_interval = NULL;
-
 void		_PG_init(void);
-
-/*
- * The retention must be a positive, finite interval; it is parsed once here
- * and handed to the assign hook through *extra.
- */
-static bool
-check_retention(char **newval, void **extra, GucSource source)
-{
-	Interval   *parsed = NULL;
-	Interval   *copy;
-	MemoryContext oldcxt = CurrentMemoryContext;
-
-	/* interval_in has no soft-error mode on PostgreSQL 15 */
-	PG_TRY();
-	{
-		parsed = DatumGetIntervalP(DirectFunctionCall3(interval_in,
-													   CStringGetDatum(*newval),
-													   ObjectIdGetDatum(InvalidOid),
-													   Int32GetDatum(-1)));
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcxt);
-		FlushErrorState();
-		parsed = NULL;
-	}
-	PG_END_TRY();
-
-	if (parsed == NULL)
-	{
-		GUC_check_errdetail("\"%s\" is not an interval.", *newval);
-		return false;
-	}
-	if (parsed->time < 0 || parsed->day < 0 || parsed->month < 0 ||
-		(parsed->time == 0 && parsed->day == 0 && parsed->month == 0))
-	{
-		GUC_check_errdetail("The retention must be a positive interval.");
-		return false;
-	}
-	copy = malloc(sizeof(Interval));
-	if (copy == NULL)
-		return false;
-	memcpy(copy, parsed, sizeof(Interval));
-	*extra = copy;
-	return true;
-}
-
-static void
-assign_retention(const char *newval, void *extra)
-{
-	retention_interval = (Interval *) extra;
-}
-
-Interval *
-PlIdempotencyRetention(void)
-{
-	return retention_interval;
-}
-
-static bool
-check_actor_type(char **newval, void **extra, GucSource source)
-{
-	static const char *const valid[] = {"CUSTOMER", "SYSTEM", "OPERATOR", "API"};
-
-	if (*newval == NULL || (*newval)[0] == '\0')
-		return true;
-	for (int i = 0; i < (int) lengthof(valid); i++)
-		if (strcmp(*newval, valid[i]) == 0)
-			return true;
-	GUC_check_errdetail("payledger.actor_type must be CUSTOMER, SYSTEM, OPERATOR or API.");
-	return false;
-}
-
-static bool
-check_correlation_id(char **newval, void **extra, GucSource source)
-{
-	if (*newval == NULL || (*newval)[0] == '\0')
-		return true;
-	if (!PlParseUuid(*newval, NULL))
-	{
-		GUC_check_errdetail("payledger.correlation_id must be a UUID.");
-		return false;
-	}
-	return true;
-}
-
-static bool
-check_ip_address(char **newval, void **extra, GucSource source)
-{
-	if (*newval == NULL || (*newval)[0] == '\0')
-		return true;
-	if (PlMaskIp(*newval) == NULL)
-	{
-		GUC_check_errdetail("payledger.ip_address must be an IPv4 or IPv6 address.");
-		return false;
-	}
-	return true;
-}
-
-/*
- * A context value set before this library was loaded in the session is a
- * placeholder that PostgreSQL checks only now, at load, and on failure it
- * merely warns and falls back to the default.  The audit row would then name
- * the wrong actor, so such a value is remembered here and refused (22023) by
- * PlCheckContext() until the setting is assigned again or the transaction
- * that loaded the library ends.
- */
-typedef enum ContextSetting
-{
-	CTX_ACTOR_TYPE,
-	CTX_IP_ADDRESS,
-	CTX_CORRELATION_ID,
-	CTX_CHECKED
-} ContextSetting;
-
-static char *rejected_value[CTX_CHECKED];
-static const char *const checked_name[CTX_CHECKED] = {
-	"payledger.actor_type", "payledger.ip_address", "payledger.correlation_id"
-};
-
-static void
-forget_rejected(ContextSetting which)
-{
-	if (rejected_value[which])
-		pfree(rejected_value[which]);
-	rejected_value[which] = NULL;
-}
-
-static void
-assign_actor_type(const char *newval, void *extra)
-{
-	forget_rejected(CTX_ACTOR_TYPE);
-}
-
-static void
-assign_ip_address(const char *newval, void *extra)
-{
-	forget_rejected(CTX_IP_ADDRESS);
-}
-
-static void
-assign_correlation_id(const char *newval, void *extra)
-{
-	forget_rejected(CTX_CORRELATION_ID);
-}
-
-static void
-forget_rejected_at_end(XactEvent event, void *arg)
-{
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
-		event == XACT_EVENT_PREPARE)
-		for (int i = 0; i < CTX_CHECKED; i++)
-			forget_rejected((ContextSetting) i);
-}
-
-/* Raises 22023 while a context value set before the load is outstanding. */
-void
-PlCheckContext(void)
-{
-	for (int i = 0; i < CTX_CHECKED; i++)
-		if (rejected_value[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid value for parameter \"%s\": \"%s\"",
-							checked_name[i], rejected_value[i]),
-					 errdetail("The value was set before payledger was loaded in this session, so it could not be checked when it was set."),
-					 errhint("Set %s again to a valid value; session_preload_libraries = 'payledger' checks every value when it is set.",
-							 checked_name[i])));
-}
-
-static void
-define_context_string(const char *name, const char *desc, char **var,
-					  GucStringCheckHook check, GucStringAssignHook assign,
-					  int which)
-{
-	const char *placeholder = GetConfigOption(name, true, false);
-	char	   *before = NULL;
-
-	if (placeholder && placeholder[0] != '\0' && which >= 0)
-		before = MemoryContextStrdup(TopMemoryContext, placeholder);
-	DefineCustomStringVariable(name, desc, NULL, var, "", PGC_USERSET, 0,
-							   check, assign, NULL);
-	if (before && strcmp(before, *var ? *var : "") != 0)
-		rejected_value[which] = before;
-	else if (before)
-		pfree(before);
-}
 
 void
 _PG_init(void)
 {
-	DefineCustomBoolVariable("payledger.require_idempotency_key",
-							 gettext_noop("Refuses money-moving calls that carry no idempotency key."),
-							 NULL, &pl_require_idempotency_key, true,
-							 PGC_SUSET, 0, NULL, NULL, NULL);
-	DefineCustomStringVariable("payledger.idempotency_retention",
-							   gettext_noop("How long idempotency keys are kept before purge_idempotency_keys() may delete them."),
-							   NULL, &pl_idempotency_retention, "7 days",
-							   PGC_SUSET, 0, check_retention, assign_retention, NULL);
-	DefineCustomBoolVariable("payledger.allow_drop",
-							 gettext_noop("Allows DROP EXTENSION payledger while the ledger holds data."),
-							 NULL, &pl_allow_drop, false,
-							 PGC_SUSET, 0, NULL, NULL, NULL);
-	DefineCustomIntVariable("payledger.max_legs",
-							gettext_noop("Largest number of legs transfer_legs() accepts."),
-							NULL, &pl_max_legs, 1000, 1, 100000,
-							PGC_SUSET, 0, NULL, NULL, NULL);
-	DefineCustomStringVariable("payledger.risk_function",
-							   gettext_noop("Function that scores a payment from 0 to 100 before authorization."),
-							   NULL, &pl_risk_function, "",
-							   PGC_SUSET, 0, NULL, NULL, NULL);
-	DefineCustomIntVariable("payledger.risk_threshold",
-							gettext_noop("Risk score at or above which authorization fails."),
-							NULL, &pl_risk_threshold, 80, 0, 101,
-							PGC_SUSET, 0, NULL, NULL, NULL);
-
-	DefineCustomStringVariable("payledger.audit_signing_key",
-							   gettext_noop("Secret for the HMAC that signs audit_checkpoint() results."),
-							   NULL, &pl_audit_signing_key, "",
-							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
-
-	DefineCustomBoolVariable("payledger.notify_events",
-							 gettext_noop("Sends NOTIFY payledger_events on commit of every transaction that wrote events."),
-							 NULL, &pl_notify_events, true,
-							 PGC_SUSET, 0, NULL, NULL, NULL);
-
-	define_context_string("payledger.actor_type",
-						  gettext_noop("Kind of actor behind this transaction: CUSTOMER, SYSTEM, OPERATOR or API."),
-						  &pl_actor_type, check_actor_type, assign_actor_type, CTX_ACTOR_TYPE);
-	define_context_string("payledger.actor_id",
-						  gettext_noop("Actor behind this transaction (default: current_user)."),
-						  &pl_actor_id, NULL, NULL, -1);
-	define_context_string("payledger.ip_address",
-						  gettext_noop("Client IP address; the audit log stores it masked."),
-						  &pl_ip_address, check_ip_address, assign_ip_address, CTX_IP_ADDRESS);
-	define_context_string("payledger.user_agent",
-						  gettext_noop("Client user agent; the audit log stores its SHA-256."),
-						  &pl_user_agent, NULL, NULL, -1);
-	define_context_string("payledger.device_id",
-						  gettext_noop("Client device id; the audit log stores its SHA-256."),
-						  &pl_device_id, NULL, NULL, -1);
-	define_context_string("payledger.correlation_id",
-						  gettext_noop("UUID that ties the events of one business flow together."),
-						  &pl_correlation_id, check_correlation_id, assign_correlation_id,
-						  CTX_CORRELATION_ID);
-	RegisterXactCallback(forget_rejected_at_end, NULL);
-
-	MarkGUCPrefixReserved("payledger");
+	SettingsInit();
 
 	SpiPlansInit();
 	PlSubBalancesInit();

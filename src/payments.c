@@ -59,6 +59,14 @@
 #include "utils/uuid.h"
 
 #include "payledger.h"
+#include "util.h"
+#include "pii.h"
+#include "layouts.h"
+#include "spi_plans.h"
+#include "idempotency.h"
+#include "audit.h"
+#include "state_machine.h"
+#include "ledger.h"
 
 typedef struct Payment
 {

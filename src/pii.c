@@ -31,6 +31,8 @@
 #include "utils/numeric.h"
 
 #include "payledger.h"
+#include "util.h"
+#include "pii.h"
 
 #define PAN_MIN_DIGITS	13
 #define PAN_MAX_DIGITS	19

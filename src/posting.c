@@ -36,12 +36,10 @@
 #include "utils/rel.h"
 
 #include "payledger.h"
-
-char *
-PlUuidText(const pg_uuid_t *u)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) u)));
-}
+#include "util.h"
+#include "layouts.h"
+#include "spi_plans.h"
+#include "ledger.h"
 
 static int
 uuid_cmp_raw(const void *a, const void *b)
@@ -297,26 +295,6 @@ PlFlushAccounts(Relation rel, PlLockedSet *set, TimestampTz now)
 		}
 }
 
-Relation
-PlOpenEntries(void)
-{
-	Relation	rel = PlOpenTable("entries");
-
-	if (RelationGetDescr(rel)->natts != PL_NATTS_ENTRIES)
-		elog(ERROR, "payledger.entries does not have the expected columns");
-	return rel;
-}
-
-Relation
-PlOpenAccounts(void)
-{
-	Relation	rel = PlOpenTable("accounts");
-
-	if (RelationGetDescr(rel)->natts != PL_NATTS_ACCOUNTS)
-		elog(ERROR, "payledger.accounts does not have the expected columns");
-	return rel;
-}
-
 /* Records a transfer, posted (reason NULL) or rejected. */
 void
 PlStoreTransfer(const pg_uuid_t *id, const char *kind, const char *reason,
@@ -361,4 +339,34 @@ PlStoreTransfer(const pg_uuid_t *id, const char *kind, const char *reason,
 	PlDirectInsert(rel, values, nulls);
 	table_close(rel, NoLock);
 	pfree(hash);
+}
+
+static int64
+overdue_sum(PlPlanId plan, const pg_uuid_t *account_id)
+{
+	Datum		values[2];
+	bool		isnull;
+	int64		sum;
+
+	values[0] = UUIDPGetDatum((pg_uuid_t *) account_id);
+	values[1] = TimestampTzGetDatum(GetCurrentTimestamp());
+	if (PlExec(plan, values, NULL, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "overdue hold lookup failed");
+	sum = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	/* batches call this per item: do not let SPI results pile up */
+	SPI_freetuptable(SPI_tuptable);
+	return sum;
+}
+
+/* Sum of the account's pending holds past expiry (inside PlSpiBegin). */
+int64
+PlOverdueDebits(const pg_uuid_t *account_id)
+{
+	return overdue_sum(PLAN_OVERDUE_DEBITS, account_id);
+}
+
+int64
+PlOverdueCredits(const pg_uuid_t *account_id)
+{
+	return overdue_sum(PLAN_OVERDUE_CREDITS, account_id);
 }

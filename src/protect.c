@@ -45,6 +45,8 @@
 #include "utils/lsyscache.h"
 
 #include "payledger.h"
+#include "spi_plans.h"
+#include "audit.h"
 
 /* set while payledger's own partition functions run their DDL */
 static bool audit_ddl = false;

@@ -33,6 +33,11 @@
 #include "utils/uuid.h"
 
 #include "payledger.h"
+#include "util.h"
+#include "spi_plans.h"
+#include "idempotency.h"
+#include "audit.h"
+#include "ledger.h"
 
 typedef struct Candidate
 {

@@ -37,6 +37,7 @@
 #include "utils/syscache.h"
 
 #include "payledger.h"
+#include "spi_plans.h"
 
 #define MAX_PLAN_ARGS 26
 

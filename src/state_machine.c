@@ -38,6 +38,9 @@
 #include "utils/rel.h"
 
 #include "payledger.h"
+#include "util.h"
+#include "spi_plans.h"
+#include "state_machine.h"
 
 #define MACHINE_NAME_LEN 64
 

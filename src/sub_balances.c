@@ -49,6 +49,10 @@
 #include "utils/snapmgr.h"
 
 #include "payledger.h"
+#include "util.h"
+#include "spi_plans.h"
+#include "audit.h"
+#include "ledger.h"
 
 #define PL_MAX_SUB_BALANCES 64
 

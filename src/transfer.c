@@ -3,7 +3,7 @@
  * transfer.c
  *	  transfer(): moving money between two accounts.
  *
- * Order of checks (API.md section 1): arguments (22004, 22023, PY006),
+ * Order of checks (doc/reference.md section 1): arguments (22004, 22023, PY006),
  * PY008, the idempotency key (replay or PY002), unknown accounts (PY005),
  * currency (PY004), then business declines, which are returned with status
  * 'rejected', stored and audited, never raised.  Locks follow the order of
@@ -33,6 +33,13 @@
 #include "utils/uuid.h"
 
 #include "payledger.h"
+#include "util.h"
+#include "pii.h"
+#include "spi_plans.h"
+#include "idempotency.h"
+#include "audit.h"
+#include "metrics.h"
+#include "ledger.h"
 
 /* lock space of caller-supplied transfer ids: not a merchant, not the ledger */
 static const pg_uuid_t transfer_id_scope = {{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,

@@ -20,9 +20,11 @@
 
 #include "fmgr.h"
 #include "port.h"
+#include "utils/builtins.h"
 #include "utils/uuid.h"
 
 #include "payledger.h"
+#include "util.h"
 
 static uint64 last_ms = 0;
 static uint16 last_seq = 0;
@@ -137,4 +139,11 @@ Datum
 uuid_v7(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_DATUM(PlUuidV7Datum());
+}
+
+/* The canonical text form of a uuid, for messages and SPI parameters. */
+char *
+PlUuidText(const pg_uuid_t *u)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) u)));
 }

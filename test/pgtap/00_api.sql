@@ -1,4 +1,4 @@
--- 00_api.sql: the names, arguments and results API.md sections 3, 4, 5, 7
+-- 00_api.sql: the names, arguments and results doc/reference.md sections 3, 4, 5, 7
 -- and 8 fix for the ledger core, and the audit log's columns
 
 BEGIN;

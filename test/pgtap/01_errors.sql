@@ -1,4 +1,4 @@
--- 01_errors.sql: every SQLSTATE the ledger core raises (API.md sections 1, 3, 4, 5)
+-- 01_errors.sql: every SQLSTATE the ledger core raises (doc/reference.md sections 1, 3, 4, 5)
 --
 -- Malformed or impossible requests raise with the contract's SQLSTATE and a
 -- message naming the problem; nothing is written.

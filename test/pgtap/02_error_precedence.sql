@@ -1,5 +1,5 @@
 -- 02_error_precedence.sql: with several problems, the first check in
--- API.md section 1's order decides:
+-- doc/reference.md section 1's order decides:
 --   (1) arguments: 22004, 22023, 22003, PY006  (2) PY008
 --   (3) the idempotency key: replay or PY002   (4) PY005  (5) PY004
 --   (8) business declines (returned, not raised)

@@ -1,4 +1,4 @@
--- 03_declines.sql: business declines are returned, not raised (API.md sections 1, 3, 4, 7)
+-- 03_declines.sql: business declines are returned, not raised (doc/reference.md sections 1, 3, 4, 7)
 --
 -- A declined transfer returns status 'rejected' with a reason_code and a
 -- transfer_id, moves no money, writes no entry, and leaves one

@@ -1,4 +1,4 @@
--- 04_idempotency.sql: retries never move money twice (API.md section 5)
+-- 04_idempotency.sql: retries never move money twice (doc/reference.md section 5)
 --
 -- Same key and parameters replay the stored result (replayed = true),
 -- move nothing and write no audit row; rejected outcomes replay too; a

@@ -1,5 +1,5 @@
 -- 05_balances.sql: balances, versions, statements and the ledger check
--- (API.md sections 3 and 8)
+-- (doc/reference.md sections 3 and 8)
 --
 -- Inside one transaction now() is constant, but entries carry the wall
 -- clock, so the instants for balance_at() and account_entries() are taken

@@ -1,4 +1,4 @@
--- 06_audit.sql: the audit log (API.md sections 2 and 7)
+-- 06_audit.sql: the audit log (doc/reference.md sections 2 and 7)
 --
 -- One row per transfer and per account change, written in the same
 -- transaction; the actor comes from the payledger.* context settings; the IP

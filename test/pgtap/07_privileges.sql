@@ -1,5 +1,5 @@
 -- 07_privileges.sql: an application role moves money only through the functions
--- (API.md sections 1, 2, 4 and 7)
+-- (doc/reference.md sections 1, 2, 4 and 7)
 --
 -- A role with USAGE on schema payledger and EXECUTE on its functions can
 -- transfer and read balances, but cannot write the ledger's tables itself.

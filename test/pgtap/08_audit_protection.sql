@@ -1,5 +1,5 @@
 -- 08_audit_protection.sql: DDL protection (PY007) and tamper evidence
--- (API.md sections 1, 7 and 8)
+-- (doc/reference.md sections 1, 7 and 8)
 --
 -- ALTER TABLE, DISABLE TRIGGER and DROP on the ledger raise PY007, for a
 -- superuser too; verify_audit_log() and check_ledger() catch what a

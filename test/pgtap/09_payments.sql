@@ -1,5 +1,5 @@
 -- 09_payments.sql: every payment function's happy path, its declines and
--- its SQLSTATEs (API.md sections 1, 5, 6, 7 and 10)
+-- its SQLSTATEs (doc/reference.md sections 1, 5, 6, 7 and 10)
 --
 -- create_payment, authorize_payment, capture_payment (partial, splits),
 -- void_payment, refund_payment, dispute_payment, resolve_dispute,

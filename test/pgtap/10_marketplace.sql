@@ -1,5 +1,5 @@
 -- 10_marketplace.sql: a marketplace payment from authorization to a
--- reconciled settlement (API.md sections 6, 7 and 9)
+-- reconciled settlement (doc/reference.md sections 6, 7 and 9)
 --
 -- authorize -> capture with three splits (platform fee and two sellers) ->
 -- partial refund -> settle_merchant -> reconcile_settlement against a

@@ -1,5 +1,5 @@
 -- 11_state_machine.sql: only legal state changes, by function or by hand
--- (API.md sections 1 and 6)
+-- (doc/reference.md sections 1 and 6)
 --
 -- The state machine "payment" also guards a hand-written UPDATE of
 -- payledger.payments: every pair of states is tried on real payments
@@ -164,7 +164,7 @@ SELECT results_eq(
 	         ('expired', '', 'PY001'),
 	         ('disputed', 'captured, partially_refunded, settled, charged_back', 'PY001'),
 	         ('charged_back', '', 'PY001')$$,
-	'UPDATE payments SET state: exactly the transitions of API.md section 6 succeed (audited, version + 1), all others raise PY001');
+	'UPDATE payments SET state: exactly the transitions of doc/reference.md section 6 succeed (audited, version + 1), all others raise PY001');
 
 -- one legal change by hand, kept: pending -> failed moves no money
 DO $$

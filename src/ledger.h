@@ -1,0 +1,84 @@
+/*-------------------------------------------------------------------------
+ *
+ * ledger.h
+ *	  Moving money: lock order, postings, sub-balances, transfers and holds.
+ *
+ * Copyright (c) 2026, payledger authors
+ *
+ * IDENTIFICATION
+ *	  src/ledger.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LEDGER_H
+#define LEDGER_H
+
+#include "utils/jsonb.h"
+#include "utils/relcache.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "direct.h"
+
+/* posting.c: lock order, declines, entries, transfer rows */
+typedef struct PlLockedSet
+{
+	PlAccountRow *rows;			/* sorted by id */
+	int			n;
+} PlLockedSet;
+
+extern PlLockedSet *PlLockAccounts(Relation rel, const pg_uuid_t *ids, int n);
+extern PlLockedSet *PlLockAccountsFor(Relation rel, const pg_uuid_t *ids, int n,
+									  const bool *credit_only);
+extern PlAccountRow *PlFindAccount(PlLockedSet *set, const pg_uuid_t *id);
+extern void PlCheckAccountCurrency(const PlAccountRow *row, const char *currency);
+extern const char *PlDeclineReason(PlAccountRow *src, PlAccountRow *dst, int64 amount);
+extern void PlWriteEntry(Relation entries, PlAccountRow *row, const pg_uuid_t *transfer_id,
+						 int64 delta, TimestampTz now);
+extern void PlFlushAccounts(Relation rel, PlLockedSet *set, TimestampTz now);
+extern void PlStoreTransfer(const pg_uuid_t *id, const char *kind, const char *reason,
+							const char *currency, int64 amount, const pg_uuid_t *from_id,
+							const pg_uuid_t *to_id, const char *key,
+							const uint8 *request_hash, Jsonb *metadata, TimestampTz now);
+extern int64 PlOverdueDebits(const pg_uuid_t *account_id);
+extern int64 PlOverdueCredits(const pg_uuid_t *account_id);
+
+/* sub_balances.c: hot accounts */
+typedef struct PlSubBalances
+{
+	pg_uuid_t	key;			/* an account id (hash key) */
+	bool		is_sub_balance; /* key is a sub-balance row ... */
+	pg_uuid_t	account_id;		/* ... of this account */
+	int			nall;			/* key's sub-balances, in slot order */
+	pg_uuid_t  *all;
+	int			nactive;		/* those that take credits now */
+	pg_uuid_t  *active;
+	int			last_used;		/* index into active this backend locked last */
+} PlSubBalances;
+
+extern void PlSubBalancesInit(void);
+extern const PlSubBalances *PlSubBalancesOf(const pg_uuid_t *id);
+extern void PlRejectSubBalance(const pg_uuid_t *id);
+extern bool PlLockSubBalance(Relation rel, const pg_uuid_t *id, PlAccountRow *row);
+extern int64 PlSubBalanceTotal(const pg_uuid_t *id, int64 *versions);
+
+/* transfer.c */
+extern void PlTransferHash(const pg_uuid_t *from_id, const pg_uuid_t *to_id, int64 amount,
+						   const char *currency, Jsonb *metadata, uint8 *out);
+extern const char *PlPostTransfer(const pg_uuid_t *id, const char *kind,
+								  const pg_uuid_t *from_id, const pg_uuid_t *to_id,
+								  int64 amount, const char *currency, const char *key,
+								  const uint8 *request_hash, Jsonb *metadata,
+								  const pg_uuid_t *correlation_id, TimestampTz *at);
+
+/* holds.c */
+extern const char *PlHoldCreate(const pg_uuid_t *id, const pg_uuid_t *from_id,
+								const pg_uuid_t *to_id, int64 amount, const char *currency,
+								TimestampTz expires_at, const char *key,
+								const uint8 *request_hash, Jsonb *metadata,
+								const pg_uuid_t *correlation_id);
+extern const char *PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount,
+								int64 amount, const char *key, const uint8 *request_hash,
+								TimestampTz now, const pg_uuid_t *more_accounts, int nmore);
+
+#endif							/* LEDGER_H */
