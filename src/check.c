@@ -45,9 +45,13 @@ static const LedgerCheck checks[] = {
 		"balance_after::numeric - amount AS before, "
 		"lag(balance_after::numeric, 1, 0::numeric) OVER (PARTITION BY account_id ORDER BY account_version) AS prev "
 		"FROM payledger.entries) s WHERE before <> prev"},
+	/* as in get_balance and the floor check: overdue holds no longer count */
 	{"no_account_below_floor",
 		"SELECT count(*), string_agg(id::text || ' available ' || available || ' floor ' || min_balance, ', ') "
 		"FROM (SELECT a.id, a.min_balance, a.balance::numeric - a.pending_debits + coalesce(("
+		"SELECT sum(h.amount) FROM payledger.holds h WHERE h.from_account = a.id "
+		"AND h.status = 'pending' AND h.expires_at <= (SELECT pg_catalog.clock_timestamp())), 0) "
+		"+ coalesce(("
 		"SELECT sum(b.balance) FROM payledger.sub_balances s JOIN payledger.accounts b "
 		"ON b.id = s.sub_account_id WHERE s.account_id = a.id), 0) AS available "
 		"FROM payledger.accounts a WHERE a.min_balance IS NOT NULL) x "
