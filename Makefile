@@ -53,7 +53,8 @@ REGRESS = \
 	sub_balances \
 	audit_partitions \
 	upgrade \
-	context_settings
+	context_settings \
+	state_machine_cache
 REGRESS_OPTS = --load-extension=payledger
 
 ISOLATION = \

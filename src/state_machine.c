@@ -53,25 +53,43 @@ typedef struct MachineEntry
 static HTAB *machines = NULL;
 static bool callback_registered = false;
 
+/*
+ * The cache is valid while machines_valid holds; machines_relid is the oid
+ * of payledger.state_machines, resolved when the cache is filled.
+ */
+static bool machines_valid = false;
+static Oid	machines_relid = InvalidOid;
+
+/*
+ * Relcache invalidation callback.  It runs during abort as well as at
+ * command boundaries, so it may not touch the catalogs: it only marks the
+ * cache stale, and machine_transitions() empties and refills it.
+ */
 static void
 forget_machines(Datum arg, Oid relid)
 {
-	if (machines == NULL)
-		return;
-	if (!OidIsValid(relid) ||
-		relid == get_relname_relid("state_machines", get_namespace_oid("payledger", true)))
-	{
-		HASH_SEQ_STATUS status;
-		MachineEntry *e;
+	if (!OidIsValid(relid) || relid == machines_relid)
+		machines_valid = false;
+}
 
-		hash_seq_init(&status, machines);
-		while ((e = hash_seq_search(&status)) != NULL)
-		{
-			if (e->transitions)
-				pfree(e->transitions);
-			hash_search(machines, e->name, HASH_REMOVE, NULL);
-		}
+/* Empties the cache if it is stale and resolves payledger.state_machines. */
+static void
+refresh_machines(void)
+{
+	HASH_SEQ_STATUS status;
+	MachineEntry *e;
+
+	if (machines_valid)
+		return;
+	hash_seq_init(&status, machines);
+	while ((e = hash_seq_search(&status)) != NULL)
+	{
+		if (e->transitions)
+			pfree(e->transitions);
+		hash_search(machines, e->name, HASH_REMOVE, NULL);
 	}
+	machines_relid = get_relname_relid("state_machines", get_namespace_oid("payledger", true));
+	machines_valid = true;
 }
 
 static void
@@ -106,6 +124,7 @@ machine_transitions(const char *name)
 		CacheRegisterRelcacheCallback(forget_machines, (Datum) 0);
 		callback_registered = true;
 	}
+	refresh_machines();
 	e = hash_search(machines, name, HASH_FIND, NULL);
 	if (e == NULL)
 	{
