@@ -722,8 +722,9 @@ authorize_payment(PG_FUNCTION_ARGS)
 	else
 	{
 		PlUuidV7(&hold_id);
+		/* the hold names its payment, so expire_holds() leaves it alone */
 		reason = PlHoldCreate(&hold_id, &p.source_account, &p.merchant_account, p.amount,
-							  p.currency, expires_at, call.key, call.hash, PlEmptyJsonb(),
+							  p.currency, expires_at, call.key, call.hash, payment_ref(&p),
 							  &p.correlation_id);
 		if (reason == NULL)
 		{
@@ -1258,7 +1259,8 @@ store_dispute(Payment *p, const char *state, const char *before)
  *
  * captured, partially_refunded or settled -> disputed: the disputed amount
  * is held from the merchant account for the customer, out of what the
- * merchant has available, until the dispute is resolved.  More than is left
+ * merchant has available, until the dispute is resolved, however long that
+ * takes (the hold never expires).  More than is left
  * of the payment raises 22023; a merchant account that cannot cover it
  * declines (state unchanged, the decline audited).
  */
@@ -1276,6 +1278,7 @@ dispute_payment(PG_FUNCTION_ARGS)
 	TimestampTz now;
 	const char *reason;
 	pg_uuid_t	hold_id;
+	TimestampTz never;
 	const char *before;
 
 	amount = amount_and_reason(fcinfo, h, "dispute reason", &why);
@@ -1286,10 +1289,11 @@ dispute_payment(PG_FUNCTION_ARGS)
 	require_state(&p, "dispute", from, lengthof(from));
 	check_left("dispute", amount, p.captured - p.refunded);
 	now = GetCurrentTimestamp();
+	/* reserved until resolve_dispute: no expiry, so no sweep releases it */
+	TIMESTAMP_NOEND(never);
 	PlUuidV7(&hold_id);
 	reason = PlHoldCreate(&hold_id, &p.merchant_account, &p.source_account, amount, p.currency,
-						  now + (TimestampTz) 365 * USECS_PER_DAY, call.key, call.hash,
-						  payment_ref(&p), &p.correlation_id);
+						  never, call.key, call.hash, payment_ref(&p), &p.correlation_id);
 	if (reason != NULL)
 	{
 		payment_event(&p, "PAYMENT_DISPUTED", p.state, p.state, amount, false, reason,

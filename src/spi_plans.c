@@ -88,9 +88,19 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		" AND NOT EXISTS (SELECT 1 FROM payledger.transfers t WHERE t.id = $1)",
 		1, {UUIDOID}
 	},
+	/*
+	 * an authorization's hold (its metadata names the payment) expires only
+	 * with its payment, in expire_authorizations()
+	 */
 	[PLAN_HOLDS_OVERDUE] = {
-		"SELECT id, from_account, to_account FROM payledger.holds"
-		" WHERE status = 'pending' AND expires_at <= $1 ORDER BY id FOR UPDATE",
+		"SELECT h.id, h.from_account, h.to_account FROM payledger.holds h"
+		" WHERE h.status = 'pending' AND h.expires_at <= $1"
+		" AND NOT EXISTS (SELECT 1 FROM payledger.payments p"
+		"  WHERE p.id = CASE WHEN h.metadata->>'payment_id' ~"
+		"   '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'"
+		"   THEN (h.metadata->>'payment_id')::uuid END"
+		"  AND p.hold_id = h.id AND p.state = 'authorized')"
+		" ORDER BY h.id FOR UPDATE OF h",
 		1, {TIMESTAMPTZOID}
 	},
 	[PLAN_OVERDUE_DEBITS] = {
