@@ -6,7 +6,8 @@ set -uo pipefail
 . "$(dirname "$0")/test/common.sh"
 
 ensure_packages make gcc libc6-dev postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR \
-	postgresql-$PG_MAJOR-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl libfaketime
+	postgresql-$PG_MAJOR-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl libfaketime \
+	postgresql-$PG_MAJOR-auto-failover postgresql-$PG_MAJOR-plproxy
 build_and_install "-DUSE_ASSERT_CHECKING -Wall -Wextra -Werror -Wno-unused-parameter"
 start_cluster
 
