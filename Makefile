@@ -22,6 +22,7 @@ OBJS = \
 	src/holds.o \
 	src/state_machine.o \
 	src/payments.o \
+	src/risk.o \
 	src/settlement.o \
 	src/batch.o \
 	src/direct.o \
@@ -54,7 +55,8 @@ REGRESS = \
 	audit_partitions \
 	upgrade \
 	context_settings \
-	state_machine_cache
+	state_machine_cache \
+	risk_hook
 REGRESS_OPTS = --load-extension=payledger
 
 ISOLATION = \
@@ -73,7 +75,8 @@ ISOLATION = \
 	hold_expiry_race \
 	hot_account \
 	transfer_many_same_keys \
-	audit_partition_routing
+	audit_partition_routing \
+	risk_hook_lock_timeout
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=payledger
 
 TAP_TESTS = 1

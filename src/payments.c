@@ -67,6 +67,7 @@
 #include "audit.h"
 #include "state_machine.h"
 #include "ledger.h"
+#include "risk.h"
 
 typedef struct Payment
 {
@@ -564,117 +565,14 @@ create_payment(PG_FUNCTION_ARGS)
 	PG_RETURN_UUID_P(result);
 }
 
-/*
- * The risk hook as last resolved: the setting's value and the call it
- * names.  Any change to pg_proc or pg_namespace (a function dropped,
- * replaced or renamed, a schema renamed) forgets it, so it is resolved
- * again on the next authorization.
- */
-static char *risk_setting = NULL;
-static char *risk_call = NULL;
-static bool risk_callbacks_registered = false;
-
-static void
-forget_risk_function(Datum arg, int cacheid, uint32 hashvalue)
-{
-	if (risk_setting != NULL)
-		pfree(risk_setting);
-	if (risk_call != NULL)
-		pfree(risk_call);
-	risk_setting = NULL;
-	risk_call = NULL;
-}
-
-/* "SELECT schema.function($1)::integer" for the setting (inside PlSpiBegin) */
-static const char *
-risk_function_call(void)
-{
-	Oid			fn;
-	char	   *sql;
-
-	if (risk_setting != NULL && strcmp(risk_setting, pl_risk_function) == 0)
-		return risk_call;
-	if (!risk_callbacks_registered)
-	{
-		CacheRegisterSyscacheCallback(PROCOID, forget_risk_function, (Datum) 0);
-		CacheRegisterSyscacheCallback(NAMESPACEOID, forget_risk_function, (Datum) 0);
-		risk_callbacks_registered = true;
-	}
-	forget_risk_function((Datum) 0, 0, 0);
-	fn = DatumGetObjectId(DirectFunctionCall1(regprocin, CStringGetDatum(pl_risk_function)));
-	sql = psprintf("SELECT %s.%s($1)::integer",
-				   quote_identifier(get_namespace_name(get_func_namespace(fn))),
-				   quote_identifier(get_func_name(fn)));
-	risk_call = MemoryContextStrdup(TopMemoryContext, sql);
-	risk_setting = MemoryContextStrdup(TopMemoryContext, pl_risk_function);
-	return risk_call;
-}
-
-/*
- * The risk hook: payledger.risk_function(payment payledger.payments)
- * RETURNS integer.  True when the payment scores at or above the
- * threshold, or when the hook fails (fail closed).  The hook is given the
- * payment's locked row; it runs read-only (SPI read_only), as the caller
- * and in a security-restricted operation, so it can neither write the
- * ledger nor borrow payledger's privileges; the subtransaction undoes the
- * user switch if it fails.
- */
+/* The risk hook's verdict on the payment's locked row (risk.c). */
 static bool
 risk_says_no(Payment *p)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile bool fraud = false;
+	Relation	rel = open_payments();
+	bool		fraud = PlRiskSaysNo(p->tuple, RelationGetDescr(rel));
 
-	if (pl_risk_function == NULL || pl_risk_function[0] == '\0')
-		return false;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		PlPrivState caller;
-		/* a copy: parsing it may forget the cached one */
-		char	   *sql = pstrdup(risk_function_call());
-		bool		isnull;
-		int			score;
-		Oid			argtypes[1];
-		Datum		values[1];
-		Relation	rel = open_payments();
-
-		/* the row as the ledger has it, scored with the caller's rights */
-		argtypes[0] = RelationGetDescr(rel)->tdtypeid;
-		values[0] = heap_copy_tuple_as_datum(p->tuple, RelationGetDescr(rel));
-		table_close(rel, NoLock);
-		PlUnprivilegedBegin(&caller);
-		if (SPI_execute_with_args(sql, 1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT ||
-			SPI_processed != 1)
-			elog(ERROR, "risk function returned no score");
-		PlUnprivilegedEnd(&caller);
-		score = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		/* a score outside 0-100 is a broken hook: fail closed, as on an error */
-		if (!isnull && (score < 0 || score > 100))
-			elog(ERROR, "risk function returned %d, not a score from 0 to 100", score);
-		fraud = isnull || score >= pl_risk_threshold;
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		ereport(WARNING,
-				(errmsg("risk function failed, payment declined: %s", edata->message)));
-		fraud = true;
-	}
-	PG_END_TRY();
+	table_close(rel, NoLock);
 	return fraud;
 }
 

@@ -407,6 +407,35 @@ PlLedgerOwner(void)
 	return owner;
 }
 
+/* pg_catalog alone, ahead of whatever the session has */
+static void
+push_safe_path(void)
+{
+	OverrideSearchPath safe_path = {0};
+
+	safe_path.schemas = NIL;
+	safe_path.addCatalog = true;
+	safe_path.addTemp = false;
+	PushOverrideSearchPath(&safe_path);
+}
+
+/*
+ * Sets the pinned search_path of PlSpiBegin aside while code that is not
+ * payledger's runs (the risk hook), at the nesting level PlSpiBegin pushed
+ * it, and puts it back.
+ */
+void
+PlSafeSearchPathSuspend(void)
+{
+	PopOverrideSearchPath();
+}
+
+void
+PlSafeSearchPathResume(void)
+{
+	push_safe_path();
+}
+
 /*
  * Opens SPI as the ledger's owner with a pg_catalog-only search_path.
  * Errors unwind all of it: the transaction (or subtransaction) abort
@@ -415,17 +444,12 @@ PlLedgerOwner(void)
 void
 PlSpiBegin(PlPrivState *state)
 {
-	OverrideSearchPath safe_path = {0};
-
 	GetUserIdAndSecContext(&state->save_userid, &state->save_sec_context);
 	if (internal_depth == 0)
 		caller_userid = state->save_userid;
 	SetUserIdAndSecContext(PlLedgerOwner(),
 						   state->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	safe_path.schemas = NIL;
-	safe_path.addCatalog = true;
-	safe_path.addTemp = false;
-	PushOverrideSearchPath(&safe_path);
+	push_safe_path();
 	internal_depth++;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -71,6 +71,8 @@ extern Oid	PlCallerUserId(void);
 extern Oid	PlLedgerOwner(void);
 extern void PlUnprivilegedBegin(PlPrivState *state);
 extern void PlUnprivilegedEnd(PlPrivState *state);
+extern void PlSafeSearchPathSuspend(void);
+extern void PlSafeSearchPathResume(void);
 extern void SpiPlansInit(void);
 
 #endif							/* SPI_PLANS_H */
