@@ -98,3 +98,14 @@ pgtap:
 	psql -X -q -v ON_ERROR_STOP=1 -d $(PGTAP_DB) -c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION payledger'
 	pg_prove -d $(PGTAP_DB) test/pgtap/*.sql
 	dropdb $(PGTAP_DB)
+
+# make dist: payledger-<version>.tar.gz, the files git tracks as they are in
+# the working tree, under payledger-<version>/.  Unpacked, it builds and
+# installs with make && make install and passes make installcheck.
+DIST = $(EXTENSION)-$(EXTVERSION)
+EXTRA_CLEAN += $(DIST).tar.gz
+.PHONY: dist
+dist:
+	rm -f $(DIST).tar.gz
+	git ls-files -z | xargs -0 tar --transform 's,^,$(DIST)/,' -czf $(DIST).tar.gz
+	@echo "wrote $(DIST).tar.gz"

@@ -7,7 +7,8 @@ set -uo pipefail
 
 ensure_packages make gcc libc6-dev postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR \
 	postgresql-$PG_MAJOR-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl libfaketime \
-	postgresql-$PG_MAJOR-auto-failover postgresql-$PG_MAJOR-plproxy
+	postgresql-$PG_MAJOR-auto-failover postgresql-$PG_MAJOR-plproxy \
+	postgresql-$PG_MAJOR-cron prometheus-postgres-exporter prometheus git
 build_and_install "-DUSE_ASSERT_CHECKING -Wall -Wextra -Werror -Wno-unused-parameter"
 start_cluster
 
@@ -66,6 +67,39 @@ run_step tap "make installcheck REGRESS= ISOLATION= PROVE_FLAGS=-v"
 count_tap "$WORK_DIR/tap.out"
 run_step pgtap "make pgtap"
 count_tap "$WORK_DIR/pgtap.out"
+
+# The release tarball: make dist in the checkout, then unpack, build, install
+# and installcheck (pg_regress) it.  Its files must include what META.json
+# names.  Skipped outside a git checkout (e.g. in an unpacked tarball).
+if git -C "$SRC_DIR" rev-parse --git-dir >/dev/null 2>&1; then
+	log dist
+	dist_ok=1
+	make -s -C "$SRC_DIR" PG_CONFIG="$PG_BIN/pg_config" dist >"$WORK_DIR/dist.out" 2>&1 || dist_ok=0
+	tarball=$(ls "$SRC_DIR"/payledger-*.tar.gz 2>/dev/null | head -1)
+	if [ $dist_ok = 1 ] && [ -n "$tarball" ]; then
+		mkdir -p "$WORK_DIR/dist" && tar -xzf "$tarball" -C "$WORK_DIR/dist" && rm -f "$tarball"
+		dist_dir=$(ls -d "$WORK_DIR"/dist/payledger-*)
+		for f in LICENSE META.json README.md CHANGELOG.md doc/reference.md payledger.control \
+			$(sed -n 's/.*"\(file\|docfile\)": "\([^"]*\)".*/\2/p' "$SRC_DIR/META.json"); do
+			[ -f "$dist_dir/$f" ] || { echo "    the tarball lacks $f"; dist_ok=0; }
+		done
+		chown -R postgres:postgres "$WORK_DIR/dist"
+		as_pg "cd '$dist_dir' && make -s PG_CONFIG='$PG_BIN/pg_config'" >>"$WORK_DIR/dist.out" 2>&1 &&
+			make -s -C "$dist_dir" PG_CONFIG="$PG_BIN/pg_config" install >>"$WORK_DIR/dist.out" 2>&1 &&
+			as_pg "cd '$dist_dir' && PGHOST='$PGHOST' PGPORT=$PGPORT make installcheck PG_CONFIG='$PG_BIN/pg_config' ISOLATION= TAP_TESTS=" \
+				>>"$WORK_DIR/dist.out" 2>&1 || dist_ok=0
+	else
+		dist_ok=0
+	fi
+	grep -E 'wrote|All [0-9]+ tests|tests failed' "$WORK_DIR/dist.out" | sed 's/^/    /'
+	if [ $dist_ok = 1 ]; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		status=1
+		tail -n 30 "$WORK_DIR/dist.out"
+	fi
+fi
 
 echo
 echo "$passed passed, $failed failed"
