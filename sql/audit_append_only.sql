@@ -32,9 +32,9 @@ SELECT tgname, tgenabled FROM pg_trigger
  ORDER BY tgname;
 SELECT balance FROM payledger.get_balance(:'a');
 
--- an application role needs only USAGE and EXECUTE; it cannot touch the tables
+-- an application role needs only payledger_app; it cannot touch the tables
 CREATE ROLE regress_app;
-GRANT USAGE ON SCHEMA payledger TO regress_app;
+GRANT payledger_app TO regress_app;
 RESET payledger.require_idempotency_key;
 SET ROLE regress_app;
 SET payledger.require_idempotency_key = off;

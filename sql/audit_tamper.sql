@@ -50,6 +50,7 @@ SELECT ok FROM payledger.verify_audit_log(:'cp'::jsonb - 'signature');
 -- a superuser switches the guards off and edits a row: caught
 ALTER EVENT TRIGGER payledger_protect_ddl DISABLE;
 ALTER TABLE payledger.payment_audit_log DISABLE TRIGGER audit_append_only;
+ALTER TABLE payledger.payment_audit_log DISABLE TRIGGER payledger_insert_guard;
 UPDATE payledger.payment_audit_log SET amount_cents = 1 WHERE event_type = 'TRANSFER_POSTED' AND amount_cents = 7;
 SELECT ok, first_bad_event_id = (SELECT event_id FROM payledger.payment_audit_log WHERE amount_cents = 1) AS names_the_row, problem
   FROM payledger.verify_audit_log();
@@ -96,6 +97,7 @@ SELECT ok FROM payledger.verify_audit_log(:'cp');
 SELECT check_name, ok FROM payledger.check_ledger() WHERE check_name = 'audit_chain_verifies';
 
 ALTER TABLE payledger.payment_audit_log ENABLE ALWAYS TRIGGER audit_append_only;
+ALTER TABLE payledger.payment_audit_log ENABLE ALWAYS TRIGGER payledger_insert_guard;
 ALTER EVENT TRIGGER payledger_protect_ddl ENABLE ALWAYS;
 SELECT payledger.verify_audit_log('[]');
 

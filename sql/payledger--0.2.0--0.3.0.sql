@@ -4,6 +4,42 @@
 
 /* ---- access: roles, merchant scope, the read API ---- */
 
+/*
+ * The five roles of the access model, cluster-wide and NOLOGIN: grant them
+ * to login roles.  Made here when missing (a fresh install runs this script
+ * too); the privileges section at the end of this file grants each its
+ * functions, after every other section has made its own.
+ */
+DO $roles$
+DECLARE
+	r text;
+BEGIN
+	FOREACH r IN ARRAY ARRAY['payledger_app', 'payledger_reader', 'payledger_auditor',
+							 'payledger_operator', 'payledger_monitor']
+	LOOP
+		IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) r) THEN
+			EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+		END IF;
+	END LOOP;
+END
+$roles$;
+
+-- The database role behind every audit row, whatever payledger.actor_id
+-- claims.  Rows written before 0.3.0 keep NULL; the months inherit the column.
+ALTER TABLE payledger.payment_audit_log ADD COLUMN db_role text;
+
+-- Rows enter the ledger's tables only through payledger's functions (which
+-- insert below the executor or with the internal-write flag raised), the
+-- extension's scripts, and pg_restore's COPY (see guard_insert() in
+-- src/protect.c).  The triggers themselves are made in the privileges
+-- section, for every table of the schema.
+CREATE FUNCTION payledger.guard_insert()
+	RETURNS trigger
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'guard_insert';
+COMMENT ON FUNCTION payledger.guard_insert() IS
+	'Trigger: rows enter payledger''s tables only through its functions or a restore (INSERT raises PY003)';
+
 /* ---- correctness findings ---- */
 
 /*
@@ -30,3 +66,103 @@ ALTER TABLE payledger.holds ENABLE ALWAYS TRIGGER holds_guard;
 /* ---- throughput: notify worker, group commit ---- */
 
 /* ---- privileges: nothing for PUBLIC, each role what section 13 grants ---- */
+
+-- A hand-written INSERT into any table of the ledger raises PY003, for every
+-- role (statement-level, ENABLE ALWAYS: also in replica mode).  Made here, at
+-- the end, so that it covers the tables every section above made, and the
+-- audit log's months.
+DO $guards$
+DECLARE
+	t regclass;
+BEGIN
+	FOR t IN
+		SELECT c.oid::regclass FROM pg_catalog.pg_class c
+		 WHERE c.relnamespace OPERATOR(pg_catalog.=) 'payledger'::regnamespace
+		   AND c.relkind OPERATOR(pg_catalog.=) 'r'
+		   AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger g
+						    WHERE g.tgrelid OPERATOR(pg_catalog.=) c.oid
+							  AND g.tgname OPERATOR(pg_catalog.=) 'payledger_insert_guard')
+		 ORDER BY c.relname
+	LOOP
+		EXECUTE pg_catalog.format('CREATE TRIGGER payledger_insert_guard BEFORE INSERT ON %s'
+								  ' FOR EACH STATEMENT EXECUTE FUNCTION payledger.guard_insert()', t);
+		EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER payledger_insert_guard', t);
+	END LOOP;
+END
+$guards$;
+
+-- Nothing for PUBLIC: every function is granted to the roles that need it.
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA payledger FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA payledger TO payledger_app, payledger_reader, payledger_auditor,
+	payledger_operator, payledger_monitor;
+
+-- payledger_reader: balances, statements and the read API
+GRANT EXECUTE ON FUNCTION
+	payledger.get_balance(uuid),
+	payledger.balance_at(uuid, timestamptz),
+	payledger.account_entries(uuid, timestamptz, timestamptz)
+TO payledger_reader;
+
+-- payledger_app: what the reader may, accounts, money and payments
+GRANT payledger_reader TO payledger_app;
+GRANT EXECUTE ON FUNCTION
+	payledger.uuid_v7(),
+	payledger.create_account(text, text, bigint, jsonb, uuid),
+	payledger.transfer(uuid, uuid, bigint, text, text, jsonb, uuid),
+	payledger.hold(uuid, uuid, bigint, text, interval, text, jsonb),
+	payledger.post_hold(uuid, bigint, text),
+	payledger.void_hold(uuid, text),
+	payledger.transfer_legs(jsonb, text, text, jsonb),
+	payledger.transfer_many(uuid[], uuid[], bigint[], text, text[]),
+	payledger.create_payment(uuid, uuid, bigint, text, uuid, uuid, text, jsonb),
+	payledger.authorize_payment(uuid, text, interval),
+	payledger.capture_payment(uuid, text, bigint, jsonb),
+	payledger.void_payment(uuid, text),
+	payledger.refund_payment(uuid, bigint, text, text),
+	payledger.fail_payment(uuid, text, text),
+	payledger.dispute_payment(uuid, bigint, text, text),
+	payledger.resolve_dispute(uuid, boolean, text)
+TO payledger_app;
+
+-- payledger_auditor: what the reader may, the audit log and its verifiers
+GRANT payledger_reader TO payledger_auditor;
+GRANT SELECT ON payledger.payment_audit_log TO payledger_auditor;
+GRANT EXECUTE ON FUNCTION
+	payledger.verify_audit_log(),
+	payledger.verify_audit_log(jsonb),
+	payledger.verify_audit_archive(regclass, jsonb)
+TO payledger_auditor;
+
+-- payledger_operator: running the ledger
+GRANT EXECUTE ON FUNCTION
+	payledger.freeze_account(uuid, text),
+	payledger.unfreeze_account(uuid),
+	payledger.close_account(uuid),
+	payledger.set_limits(uuid, bigint, bigint),
+	payledger.set_sub_balances(uuid, integer),
+	payledger.expire_holds(),
+	payledger.expire_authorizations(),
+	payledger.settle_merchant(uuid, timestamptz, uuid, text),
+	payledger.reconcile_settlement(uuid, jsonb),
+	payledger.create_audit_partitions(integer),
+	payledger.archive_audit_partition(regclass),
+	payledger.audit_checkpoint(),
+	payledger.define_state_machine(text, jsonb),
+	payledger.enforce_state_machine(),
+	payledger.forbid_mutation(),
+	payledger.purge_idempotency_keys(),
+	payledger.check_ledger(),
+	payledger.read_events(text, integer),
+	payledger.ack_events(text, uuid),
+	payledger.delivery_era(),
+	payledger.error_counts()
+TO payledger_operator;
+
+-- payledger_monitor: the metrics view, and the two functions the view calls
+-- (PostgreSQL checks a view's function calls against the querying role)
+GRANT SELECT ON payledger.metrics TO payledger_monitor;
+GRANT EXECUTE ON FUNCTION
+	payledger.delivery_era(),
+	payledger.error_counts()
+TO payledger_monitor;

@@ -133,7 +133,7 @@ create_account(PG_FUNCTION_ARGS)
 						   min_balance),
 				 errhint("Use 0 for no overdraft, a negative floor for a credit line, or NULL for no floor.")));
 	PlRejectPanInText("account kind", kind);
-	PlRejectPanInJsonb("account metadata", metadata);
+	PlCheckMetadata("account metadata", metadata);
 	metadata = PlMaskJsonb(metadata);
 
 	if (PG_ARGISNULL(4))

@@ -8,7 +8,9 @@
  * session and so the same transaction as the change: if the row cannot be
  * written, the change does not happen.  The actor comes from the
  * payledger.* context settings (doc/reference.md section 2); the IP address is stored
- * masked, the user agent and device id only as SHA-256 hex.
+ * masked, the user agent and device id only as SHA-256 hex.  Column
+ * db_role is the role that called the function (its current_user, not the
+ * owner the statements run as), which no setting can change.
  *
  * forbid_mutation() is the statement-level trigger that makes a table
  * append-only; guard_internal() lets only payledger's own statements change
@@ -125,7 +127,9 @@ PlAuditWrite(const PlAuditEvent *ev)
 	if (pl_actor_id && pl_actor_id[0])
 		PlRejectPanInText("payledger.actor_id", pl_actor_id);
 	parent = PlOpenTable("payment_audit_log");
-	if (RelationGetDescr(parent)->natts != PL_NATTS_AUDIT)
+	/* a 0.2.0 log (the library is new, ALTER EXTENSION UPDATE not yet run) has no db_role */
+	if (RelationGetDescr(parent)->natts != PL_NATTS_AUDIT &&
+		RelationGetDescr(parent)->natts != PL_NATTS_AUDIT_0_2)
 		elog(ERROR, "payledger.payment_audit_log does not have the expected columns");
 	seq = get_relname_relid("payment_audit_log_id_seq", RelationGetNamespace(parent));
 
@@ -173,6 +177,8 @@ PlAuditWrite(const PlAuditEvent *ev)
 	values[25] = TimestampTzGetDatum(ev->event_time);
 	values[AUDIT_COL_TXID] = FullTransactionIdGetDatum(GetTopFullTransactionId());
 	values[AUDIT_COL_ERA] = Int32GetDatum(PlCurrentEra());
+	if (RelationGetDescr(rel)->natts > AUDIT_COL_DB_ROLE)
+		values[AUDIT_COL_DB_ROLE] = CStringGetTextDatum(GetUserNameFromId(PlCallerUserId(), false));
 	PlAuditChainFill(RelationGetRelid(rel), RelationGetDescr(rel), values, nulls);
 
 	PlDirectInsert(rel, values, nulls);

@@ -9,7 +9,10 @@
  * Each session appends its audit rows to a chain of its own: a UUID
  * chain_id, a chain_seq counting 1, 2, 3, ... and, per row, prev_hash (the
  * previous row's row_hash, 32 zero bytes for the first) and row_hash =
- * SHA-256 over every other column of the row, id, txid and era included.  A session never
+ * SHA-256 over every other column of the row, id, txid, era and db_role
+ * included.  A column added after 0.2.0 (db_role) is left out of the hash
+ * only where it is NULL, as in every row written before it existed, so
+ * those rows still verify; new rows always have it, so it is covered.  A session never
  * waits for another to extend its chain, so unrelated payments never
  * serialize on a global lock.  When a transaction or subtransaction of the
  * session aborts, the rows it wrote vanish, so the session starts a new
@@ -117,6 +120,9 @@ hash_row(TupleDesc desc, Datum *values, bool *nulls, uint8 *out)
 		char		fixed[8];
 
 		if (att->attisdropped || i == AUDIT_COL_ROW_HASH)
+			continue;
+		/* columns added since 0.2.0 are NULL in older rows, hashed without them */
+		if (i >= PL_NATTS_AUDIT_0_2 && nulls[i])
 			continue;
 		if (nulls[i])
 		{
@@ -574,7 +580,7 @@ verify(VerifyState *st, const char *source, Jsonb *checkpoint, const ArchiveSet 
 			int64		seq;
 			int64		id;
 
-			if (desc->natts != PL_NATTS_AUDIT)
+			if (desc->natts != PL_NATTS_AUDIT && desc->natts != PL_NATTS_AUDIT_0_2)
 				ereport(ERROR,
 						(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 						 errmsg("%s does not have the columns of payledger.payment_audit_log", source)));
@@ -817,9 +823,11 @@ require_audit_columns(Oid relid, const char *relname)
 									AccessShareLock);
 	TupleDesc	have = RelationGetDescr(rel);
 	TupleDesc	want = RelationGetDescr(log);
-	bool		same = rel->rd_rel->relkind == RELKIND_RELATION && have->natts == want->natts;
+	bool		same = rel->rd_rel->relkind == RELKIND_RELATION &&
+		(have->natts == want->natts || have->natts == PL_NATTS_AUDIT_0_2);
 
-	for (int i = 0; same && i < want->natts; i++)
+	/* a month archived before 0.3.0 lacks the columns added since */
+	for (int i = 0; same && i < have->natts; i++)
 		same = !TupleDescAttr(have, i)->attisdropped &&
 			TupleDescAttr(have, i)->atttypid == TupleDescAttr(want, i)->atttypid;
 	relation_close(log, AccessShareLock);

@@ -216,7 +216,7 @@ transfer_legs(PG_FUNCTION_ARGS)
 	metadata = PG_ARGISNULL(3) ? PlEmptyJsonb() : PG_GETARG_JSONB_P(3);
 	legs = parse_legs(legs_json, &nlegs, &total);
 	PlCheckCurrency(currency);
-	PlRejectPanInJsonb("transfer metadata", metadata);
+	PlCheckMetadata("transfer metadata", metadata);
 	key = PlKeyArg(fcinfo, 2, "transfer_legs");
 
 	h = PlHashBegin("transfer_legs");

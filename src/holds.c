@@ -362,7 +362,7 @@ hold(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("expires_in must be a positive, finite interval")));
-	PlRejectPanInJsonb("hold metadata", metadata);
+	PlCheckMetadata("hold metadata", metadata);
 	key = PlKeyArg(fcinfo, 5, "hold");
 
 	h = PlHashBegin("hold");

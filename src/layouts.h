@@ -17,7 +17,8 @@
 #define PL_NATTS_ACCOUNTS	14
 #define PL_NATTS_TRANSFERS	12
 #define PL_NATTS_ENTRIES	6
-#define PL_NATTS_AUDIT		32
+#define PL_NATTS_AUDIT		33
+#define PL_NATTS_AUDIT_0_2	32	/* the log before 0.3.0 added db_role */
 /* 0-based positions of the audit log's chain columns */
 #define AUDIT_COL_CHAIN_ID	26
 #define AUDIT_COL_CHAIN_SEQ	27
@@ -25,6 +26,7 @@
 #define AUDIT_COL_ROW_HASH	29
 #define AUDIT_COL_TXID		30
 #define AUDIT_COL_ERA		31
+#define AUDIT_COL_DB_ROLE	32
 #define PL_NATTS_HOLDS		13
 #define PL_NATTS_PAYMENTS	23
 

@@ -472,7 +472,7 @@ create_payment(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("source_account and merchant_account must differ")));
-	PlRejectPanInJsonb("payment metadata", metadata);
+	PlCheckMetadata("payment metadata", metadata);
 	key = PlKeyArg(fcinfo, 6, "create_payment");
 
 	h = PlHashBegin("create_payment");

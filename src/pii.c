@@ -164,6 +164,30 @@ PlRejectPanInText(const char *what, const char *text)
 		reject_pan(what);
 }
 
+/*
+ * Checks the metadata argument of a call: no larger than
+ * payledger.max_metadata_bytes as jsonb text (22023), no card number
+ * (PY006).
+ */
+void
+PlCheckMetadata(const char *what, Jsonb *jb)
+{
+	if (jb != NULL && JB_ROOT_COUNT(jb) > 0)
+	{
+		char	   *text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+		size_t		len = strlen(text);
+
+		pfree(text);
+		if (len > (size_t) pl_max_metadata_bytes)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s is too large", what),
+					 errdetail("It is %zu bytes as text; payledger.max_metadata_bytes allows %d.",
+							   len, pl_max_metadata_bytes)));
+	}
+	PlRejectPanInJsonb(what, jb);
+}
+
 /* keys that name card secrets, compared without case, '_' or '-' */
 static bool
 forbidden_key(const char *key, int len)

@@ -17,6 +17,7 @@
 
 extern void PlRejectPanInText(const char *what, const char *text);
 extern void PlRejectPanInJsonb(const char *what, Jsonb *jb);
+extern void PlCheckMetadata(const char *what, Jsonb *jb);
 extern char *PlMaskIp(const char *ip);
 extern Jsonb *PlMaskJsonb(Jsonb *jb);
 extern char *PlMaskText(char *text);

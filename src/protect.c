@@ -23,6 +23,20 @@
  * functions (src/audit_partitions.c) pass while they run, NO INHERIT
  * included.
  *
+ * guard_insert() is the statement-level BEFORE INSERT trigger (ENABLE
+ * ALWAYS) on every table of the ledger: rows enter them only through
+ * payledger's functions (direct inserts never reach the executor; SPI
+ * inserts run with the internal-write flag raised), the extension's own
+ * scripts, and pg_restore.  What it lets through from outside is exactly
+ * this: a COPY ... FROM that the client sent as its statement, naming that
+ * very table, run by a superuser or by the role that owns the ledger, which
+ * is how pg_restore (and psql's restore of a plain dump) loads data into the
+ * tables CREATE EXTENSION made; and a logical replication subscription's
+ * initial copy (its workers fire no statement triggers for the rows they
+ * apply afterwards; only a superuser can make a subscription).  INSERT,
+ * INSERT ... SELECT, MERGE, COPY run from inside a function and COPY by any
+ * other role raise PY003.
+ *
  * Copyright (c) 2026, payledger authors
  *
  * IDENTIFICATION
@@ -36,13 +50,18 @@
 #include "catalog/pg_class.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
+#include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
+#include "replication/logicalworker.h"
+#include "tcop/pquery.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/portal.h"
+#include "utils/rel.h"
 
 #include "payledger.h"
 #include "spi_plans.h"
@@ -310,4 +329,56 @@ protect_ddl(PG_FUNCTION_ARGS)
 			break;
 	}
 	PG_RETURN_VOID();
+}
+
+/*
+ * Is the statement the client sent a COPY FROM into rel, by a role that may
+ * restore the ledger?  The portal running it is the client's own: a COPY run
+ * by a function (EXECUTE in PL/pgSQL) runs inside its caller's portal.
+ */
+static bool
+restoring_copy(Relation rel)
+{
+	PlannedStmt *stmt;
+	CopyStmt   *copy;
+
+	if (ActivePortal == NULL || ActivePortal->commandTag != CMDTAG_COPY ||
+		list_length(ActivePortal->stmts) != 1)
+		return false;
+	stmt = linitial_node(PlannedStmt, ActivePortal->stmts);
+	if (stmt->commandType != CMD_UTILITY || !IsA(stmt->utilityStmt, CopyStmt))
+		return false;
+	copy = (CopyStmt *) stmt->utilityStmt;
+	if (!copy->is_from || copy->relation == NULL ||
+		RangeVarGetRelid(copy->relation, NoLock, true) != RelationGetRelid(rel))
+		return false;
+	return superuser() || GetUserId() == PlLedgerOwner();
+}
+
+/*
+ * payledger.guard_insert() RETURNS trigger
+ *
+ * BEFORE INSERT FOR EACH STATEMENT on every payledger table: a hand-written
+ * INSERT raises PY003 for every role, superusers included.
+ */
+PG_FUNCTION_INFO_V1(guard_insert);
+Datum
+guard_insert(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("guard_insert() must be called as an INSERT trigger")));
+	if (PlInternalWrite() || creating_extension || IsLogicalWorker() ||
+		restoring_copy(trigdata->tg_relation))
+		return PointerGetDatum(NULL);
+	ereport(ERROR,
+			(errcode(ERRCODE_PAYLEDGER_IMMUTABLE_RECORD),
+			 errmsg("INSERT into \"%s\" is not allowed outside payledger functions",
+					RelationGetRelationName(trigdata->tg_relation)),
+			 errdetail("Rows enter the ledger only through payledger's functions, which keep balances, entries and the audit log in step."),
+			 errhint("Create accounts with payledger.create_account() and move money with payledger.transfer().")));
+	return PointerGetDatum(NULL);
 }

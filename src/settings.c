@@ -43,6 +43,7 @@ char	   *pl_device_id = NULL;
 char	   *pl_correlation_id = NULL;
 char	   *pl_audit_signing_key = NULL;
 bool		pl_notify_events = true;
+int			pl_max_metadata_bytes = 16384;
 
 static Interval *retention_interval = NULL;
 
@@ -271,6 +272,11 @@ SettingsInit(void)
 							 gettext_noop("Sends NOTIFY payledger_events on commit of every transaction that wrote events."),
 							 NULL, &pl_notify_events, true,
 							 PGC_SUSET, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payledger.max_metadata_bytes",
+							gettext_noop("Largest metadata, as jsonb text, that any payledger call accepts."),
+							NULL, &pl_max_metadata_bytes, 16384, 2, 64 * 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
 
 	define_context_string("payledger.actor_type",
 						  gettext_noop("Kind of actor behind this transaction: CUSTOMER, SYSTEM, OPERATOR or API."),

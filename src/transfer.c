@@ -205,7 +205,7 @@ transfer(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("from_account and to_account must differ")));
-	PlRejectPanInJsonb("transfer metadata", metadata);
+	PlCheckMetadata("transfer metadata", metadata);
 	if (!PG_ARGISNULL(4))
 	{
 		key = text_to_cstring(PG_GETARG_TEXT_PP(4));

@@ -140,21 +140,28 @@ SELECT results_eq(
 	   WHERE NOT tgisinternal AND tgrelid IN (SELECT inhrelid FROM pg_inherits
 	                                           WHERE inhparent = 'payledger.payment_audit_log'::regclass)
 	   ORDER BY 1$$,
-	$$SELECT 'payledger.' || pg_temp.month(n), 'A',
-	         format('CREATE TRIGGER audit_append_only BEFORE DELETE OR UPDATE OR TRUNCATE ON payledger.%s'
-	                ' FOR EACH STATEMENT EXECUTE FUNCTION payledger.forbid_mutation()', pg_temp.month(n))
-	    FROM generate_series(0, 2) n ORDER BY 1$$,
-	'each month has the statement trigger audit_append_only (forbid_mutation), ENABLE ALWAYS, and no other');
+	$$SELECT 'payledger.' || pg_temp.month(n), 'A', t.def
+	    FROM generate_series(0, 2) n,
+	         LATERAL (VALUES (format('CREATE TRIGGER audit_append_only BEFORE DELETE OR UPDATE OR TRUNCATE ON payledger.%s'
+	                                 ' FOR EACH STATEMENT EXECUTE FUNCTION payledger.forbid_mutation()', pg_temp.month(n))),
+	                         (format('CREATE TRIGGER payledger_insert_guard BEFORE INSERT ON payledger.%s'
+	                                 ' FOR EACH STATEMENT EXECUTE FUNCTION payledger.guard_insert()', pg_temp.month(n)))) t(def)
+	   ORDER BY 1, 3$$,
+	'each month has the statement triggers audit_append_only (forbid_mutation) and payledger_insert_guard (guard_insert), ENABLE ALWAYS, and no other');
 
--- the range CHECK at work (rows inserted by hand, undone)
+-- the range CHECK at work (rows inserted by hand with the INSERT guard off, undone)
 SELECT is(pg_temp.undone(format(
-		$q$INSERT INTO %s (event_id, event_time, server_time, event_type, actor_type, actor_id, success)
-		   VALUES (%L, now(), now(), 'TRANSFER_POSTED', 'SYSTEM', 'mallory', true)$q$,
+		$q$ALTER EVENT TRIGGER payledger_protect_ddl DISABLE;
+		   ALTER TABLE %1$s DISABLE TRIGGER payledger_insert_guard;
+		   INSERT INTO %1$s (event_id, event_time, server_time, event_type, actor_type, actor_id, success)
+		   VALUES (%2$L, now(), now(), 'TRANSFER_POSTED', 'SYSTEM', 'mallory', true)$q$,
 		pg_temp.child(0), pg_temp.bound(pg_temp.month_start(0)))),
 	'ok', 'the range CHECK takes the month''s lower bound itself');
 SELECT pg_temp.raises(format(
-		$q$INSERT INTO %s (event_id, event_time, server_time, event_type, actor_type, actor_id, success)
-		   VALUES (%L, now(), now(), 'TRANSFER_POSTED', 'SYSTEM', 'mallory', true)$q$,
+		$q$ALTER EVENT TRIGGER payledger_protect_ddl DISABLE;
+		   ALTER TABLE %1$s DISABLE TRIGGER payledger_insert_guard;
+		   INSERT INTO %1$s (event_id, event_time, server_time, event_type, actor_type, actor_id, success)
+		   VALUES (%2$L, now(), now(), 'TRANSFER_POSTED', 'SYSTEM', 'mallory', true)$q$,
 		pg_temp.child(0), pg_temp.bound(pg_temp.month_start(1))),
 	'23514', 'the range CHECK refuses the next month''s lower bound (23514)',
 	format('violates check constraint "%s_range"', pg_temp.month(0)));
@@ -397,8 +404,8 @@ SELECT ok((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), 'back to
 -- privileges: the partition functions are not for PUBLIC
 ------------------------------------------------------------------------------
 
-SELECT ok(has_function_privilege('regress_nopriv', 'payledger.uuid_v7()', 'EXECUTE'),
-	'control: regress_nopriv may run what PUBLIC may (uuid_v7)');
+SELECT ok(NOT has_function_privilege('regress_nopriv', 'payledger.uuid_v7()', 'EXECUTE'),
+	'nothing is granted to PUBLIC, not even uuid_v7()');
 SELECT ok(NOT has_function_privilege('regress_nopriv', 'payledger.create_audit_partitions(integer)', 'EXECUTE'),
 	'EXECUTE on create_audit_partitions(integer) is revoked from PUBLIC');
 SELECT ok(NOT has_function_privilege('regress_nopriv', 'payledger.archive_audit_partition(regclass)', 'EXECUTE'),

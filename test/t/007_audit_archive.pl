@@ -181,8 +181,8 @@ sub tamper
 	(my $trigger = $table) =~ s/.*audit_archives$/audit_archives_append_only/;
 	$trigger = 'audit_append_only' if $trigger eq $table;
 	q1("SET session_replication_role = replica; ALTER EVENT TRIGGER payledger_protect_ddl DISABLE;"
-		  . " ALTER TABLE $table DISABLE TRIGGER $trigger; $sql;"
-		  . " ALTER TABLE $table ENABLE ALWAYS TRIGGER $trigger;"
+		  . " ALTER TABLE $table DISABLE TRIGGER $trigger, DISABLE TRIGGER payledger_insert_guard; $sql;"
+		  . " ALTER TABLE $table ENABLE ALWAYS TRIGGER $trigger, ENABLE ALWAYS TRIGGER payledger_insert_guard;"
 		  . ' ALTER EVENT TRIGGER payledger_protect_ddl ENABLE ALWAYS', $db);
 }
 tamper($p2, "UPDATE $p2 SET amount_cents = amount_cents + 1"
