@@ -1,6 +1,6 @@
 -- 15_access_roles.sql: nothing for PUBLIC, each of the five roles exactly
 -- what it may do, no hand-written INSERT into the ledger, the metadata
--- limit and db_role in the audit log (API.md sections 2, 3, 7 and 13)
+-- limit and db_role in the audit log (doc/reference.md sections 2, 3, 7 and 13)
 --
 -- Every function of schema payledger is called as each role (with NULL
 -- arguments, undone): it raises 42501 exactly when the role may not call it.
