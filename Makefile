@@ -39,6 +39,7 @@ REGRESS = \
 	accounts \
 	transfer \
 	transfer_errors \
+	transfer_id_reuse \
 	idempotency \
 	audit_append_only \
 	statement \
@@ -63,6 +64,8 @@ ISOLATION = \
 	transfer_no_double_spend \
 	transfer_no_deadlock \
 	idempotency_same_key_concurrent \
+	idempotency_key_across_calls \
+	idempotency_keys_batch_order \
 	transfer_vs_freeze \
 	hold_vs_transfer \
 	hold_post_vs_void \
