@@ -16,6 +16,7 @@ OBJS = \
 	src/audit_chain.o \
 	src/audit_partitions.o \
 	src/idempotency.o \
+	src/pipeline.o \
 	src/accounts.o \
 	src/posting.o \
 	src/transfer.o \

@@ -108,8 +108,8 @@ PlAuditMovement(PlAuditEvent *ev, const char *event_type, const char *new_state,
 void
 PlAuditWrite(const PlAuditEvent *ev)
 {
-	Datum		values[PL_NATTS_AUDIT];
-	bool		nulls[PL_NATTS_AUDIT];
+	Datum		values[Natts_audit];
+	bool		nulls[Natts_audit];
 	pg_uuid_t	event_id;
 	pg_uuid_t	correlation;
 	pg_uuid_t  *correlation_p = ev->correlation_id;
@@ -128,8 +128,8 @@ PlAuditWrite(const PlAuditEvent *ev)
 		PlRejectPanInText("payledger.actor_id", pl_actor_id);
 	parent = PlOpenTable("payment_audit_log");
 	/* a 0.2.0 log (the library is new, ALTER EXTENSION UPDATE not yet run) has no db_role */
-	if (RelationGetDescr(parent)->natts != PL_NATTS_AUDIT &&
-		RelationGetDescr(parent)->natts != PL_NATTS_AUDIT_0_2)
+	if (RelationGetDescr(parent)->natts != Natts_audit &&
+		RelationGetDescr(parent)->natts != Natts_audit_0_2)
 		elog(ERROR, "payledger.payment_audit_log does not have the expected columns");
 	seq = get_relname_relid("payment_audit_log_id_seq", RelationGetNamespace(parent));
 
@@ -140,45 +140,45 @@ PlAuditWrite(const PlAuditEvent *ev)
 		PlParseUuid(pl_correlation_id, &correlation))
 		correlation_p = &correlation;
 
-	values[0] = Int64GetDatum(nextval_internal(seq, false));
-	values[1] = UUIDPGetDatum(&event_id);
-	set_uuid(values, nulls, 2, correlation_p);
-	set_text(values, nulls, 3, ev->idempotency_key);
-	values[4] = TimestampTzGetDatum(ev->event_time);
-	values[5] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	set_text(values, nulls, 6, ev->event_type);
-	set_text(values, nulls, 7, ev->previous_state);
-	set_text(values, nulls, 8, ev->new_state);
-	set_text(values, nulls, 9,
+	values[Anum_audit_id - 1] = Int64GetDatum(nextval_internal(seq, false));
+	values[Anum_audit_event_id - 1] = UUIDPGetDatum(&event_id);
+	set_uuid(values, nulls, Anum_audit_correlation_id - 1, correlation_p);
+	set_text(values, nulls, Anum_audit_idempotency_key - 1, ev->idempotency_key);
+	values[Anum_audit_event_time - 1] = TimestampTzGetDatum(ev->event_time);
+	values[Anum_audit_server_time - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	set_text(values, nulls, Anum_audit_event_type - 1, ev->event_type);
+	set_text(values, nulls, Anum_audit_previous_state - 1, ev->previous_state);
+	set_text(values, nulls, Anum_audit_new_state - 1, ev->new_state);
+	set_text(values, nulls, Anum_audit_actor_type - 1,
 			 (pl_actor_type && pl_actor_type[0]) ? pl_actor_type : "SYSTEM");
-	set_text(values, nulls, 10,
+	set_text(values, nulls, Anum_audit_actor_id - 1,
 			 (pl_actor_id && pl_actor_id[0]) ? pl_actor_id :
 			 GetUserNameFromId(PlCallerUserId(), false));
-	set_uuid(values, nulls, 11, ev->payment_id);
-	set_uuid(values, nulls, 12, ev->account_id);
-	set_uuid(values, nulls, 13, ev->counterparty_account_id);
+	set_uuid(values, nulls, Anum_audit_payment_id - 1, ev->payment_id);
+	set_uuid(values, nulls, Anum_audit_account_id - 1, ev->account_id);
+	set_uuid(values, nulls, Anum_audit_counterparty_account_id - 1, ev->counterparty_account_id);
 	if (ev->has_amount)
-		values[14] = Int64GetDatum(ev->amount);
+		values[Anum_audit_amount_cents - 1] = Int64GetDatum(ev->amount);
 	else
-		nulls[14] = true;
-	set_text(values, nulls, 15, ev->currency);
-	set_uuid(values, nulls, 16, ev->merchant_id);
-	set_uuid(values, nulls, 17, ev->customer_id);
-	set_text(values, nulls, 18,
+		nulls[Anum_audit_amount_cents - 1] = true;
+	set_text(values, nulls, Anum_audit_currency - 1, ev->currency);
+	set_uuid(values, nulls, Anum_audit_merchant_id - 1, ev->merchant_id);
+	set_uuid(values, nulls, Anum_audit_customer_id - 1, ev->customer_id);
+	set_text(values, nulls, Anum_audit_ip_address - 1,
 			 (pl_ip_address && pl_ip_address[0]) ? PlMaskIp(pl_ip_address) : NULL);
-	set_text(values, nulls, 19,
+	set_text(values, nulls, Anum_audit_user_agent_hash - 1,
 			 (pl_user_agent && pl_user_agent[0]) ? PlSha256Hex(pl_user_agent) : NULL);
-	set_text(values, nulls, 20,
+	set_text(values, nulls, Anum_audit_device_id - 1,
 			 (pl_device_id && pl_device_id[0]) ? PlSha256Hex(pl_device_id) : NULL);
-	values[21] = BoolGetDatum(ev->success);
-	set_text(values, nulls, 22, ev->reason_code);
-	set_text(values, nulls, 23, ev->error_message);
-	values[24] = JsonbPGetDatum(ev->metadata ? ev->metadata : PlEmptyJsonb());
-	values[25] = TimestampTzGetDatum(ev->event_time);
-	values[AUDIT_COL_TXID] = FullTransactionIdGetDatum(GetTopFullTransactionId());
-	values[AUDIT_COL_ERA] = Int32GetDatum(PlCurrentEra());
-	if (RelationGetDescr(rel)->natts > AUDIT_COL_DB_ROLE)
-		values[AUDIT_COL_DB_ROLE] = CStringGetTextDatum(GetUserNameFromId(PlCallerUserId(), false));
+	values[Anum_audit_success - 1] = BoolGetDatum(ev->success);
+	set_text(values, nulls, Anum_audit_reason_code - 1, ev->reason_code);
+	set_text(values, nulls, Anum_audit_error_message - 1, ev->error_message);
+	values[Anum_audit_metadata - 1] = JsonbPGetDatum(ev->metadata ? ev->metadata : PlEmptyJsonb());
+	values[Anum_audit_created_at - 1] = TimestampTzGetDatum(ev->event_time);
+	values[Anum_audit_txid - 1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	values[Anum_audit_era - 1] = Int32GetDatum(PlCurrentEra());
+	if (RelationGetDescr(rel)->natts >= Anum_audit_db_role)
+		values[Anum_audit_db_role - 1] = CStringGetTextDatum(GetUserNameFromId(PlCallerUserId(), false));
 	PlAuditChainFill(RelationGetRelid(rel), RelationGetDescr(rel), values, nulls);
 
 	PlDirectInsert(rel, values, nulls);

@@ -119,10 +119,10 @@ hash_row(TupleDesc desc, Datum *values, bool *nulls, uint8 *out)
 		uint32		len;
 		char		fixed[8];
 
-		if (att->attisdropped || i == AUDIT_COL_ROW_HASH)
+		if (att->attisdropped || i == Anum_audit_row_hash - 1)
 			continue;
 		/* columns added since 0.2.0 are NULL in older rows, hashed without them */
-		if (i >= PL_NATTS_AUDIT_0_2 && nulls[i])
+		if (i >= Natts_audit_0_2 && nulls[i])
 			continue;
 		if (nulls[i])
 		{
@@ -193,15 +193,15 @@ PlAuditChainFill(Oid relid, TupleDesc desc, Datum *values, bool *nulls)
 		memset(chain_head, 0, sizeof(chain_head));
 	}
 	id_copy = chain_id;
-	values[AUDIT_COL_CHAIN_ID] = UUIDPGetDatum(&id_copy);
-	nulls[AUDIT_COL_CHAIN_ID] = false;
-	values[AUDIT_COL_CHAIN_SEQ] = Int64GetDatum(chain_seq + 1);
-	nulls[AUDIT_COL_CHAIN_SEQ] = false;
-	values[AUDIT_COL_PREV_HASH] = PointerGetDatum(make_bytea(chain_head, PL_SHA256_LEN));
-	nulls[AUDIT_COL_PREV_HASH] = false;
+	values[Anum_audit_chain_id - 1] = UUIDPGetDatum(&id_copy);
+	nulls[Anum_audit_chain_id - 1] = false;
+	values[Anum_audit_chain_seq - 1] = Int64GetDatum(chain_seq + 1);
+	nulls[Anum_audit_chain_seq - 1] = false;
+	values[Anum_audit_prev_hash - 1] = PointerGetDatum(make_bytea(chain_head, PL_SHA256_LEN));
+	nulls[Anum_audit_prev_hash - 1] = false;
 	hash_row(desc, values, nulls, row_hash);
-	values[AUDIT_COL_ROW_HASH] = PointerGetDatum(make_bytea(row_hash, PL_SHA256_LEN));
-	nulls[AUDIT_COL_ROW_HASH] = false;
+	values[Anum_audit_row_hash - 1] = PointerGetDatum(make_bytea(row_hash, PL_SHA256_LEN));
+	nulls[Anum_audit_row_hash - 1] = false;
 
 	/* the row is about to be inserted; a later abort restarts the chain */
 	chain_seq++;
@@ -573,28 +573,28 @@ verify(VerifyState *st, const char *source, Jsonb *checkpoint, const ArchiveSet 
 		{
 			HeapTuple	tup = SPI_tuptable->vals[r];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
-			Datum		values[PL_NATTS_AUDIT];
-			bool		nulls[PL_NATTS_AUDIT];
+			Datum		values[Natts_audit];
+			bool		nulls[Natts_audit];
 			uint8		expect[PL_SHA256_LEN];
 			pg_uuid_t  *chain;
 			int64		seq;
 			int64		id;
 
-			if (desc->natts != PL_NATTS_AUDIT && desc->natts != PL_NATTS_AUDIT_0_2)
+			if (desc->natts != Natts_audit && desc->natts != Natts_audit_0_2)
 				ereport(ERROR,
 						(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 						 errmsg("%s does not have the columns of payledger.payment_audit_log", source)));
 			heap_deform_tuple(tup, desc, values, nulls);
 			st->rows++;
-			if (nulls[AUDIT_COL_CHAIN_ID] || nulls[AUDIT_COL_CHAIN_SEQ] ||
-				nulls[AUDIT_COL_PREV_HASH] || nulls[AUDIT_COL_ROW_HASH])
+			if (nulls[Anum_audit_chain_id - 1] || nulls[Anum_audit_chain_seq - 1] ||
+				nulls[Anum_audit_prev_hash - 1] || nulls[Anum_audit_row_hash - 1])
 			{
-				fail(st, values[1], nulls[1], "row belongs to no chain (inserted behind the triggers' back)");
+				fail(st, values[Anum_audit_event_id - 1], nulls[Anum_audit_event_id - 1], "row belongs to no chain (inserted behind the triggers' back)");
 				continue;
 			}
-			chain = DatumGetUUIDP(values[AUDIT_COL_CHAIN_ID]);
-			seq = DatumGetInt64(values[AUDIT_COL_CHAIN_SEQ]);
-			id = DatumGetInt64(values[0]);
+			chain = DatumGetUUIDP(values[Anum_audit_chain_id - 1]);
+			seq = DatumGetInt64(values[Anum_audit_chain_seq - 1]);
+			id = DatumGetInt64(values[Anum_audit_id - 1]);
 
 			if (!in_chain || memcmp(cur_chain.data, chain->data, UUID_LEN) != 0)
 			{
@@ -613,29 +613,29 @@ verify(VerifyState *st, const char *source, Jsonb *checkpoint, const ArchiveSet 
 				memset(prev_hash, 0, sizeof(prev_hash));
 			}
 			if (seq != prev_seq + 1)
-				fail(st, values[1], false, psprintf("chain sequence jumps from %lld to %lld (a row was deleted or reordered)",
+				fail(st, values[Anum_audit_event_id - 1], false, psprintf("chain sequence jumps from %lld to %lld (a row was deleted or reordered)",
 													(long long) prev_seq, (long long) seq));
-			else if (!bytea_eq(values[AUDIT_COL_PREV_HASH], prev_hash))
-				fail(st, values[1], false, "row does not link to the previous row of its chain");
+			else if (!bytea_eq(values[Anum_audit_prev_hash - 1], prev_hash))
+				fail(st, values[Anum_audit_event_id - 1], false, "row does not link to the previous row of its chain");
 			hash_row(desc, values, nulls, expect);
-			if (!bytea_eq(values[AUDIT_COL_ROW_HASH], expect))
-				fail(st, values[1], false, "row was changed after it was written");
+			if (!bytea_eq(values[Anum_audit_row_hash - 1], expect))
+				fail(st, values[Anum_audit_event_id - 1], false, "row was changed after it was written");
 			if (checkpoint)
 			{
 				CheckpointChain *c = find_chain(cp_chains, cp_n, chain);
 
 				if (c == NULL && id <= cp_max_id)
-					fail(st, values[1], false, "row is older than the checkpoint but its chain is not in it (inserted)");
+					fail(st, values[Anum_audit_event_id - 1], false, "row is older than the checkpoint but its chain is not in it (inserted)");
 				else if (c != NULL && seq == c->seq)
 				{
 					c->seen = true;
 					if (memcmp(expect, c->hash, PL_SHA256_LEN) != 0)
-						fail(st, values[1], false, "chain head differs from the checkpoint (chain rewritten)");
+						fail(st, values[Anum_audit_event_id - 1], false, "chain head differs from the checkpoint (chain rewritten)");
 				}
 			}
 			prev_seq = seq;
 			{
-				bytea	   *stored = DatumGetByteaPP(values[AUDIT_COL_ROW_HASH]);
+				bytea	   *stored = DatumGetByteaPP(values[Anum_audit_row_hash - 1]);
 
 				if (VARSIZE_ANY_EXHDR(stored) == PL_SHA256_LEN)
 					memcpy(prev_hash, VARDATA_ANY(stored), PL_SHA256_LEN);
@@ -824,7 +824,7 @@ require_audit_columns(Oid relid, const char *relname)
 	TupleDesc	have = RelationGetDescr(rel);
 	TupleDesc	want = RelationGetDescr(log);
 	bool		same = rel->rd_rel->relkind == RELKIND_RELATION &&
-		(have->natts == want->natts || have->natts == PL_NATTS_AUDIT_0_2);
+		(have->natts == want->natts || have->natts == Natts_audit_0_2);
 
 	/* a month archived before 0.3.0 lacks the columns added since */
 	for (int i = 0; same && i < have->natts; i++)

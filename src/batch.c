@@ -49,6 +49,7 @@
 #include "idempotency.h"
 #include "audit.h"
 #include "metrics.h"
+#include "pipeline.h"
 #include "ledger.h"
 
 typedef struct Leg
@@ -177,80 +178,28 @@ parse_legs(Jsonb *legs, int *nlegs, int64 *total)
 	return out;
 }
 
-/*
- * payledger.transfer_legs(legs jsonb, currency text,
- *		idempotency_key text DEFAULT NULL, metadata jsonb DEFAULT '{}')
- *		RETURNS payledger.transfer_result
- *
- * Posts every leg or none: one transfer id, one entry per leg side.
- */
-PG_FUNCTION_INFO_V1(transfer_legs);
-Datum
-transfer_legs(PG_FUNCTION_ARGS)
+/* what transfer_legs() hands its work */
+typedef struct LegsArgs
 {
-	Jsonb	   *legs_json;
-	char	   *currency;
-	char	   *key = NULL;
-	Jsonb	   *metadata;
 	Leg		   *legs;
 	int			nlegs;
 	int64		total;
-	uint8		request_hash[PL_SHA256_LEN];
-	PlHasher   *h;
-	PlPrivState priv;
-	PlIdemResult stored;
-	pg_uuid_t	id;
-	pg_uuid_t  *ids;
-	Relation	accounts;
-	PlLockedSet *locked;
+	char	   *currency;
+	Jsonb	   *metadata;
+} LegsArgs;
+
+/*
+ * The dry run of transfer_legs: each leg in the order given, on the
+ * in-memory balances as the earlier legs leave them, which are then put
+ * back.  Returns the first leg's decline reason (its index in *bad_index),
+ * or NULL when every leg can post.
+ */
+static const char *
+legs_decline(PlLockedSet *locked, const Leg *legs, int nlegs, int *bad_index)
+{
 	const char *reason = NULL;
-	int			bad_index = -1;
-	int64	   *saved;
-	TimestampTz now;
-	PlAuditEvent ev;
+	int64	   *saved = palloc(sizeof(int64) * locked->n);
 
-	PlRequireArg(fcinfo, 0, "legs");
-	PlRequireArg(fcinfo, 1, "currency");
-	legs_json = PG_GETARG_JSONB_P(0);
-	currency = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	metadata = PG_ARGISNULL(3) ? PlEmptyJsonb() : PG_GETARG_JSONB_P(3);
-	legs = parse_legs(legs_json, &nlegs, &total);
-	PlCheckCurrency(currency);
-	PlCheckMetadata("transfer metadata", metadata);
-	key = PlKeyArg(fcinfo, 2, "transfer_legs");
-
-	h = PlHashBegin("transfer_legs");
-	PlHashJsonb(h, legs_json);
-	PlHashText(h, currency);
-	PlHashJsonb(h, metadata);
-	PlHashEnd(h, request_hash);
-	/* stored with e-mail addresses masked; the hash covers what was sent */
-	metadata = PlMaskJsonb(metadata);
-
-	PlSpiBegin(&priv);
-	CommandCounterIncrement();
-	if (key != NULL &&
-		PlIdemBegin(NULL, "transfer_legs", key, request_hash, NULL, &stored))
-	{
-		PlSpiEnd(&priv);
-		return PlTransferResult(fcinfo, &stored.result_id, stored.status,
-								stored.reason_code, true);
-	}
-	PlUuidV7(&id);
-
-	accounts = PlOpenAccounts();
-	ids = palloc(sizeof(pg_uuid_t) * nlegs * 2);
-	for (int i = 0; i < nlegs; i++)
-	{
-		ids[2 * i] = legs[i].from_id;
-		ids[2 * i + 1] = legs[i].to_id;
-	}
-	locked = PlLockAccounts(accounts, ids, nlegs * 2);
-	for (int i = 0; i < locked->n; i++)
-		PlCheckAccountCurrency(&locked->rows[i], currency);
-
-	/* dry run on the in-memory balances, leg by leg */
-	saved = palloc(sizeof(int64) * locked->n);
 	for (int i = 0; i < locked->n; i++)
 		saved[i] = locked->rows[i].balance;
 	for (int i = 0; i < nlegs && reason == NULL; i++)
@@ -260,7 +209,7 @@ transfer_legs(PG_FUNCTION_ARGS)
 
 		reason = PlDeclineReason(src, dst, legs[i].amount);
 		if (reason != NULL)
-			bad_index = i;
+			*bad_index = i;
 		else
 		{
 			src->balance -= legs[i].amount;
@@ -273,39 +222,114 @@ transfer_legs(PG_FUNCTION_ARGS)
 		locked->rows[i].balance = saved[i];
 		locked->rows[i].call_debits = 0;
 	}
+	pfree(saved);
+	return reason;
+}
 
-	now = GetCurrentTimestamp();
-	if (key != NULL)
-		PlIdemRecord(NULL, "transfer_legs", key, request_hash, &id,
-					 reason ? "rejected" : "posted", reason, now);
-	if (reason == NULL)
+/* Posts every leg: one entry per leg side, each account row written once. */
+static void
+legs_post(Relation accounts, PlLockedSet *locked, const Leg *legs, int nlegs,
+		  const pg_uuid_t *id, TimestampTz now)
+{
+	Relation	entries = PlOpenEntries();
+
+	for (int i = 0; i < nlegs; i++)
 	{
-		Relation	entries = PlOpenEntries();
-
-		for (int i = 0; i < nlegs; i++)
-		{
-			PlWriteEntry(entries, PlFindAccount(locked, &legs[i].from_id), &id,
-						 -legs[i].amount, now);
-			PlWriteEntry(entries, PlFindAccount(locked, &legs[i].to_id), &id,
-						 legs[i].amount, now);
-		}
-		table_close(entries, NoLock);
-		PlFlushAccounts(accounts, locked, now);
+		PlWriteEntry(entries, PlFindAccount(locked, &legs[i].from_id), id,
+					 -legs[i].amount, now);
+		PlWriteEntry(entries, PlFindAccount(locked, &legs[i].to_id), id,
+					 legs[i].amount, now);
 	}
+	table_close(entries, NoLock);
+	PlFlushAccounts(accounts, locked, now);
+}
+
+/*
+ * The work of transfer_legs: every account locked in id order, (4) PY005
+ * and (5) PY004, the dry run, then all legs or none, the transfer row and
+ * the audit row (which names a declined leg).
+ */
+static void
+legs_work(PlRequest *req)
+{
+	LegsArgs   *args = req->arg;
+	pg_uuid_t	id;
+	pg_uuid_t  *ids;
+	Relation	accounts;
+	PlLockedSet *locked;
+	const char *reason;
+	int			bad_index = -1;
+	TimestampTz now;
+	PlAuditEvent ev;
+
+	PlUuidV7(&id);
+	accounts = PlOpenAccounts();
+	ids = palloc(sizeof(pg_uuid_t) * args->nlegs * 2);
+	for (int i = 0; i < args->nlegs; i++)
+	{
+		ids[2 * i] = args->legs[i].from_id;
+		ids[2 * i + 1] = args->legs[i].to_id;
+	}
+	locked = PlLockAccounts(accounts, ids, args->nlegs * 2);
+	for (int i = 0; i < locked->n; i++)
+		PlCheckAccountCurrency(&locked->rows[i], args->currency);
+
+	reason = legs_decline(locked, args->legs, args->nlegs, &bad_index);
+	now = GetCurrentTimestamp();
+	if (reason == NULL)
+		legs_post(accounts, locked, args->legs, args->nlegs, &id, now);
 	table_close(accounts, NoLock);
-	PlStoreTransfer(&id, "legs", reason, currency, total, NULL, NULL, key,
-					request_hash, metadata, now);
+	PlStoreTransfer(&id, "legs", reason, args->currency, args->total, NULL, NULL, req->key,
+					req->hash, args->metadata, now);
 
 	PlAuditMovement(&ev, "TRANSFER_POSTED", "posted", reason, &id,
-					reason ? &legs[bad_index].from_id : NULL,
-					reason ? &legs[bad_index].to_id : NULL, total, currency, key,
-					metadata, NULL, now);
+					reason ? &args->legs[bad_index].from_id : NULL,
+					reason ? &args->legs[bad_index].to_id : NULL, args->total,
+					args->currency, req->key, args->metadata, NULL, now);
 	if (reason)
 		ev.error_message = psprintf("legs[%d] declined: %s", bad_index, reason);
 	PlAuditWrite(&ev);
+	PlRequestOutcome(req, &id, reason ? "rejected" : "posted", reason, now);
+}
 
-	PlSpiEnd(&priv);
-	return PlTransferResult(fcinfo, &id, reason ? "rejected" : "posted", reason, false);
+/*
+ * payledger.transfer_legs(legs jsonb, currency text,
+ *		idempotency_key text DEFAULT NULL, metadata jsonb DEFAULT '{}')
+ *		RETURNS payledger.transfer_result
+ *
+ * Posts every leg or none: one transfer id, one entry per leg side.
+ */
+PG_FUNCTION_INFO_V1(transfer_legs);
+Datum
+transfer_legs(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *legs_json;
+	Jsonb	   *metadata;
+	LegsArgs	args;
+	PlHasher   *h;
+	PlRequest	req;
+
+	PlRequireArg(fcinfo, 0, "legs");
+	PlRequireArg(fcinfo, 1, "currency");
+	legs_json = PG_GETARG_JSONB_P(0);
+	args.currency = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	metadata = PG_ARGISNULL(3) ? PlEmptyJsonb() : PG_GETARG_JSONB_P(3);
+	args.legs = parse_legs(legs_json, &args.nlegs, &args.total);
+	PlCheckCurrency(args.currency);
+	PlCheckMetadata("transfer metadata", metadata);
+	PlRequestInit(&req, "transfer_legs", NULL, PlKeyArg(fcinfo, 2, "transfer_legs"),
+				  legs_work, &args);
+
+	h = PlHashBegin("transfer_legs");
+	PlHashJsonb(h, legs_json);
+	PlHashText(h, args.currency);
+	PlHashJsonb(h, metadata);
+	PlHashEnd(h, req.hash);
+	/* stored with e-mail addresses masked; the hash covers what was sent */
+	args.metadata = PlMaskJsonb(metadata);
+
+	PlRunRequest(&req);
+	return PlTransferResult(fcinfo, &req.result_id, req.status, req.reason, req.replayed);
 }
 
 /*
@@ -407,89 +431,42 @@ null_item(const char *name, int i)
 			 errdetail("%s[%d] is null.", name, i + 1)));
 }
 
-/*
- * payledger.transfer_many(from_accounts uuid[], to_accounts uuid[],
- *		amounts bigint[], currency text, idempotency_keys text[] DEFAULT NULL)
- *		RETURNS SETOF payledger.transfer_result
- *
- * One result per item, in order; each item posts or is declined on its
- * own, with its own key.  Malformed items raise for the whole call.
- *
- * Keys are looked up twice: before the accounts are locked, so that a key
- * reused with other parameters raises PY002 ahead of PY005 and PY004, and
- * again for each item once they are, with the command counter advanced
- * after every item: a key that an earlier item of this batch or a batch
- * that committed while this one waited for its accounts has stored is
- * then replayed, without a table of the batch's keys in memory.
- */
-PG_FUNCTION_INFO_V1(transfer_many);
-Datum
-transfer_many(PG_FUNCTION_ARGS)
+/* a transfer_many call: its arguments, then what its steps share */
+typedef struct Batch
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	ItemArrays	arrays;
-	int			n,
-				n_to,
-				n_amounts,
-				nreplayed = 0;
+	int			n;
 	char	   *currency;
-	PlPrivState priv;
-	HTAB	   *account_set;
-	HASHCTL		ctl;
-	HASH_SEQ_STATUS seq;
-	pg_uuid_t  *ids;
-	pg_uuid_t  *next_id;
-	int			nids;
+	ReturnSetInfo *rsinfo;
+	Jsonb	   *empty;
+	MemoryContext scratch;		/* reset after every item */
 	Relation	accounts;
 	Relation	entries;
+	pg_uuid_t  *ids;			/* the accounts the batch touches, each once */
+	int			nids;
 	PlLockedSet *locked;
-	MemoryContext scratch;
-	MemoryContext oldcxt;
-	Jsonb	   *empty = PlEmptyJsonb();
+	int			nreplayed;
+} Batch;
+
+/* (1) every item well formed; collects the accounts the batch touches */
+static void
+batch_check_items(Batch *b)
+{
+	HASHCTL		ctl;
+	HTAB	   *account_set;
+	HASH_SEQ_STATUS seq;
+	pg_uuid_t  *next_id;
 	BatchItem	item;
 
-	PlRequireArg(fcinfo, 0, "from_accounts");
-	PlRequireArg(fcinfo, 1, "to_accounts");
-	PlRequireArg(fcinfo, 2, "amounts");
-	PlRequireArg(fcinfo, 3, "currency");
-	InitMaterializedSRF(fcinfo, 0);
-
-	arrays.from = get_array(fcinfo, 0, "from_accounts", &n);
-	arrays.to = get_array(fcinfo, 1, "to_accounts", &n_to);
-	arrays.amounts = get_array(fcinfo, 2, "amounts", &n_amounts);
-	if (n_to != n || n_amounts != n)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("from_accounts, to_accounts and amounts must have the same length")));
-	arrays.keys = NULL;
-	if (!PG_ARGISNULL(4))
-	{
-		int			nkeys;
-
-		arrays.keys = get_array(fcinfo, 4, "idempotency_keys", &nkeys);
-		if (nkeys != n)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("idempotency_keys must have one key per item"),
-					 errdetail("%d items, %d keys.", n, nkeys)));
-	}
-	arrays.from_it = NULL;
-	currency = text_to_cstring(PG_GETARG_TEXT_PP(3));
-	PlCheckCurrency(currency);
-
-	scratch = AllocSetContextCreate(CurrentMemoryContext, "payledger transfer_many item",
-									ALLOCSET_DEFAULT_SIZES);
-
-	/* (1) every argument, and the set of accounts the batch touches */
 	ctl.keysize = sizeof(pg_uuid_t);
 	ctl.entrysize = sizeof(pg_uuid_t);
 	ctl.hcxt = CurrentMemoryContext;
 	account_set = hash_create("payledger transfer_many accounts", 1024, &ctl,
 							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	items_rewind(&arrays);
-	for (int i = 0; i < n; i++)
+	items_rewind(&b->arrays);
+	for (int i = 0; i < b->n; i++)
 	{
-		items_next(&arrays, &item);
+		items_next(&b->arrays, &item);
 		if (item.from_null)
 			null_item("from_accounts", i);
 		if (item.to_null)
@@ -508,129 +485,236 @@ transfer_many(PG_FUNCTION_ARGS)
 					 errdetail("Item %d names the same account twice.", i + 1)));
 		if (item.key != NULL)
 		{
-			oldcxt = MemoryContextSwitchTo(scratch);
+			MemoryContext oldcxt = MemoryContextSwitchTo(b->scratch);
+
 			PlCheckKey(text_to_cstring(item.key));
 			MemoryContextSwitchTo(oldcxt);
-			MemoryContextReset(scratch);
+			MemoryContextReset(b->scratch);
 		}
 		(void) hash_search(account_set, item.from_id, HASH_ENTER, NULL);
 		(void) hash_search(account_set, item.to_id, HASH_ENTER, NULL);
 	}
-	/* (2) keys are required: only once every argument is well formed */
-	if (n > 0 && (arrays.keys == NULL || array_contains_nulls(arrays.keys)))
-		PlRequireKey("transfer_many");
-	if (n == 0)
-		return (Datum) 0;
 
-	PlSpiBegin(&priv);
-	CommandCounterIncrement();
-
-	/* (3) a key used before with other parameters raises before any lock */
-	if (arrays.keys != NULL)
-	{
-		items_rewind(&arrays);
-		for (int i = 0; i < n; i++)
-		{
-			PlIdemResult stored;
-			uint8		hash[PL_SHA256_LEN];
-
-			items_next(&arrays, &item);
-			if (item.key == NULL)
-				continue;
-			item_hash(&item, currency, empty, hash);
-			oldcxt = MemoryContextSwitchTo(scratch);
-			(void) PlIdemPeek(NULL, "transfer", text_to_cstring(item.key), hash, &stored);
-			MemoryContextSwitchTo(oldcxt);
-			MemoryContextReset(scratch);
-		}
-	}
-
-	/* (4), (5) every account, locked in id order, in the batch's currency */
-	nids = hash_get_num_entries(account_set);
-	ids = palloc(sizeof(pg_uuid_t) * nids);
-	next_id = ids;
+	b->nids = hash_get_num_entries(account_set);
+	b->ids = palloc(sizeof(pg_uuid_t) * Max(b->nids, 1));
+	next_id = b->ids;
 	hash_seq_init(&seq, account_set);
 	for (pg_uuid_t *id = hash_seq_search(&seq); id != NULL; id = hash_seq_search(&seq))
 		*next_id++ = *id;
 	hash_destroy(account_set);
-	accounts = PlOpenAccounts();
-	entries = PlOpenEntries();
-	locked = PlLockAccounts(accounts, ids, nids);
-	pfree(ids);
-	for (int i = 0; i < locked->n; i++)
-		PlCheckAccountCurrency(&locked->rows[i], currency);
+}
 
-	items_rewind(&arrays);
-	for (int i = 0; i < n; i++)
+/*
+ * (3) every key of the batch locked, in one order, before any account,
+ * then looked up: a key used before with other parameters raises PY002
+ * ahead of PY005 and PY004.
+ */
+static void
+batch_lock_keys(Batch *b)
+{
+	uint64	   *hashes;
+	int			nkeys = 0;
+	BatchItem	item;
+
+	if (b->arrays.keys == NULL)
+		return;
+	hashes = palloc(sizeof(uint64) * b->n);
+	items_rewind(&b->arrays);
+	for (int i = 0; i < b->n; i++)
 	{
-		Datum		values[4];
-		bool		nulls[4] = {false, false, false, false};
-		pg_uuid_t	id;
-		const char *status;
-		const char *reason = NULL;
-		char	   *key = NULL;
-		uint8		hash[PL_SHA256_LEN];
-		PlIdemResult stored;
-		bool		replayed = false;
+		MemoryContext oldcxt;
+		PlKeyRef	ref;
 
-		items_next(&arrays, &item);
-		oldcxt = MemoryContextSwitchTo(scratch);
-		item_hash(&item, currency, empty, hash);
-		if (item.key != NULL)
-		{
-			key = text_to_cstring(item.key);
-			replayed = PlIdemPeek(NULL, "transfer", key, hash, &stored);
-		}
-		if (replayed)
-		{
-			id = stored.result_id;
-			status = PlConstStatus(stored.status);
-			reason = PlConstReason(stored.reason_code);
-			nreplayed++;
-		}
-		else
-		{
-			PlAccountRow *src = PlFindAccount(locked, item.from_id);
-			PlAccountRow *dst = PlFindAccount(locked, item.to_id);
-			TimestampTz now = GetCurrentTimestamp();
-			PlAuditEvent ev;
-
-			PlUuidV7(&id);
-			reason = PlDeclineReason(src, dst, item.amount);
-			status = reason ? "rejected" : "posted";
-			if (key != NULL)
-				PlIdemRecord(NULL, "transfer", key, hash, &id, status, reason, now);
-			if (reason == NULL)
-			{
-				PlWriteEntry(entries, src, &id, -item.amount, now);
-				PlWriteEntry(entries, dst, &id, item.amount, now);
-			}
-			PlStoreTransfer(&id, "transfer", reason, currency, item.amount, item.from_id,
-							item.to_id, key, hash, empty, now);
-			PlAuditMovement(&ev, "TRANSFER_POSTED", "posted", reason, &id, item.from_id,
-							item.to_id, item.amount, currency, key, NULL, NULL, now);
-			PlAuditWrite(&ev);
-			/* the next items' key lookups see this item's key */
-			if (key != NULL)
-				CommandCounterIncrement();
-		}
-		values[0] = UUIDPGetDatum(&id);
-		values[1] = CStringGetTextDatum(status);
-		if (reason)
-			values[2] = CStringGetTextDatum(reason);
-		else
-			nulls[2] = true;
-		values[3] = BoolGetDatum(replayed);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		items_next(&b->arrays, &item);
+		if (item.key == NULL)
+			continue;
+		oldcxt = MemoryContextSwitchTo(b->scratch);
+		ref.scope = NULL;
+		ref.key = text_to_cstring(item.key);
+		hashes[nkeys++] = PlKeyHash(&ref);
 		MemoryContextSwitchTo(oldcxt);
-		MemoryContextReset(scratch);
+		MemoryContextReset(b->scratch);
 	}
-	items_end(&arrays);
-	PlFlushAccounts(accounts, locked, GetCurrentTimestamp());
-	PlCountReplays(nreplayed);
-	table_close(entries, NoLock);
-	table_close(accounts, NoLock);
-	MemoryContextDelete(scratch);
-	PlSpiEnd(&priv);
+	PlLockKeyHashes(hashes, nkeys);
+	pfree(hashes);
+
+	items_rewind(&b->arrays);
+	for (int i = 0; i < b->n; i++)
+	{
+		MemoryContext oldcxt;
+		PlIdemResult stored;
+		uint8		hash[PL_SHA256_LEN];
+
+		items_next(&b->arrays, &item);
+		if (item.key == NULL)
+			continue;
+		oldcxt = MemoryContextSwitchTo(b->scratch);
+		item_hash(&item, b->currency, b->empty, hash);
+		(void) PlIdemLookup(NULL, "transfer", text_to_cstring(item.key), hash, NULL, &stored);
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(b->scratch);
+	}
+}
+
+/*
+ * One item, as a transfer request of its own whose key is locked: replayed
+ * (by a key an earlier item of this batch stored), or posted or declined
+ * on the locked accounts and recorded.  Adds its result row.
+ */
+static void
+batch_item(Batch *b, const BatchItem *item)
+{
+	PlRequest	req;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	PlRequestInit(&req, "transfer", NULL,
+				  item->key ? text_to_cstring(item->key) : NULL, NULL, NULL);
+	item_hash(item, b->currency, b->empty, req.hash);
+	if (PlRequestLookup(&req))
+		b->nreplayed++;
+	else
+	{
+		PlAccountRow *src = PlFindAccount(b->locked, item->from_id);
+		PlAccountRow *dst = PlFindAccount(b->locked, item->to_id);
+		TimestampTz now = GetCurrentTimestamp();
+		pg_uuid_t	id;
+		const char *reason;
+		PlAuditEvent ev;
+
+		PlUuidV7(&id);
+		reason = PlDeclineReason(src, dst, item->amount);
+		PlRequestOutcome(&req, &id, reason ? "rejected" : "posted", reason, now);
+		PlRequestRecord(&req);
+		if (reason == NULL)
+		{
+			PlWriteEntry(b->entries, src, &id, -item->amount, now);
+			PlWriteEntry(b->entries, dst, &id, item->amount, now);
+		}
+		PlStoreTransfer(&id, "transfer", reason, b->currency, item->amount, item->from_id,
+						item->to_id, req.key, req.hash, b->empty, now);
+		PlAuditMovement(&ev, "TRANSFER_POSTED", "posted", reason, &id, item->from_id,
+						item->to_id, item->amount, b->currency, req.key, NULL, NULL, now);
+		PlAuditWrite(&ev);
+		/* the next items' key lookups see this item's key */
+		if (req.key != NULL)
+			CommandCounterIncrement();
+	}
+	values[0] = UUIDPGetDatum(&req.result_id);
+	values[1] = CStringGetTextDatum(req.status);
+	if (req.reason)
+		values[2] = CStringGetTextDatum(req.reason);
+	else
+		nulls[2] = true;
+	values[3] = BoolGetDatum(req.replayed);
+	tuplestore_putvalues(b->rsinfo->setResult, b->rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * The work of transfer_many, a request without a key of its own whose
+ * items are requests: (3) the keys, (4) and (5) every account locked in id
+ * order, in the batch's currency, then each item.
+ */
+static void
+batch_work(PlRequest *req)
+{
+	Batch	   *b = req->arg;
+	BatchItem	item;
+
+	batch_lock_keys(b);
+	b->accounts = PlOpenAccounts();
+	b->entries = PlOpenEntries();
+	b->locked = PlLockAccounts(b->accounts, b->ids, b->nids);
+	for (int i = 0; i < b->locked->n; i++)
+		PlCheckAccountCurrency(&b->locked->rows[i], b->currency);
+
+	items_rewind(&b->arrays);
+	for (int i = 0; i < b->n; i++)
+	{
+		MemoryContext oldcxt;
+
+		items_next(&b->arrays, &item);
+		oldcxt = MemoryContextSwitchTo(b->scratch);
+		batch_item(b, &item);
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(b->scratch);
+	}
+	items_end(&b->arrays);
+	PlFlushAccounts(b->accounts, b->locked, GetCurrentTimestamp());
+	PlCountReplays(b->nreplayed);
+	table_close(b->entries, NoLock);
+	table_close(b->accounts, NoLock);
+}
+
+/*
+ * payledger.transfer_many(from_accounts uuid[], to_accounts uuid[],
+ *		amounts bigint[], currency text, idempotency_keys text[] DEFAULT NULL)
+ *		RETURNS SETOF payledger.transfer_result
+ *
+ * One result per item, in order; each item posts or is declined on its
+ * own, with its own key.  Malformed items raise for the whole call.
+ *
+ * Every key of the batch is locked before any account (PlLockKeys), so a
+ * batch item and any other call with its key (a transfer, another batch's
+ * item, legs, a hold) serialize on the key: the later one replays or
+ * raises PY002, never a unique violation or a deadlock.  Keys are looked up
+ * once all are locked, so that a key reused with other parameters raises
+ * PY002 ahead of PY005 and PY004, and again for each item, with the command
+ * counter advanced after every keyed item: a key that an earlier item of
+ * the batch stored is then replayed, without a table of the batch's keys
+ * in memory.
+ */
+PG_FUNCTION_INFO_V1(transfer_many);
+Datum
+transfer_many(PG_FUNCTION_ARGS)
+{
+	Batch		b;
+	int			n_to,
+				n_amounts;
+	PlRequest	req;
+
+	PlRequireArg(fcinfo, 0, "from_accounts");
+	PlRequireArg(fcinfo, 1, "to_accounts");
+	PlRequireArg(fcinfo, 2, "amounts");
+	PlRequireArg(fcinfo, 3, "currency");
+	InitMaterializedSRF(fcinfo, 0);
+
+	memset(&b, 0, sizeof(b));
+	b.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	b.arrays.from_it = NULL;
+	b.arrays.from = get_array(fcinfo, 0, "from_accounts", &b.n);
+	b.arrays.to = get_array(fcinfo, 1, "to_accounts", &n_to);
+	b.arrays.amounts = get_array(fcinfo, 2, "amounts", &n_amounts);
+	if (n_to != b.n || n_amounts != b.n)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_accounts, to_accounts and amounts must have the same length")));
+	if (!PG_ARGISNULL(4))
+	{
+		int			nkeys;
+
+		b.arrays.keys = get_array(fcinfo, 4, "idempotency_keys", &nkeys);
+		if (nkeys != b.n)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("idempotency_keys must have one key per item"),
+					 errdetail("%d items, %d keys.", b.n, nkeys)));
+	}
+	b.currency = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	PlCheckCurrency(b.currency);
+	b.empty = PlEmptyJsonb();
+	b.scratch = AllocSetContextCreate(CurrentMemoryContext, "payledger transfer_many item",
+									  ALLOCSET_DEFAULT_SIZES);
+
+	/* (1) every item; (2) keys are required once every item is well formed */
+	batch_check_items(&b);
+	if (b.n > 0 && (b.arrays.keys == NULL || array_contains_nulls(b.arrays.keys)))
+		PlRequireKey("transfer_many");
+	if (b.n == 0)
+		return (Datum) 0;
+
+	PlRequestInit(&req, "transfer_many", NULL, NULL, batch_work, &b);
+	PlRunRequest(&req);
+	MemoryContextDelete(b.scratch);
 	return (Datum) 0;
 }

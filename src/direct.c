@@ -31,9 +31,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "common/hashfn.h"
 #include "miscadmin.h"
-#include "storage/lock.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
@@ -138,15 +136,15 @@ read_account_columns(Relation rel, const pg_uuid_t *id, PlAccountRow *row)
 
 	row->id = *id;
 	row->row_id = *id;
-	row->currency = TextDatumGetCString(heap_getattr(row->tuple, 2, desc, &isnull));
-	row->status = TextDatumGetCString(heap_getattr(row->tuple, 5, desc, &isnull));
-	row->min_balance = DatumGetInt64(heap_getattr(row->tuple, 4, desc, &isnull));
+	row->currency = TextDatumGetCString(heap_getattr(row->tuple, Anum_accounts_currency, desc, &isnull));
+	row->status = TextDatumGetCString(heap_getattr(row->tuple, Anum_accounts_status, desc, &isnull));
+	row->min_balance = DatumGetInt64(heap_getattr(row->tuple, Anum_accounts_min_balance, desc, &isnull));
 	row->has_floor = !isnull;
-	row->balance = DatumGetInt64(heap_getattr(row->tuple, 6, desc, &isnull));
-	row->pending_debits = DatumGetInt64(heap_getattr(row->tuple, 7, desc, &isnull));
-	row->pending_credits = DatumGetInt64(heap_getattr(row->tuple, 8, desc, &isnull));
-	row->version = DatumGetInt64(heap_getattr(row->tuple, 9, desc, &isnull));
-	row->has_limits = DatumGetBool(heap_getattr(row->tuple, 14, desc, &isnull));
+	row->balance = DatumGetInt64(heap_getattr(row->tuple, Anum_accounts_balance, desc, &isnull));
+	row->pending_debits = DatumGetInt64(heap_getattr(row->tuple, Anum_accounts_pending_debits, desc, &isnull));
+	row->pending_credits = DatumGetInt64(heap_getattr(row->tuple, Anum_accounts_pending_credits, desc, &isnull));
+	row->version = DatumGetInt64(heap_getattr(row->tuple, Anum_accounts_version, desc, &isnull));
+	row->has_limits = DatumGetBool(heap_getattr(row->tuple, Anum_accounts_has_limits, desc, &isnull));
 }
 
 /*
@@ -247,21 +245,21 @@ PlLockAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row)
 void
 PlUpdateAccountRow(Relation rel, PlAccountRow *row, TimestampTz now)
 {
-	Datum		values[PL_NATTS_ACCOUNTS];
-	bool		nulls[PL_NATTS_ACCOUNTS] = {false};
-	bool		replace[PL_NATTS_ACCOUNTS] = {false};
+	Datum		values[Natts_accounts];
+	bool		nulls[Natts_accounts] = {false};
+	bool		replace[Natts_accounts] = {false};
 	HeapTuple	newtup;
 
-	values[5] = Int64GetDatum(row->balance);
-	replace[5] = true;
-	values[6] = Int64GetDatum(row->pending_debits);
-	replace[6] = true;
-	values[7] = Int64GetDatum(row->pending_credits);
-	replace[7] = true;
-	values[8] = Int64GetDatum(row->version);
-	replace[8] = true;
-	values[12] = TimestampTzGetDatum(now);
-	replace[12] = true;
+	values[Anum_accounts_balance - 1] = Int64GetDatum(row->balance);
+	replace[Anum_accounts_balance - 1] = true;
+	values[Anum_accounts_pending_debits - 1] = Int64GetDatum(row->pending_debits);
+	replace[Anum_accounts_pending_debits - 1] = true;
+	values[Anum_accounts_pending_credits - 1] = Int64GetDatum(row->pending_credits);
+	replace[Anum_accounts_pending_credits - 1] = true;
+	values[Anum_accounts_version - 1] = Int64GetDatum(row->version);
+	replace[Anum_accounts_version - 1] = true;
+	values[Anum_accounts_updated_at - 1] = TimestampTzGetDatum(now);
+	replace[Anum_accounts_updated_at - 1] = true;
 
 	newtup = heap_modify_tuple(row->tuple, RelationGetDescr(rel), values, nulls, replace);
 	simple_heap_update(rel, &row->tid, newtup);
@@ -284,25 +282,6 @@ PlUpdateAccountRow(Relation rel, PlAccountRow *row, TimestampTz now)
 	heap_freetuple(row->tuple);
 	row->tuple = newtup;
 	row->tid = newtup->t_self;
-}
-
-/*
- * Serializes calls that use one idempotency key: a transaction-scoped lock
- * on a hash of (scope, key) in a lock space of payledger's own.  Taken
- * before the account locks in every call, so keys and accounts are always
- * locked in the same order.
- */
-void
-PlLockIdemKey(const pg_uuid_t *scope, const char *key)
-{
-	LOCKTAG		tag;
-	uint64		h;
-
-	h = hash_bytes_extended((const unsigned char *) key, strlen(key),
-							hash_bytes_extended(scope->data, UUID_LEN, 0));
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
-						 PL_IDEM_LOCK_SPACE);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
 /*
@@ -458,7 +437,7 @@ PlOpenEntries(void)
 {
 	Relation	rel = PlOpenTable("entries");
 
-	if (RelationGetDescr(rel)->natts != PL_NATTS_ENTRIES)
+	if (RelationGetDescr(rel)->natts != Natts_entries)
 		elog(ERROR, "payledger.entries does not have the expected columns");
 	return rel;
 }
@@ -468,7 +447,7 @@ PlOpenAccounts(void)
 {
 	Relation	rel = PlOpenTable("accounts");
 
-	if (RelationGetDescr(rel)->natts != PL_NATTS_ACCOUNTS)
+	if (RelationGetDescr(rel)->natts != Natts_accounts)
 		elog(ERROR, "payledger.accounts does not have the expected columns");
 	return rel;
 }

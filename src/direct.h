@@ -21,9 +21,6 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-/* lock space of idempotency-key locks (advisory lock field 4) */
-#define PL_IDEM_LOCK_SPACE	0x504C
-
 typedef struct PlAccountRow
 {
 	pg_uuid_t	id;				/* the account */
@@ -61,7 +58,6 @@ extern PlRowResult PlFetchAccountRow(Relation rel, const pg_uuid_t *id, PlAccoun
 									 PlRowMode mode);
 extern bool PlLockAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row);
 extern void PlUpdateAccountRow(Relation rel, PlAccountRow *row, TimestampTz now);
-extern void PlLockIdemKey(const pg_uuid_t *scope, const char *key);
 extern HeapTuple PlIdemFetchLatest(Relation rel, const pg_uuid_t *scope, const char *key,
 								   TupleDesc *desc);
 

@@ -44,6 +44,7 @@
 #include "spi_plans.h"
 #include "idempotency.h"
 #include "audit.h"
+#include "pipeline.h"
 #include "ledger.h"
 
 typedef struct LockedHold
@@ -59,20 +60,12 @@ typedef struct LockedHold
 	HeapTuple	tuple;			/* the locked row, which set_hold_status replaces */
 } LockedHold;
 
-/* column numbers of payledger.holds */
-enum
-{
-	HOLD_ID = 1, HOLD_FROM, HOLD_TO, HOLD_AMOUNT, HOLD_CURRENCY, HOLD_STATUS,
-	HOLD_EXPIRES_AT, HOLD_POSTED_AMOUNT, HOLD_KEY, HOLD_METADATA, HOLD_CREATED_AT,
-	HOLD_UPDATED_AT, HOLD_CORRELATION
-};
-
 static Relation
 open_holds(void)
 {
 	Relation	rel = PlOpenTable("holds");
 
-	if (RelationGetDescr(rel)->natts != PL_NATTS_HOLDS)
+	if (RelationGetDescr(rel)->natts != Natts_holds)
 		elog(ERROR, "payledger.holds does not have the expected columns");
 	return rel;
 }
@@ -96,16 +89,16 @@ lock_hold(const pg_uuid_t *id, LockedHold *hold)
 	}
 	hold->tuple = tup;
 	hold->id = *id;
-	hold->from_id = *DatumGetUUIDP(heap_getattr(tup, HOLD_FROM, desc, &isnull));
-	hold->to_id = *DatumGetUUIDP(heap_getattr(tup, HOLD_TO, desc, &isnull));
-	hold->amount = DatumGetInt64(heap_getattr(tup, HOLD_AMOUNT, desc, &isnull));
+	hold->from_id = *DatumGetUUIDP(heap_getattr(tup, Anum_holds_from_account, desc, &isnull));
+	hold->to_id = *DatumGetUUIDP(heap_getattr(tup, Anum_holds_to_account, desc, &isnull));
+	hold->amount = DatumGetInt64(heap_getattr(tup, Anum_holds_amount, desc, &isnull));
 	hold->currency = MemoryContextStrdup(TopTransactionContext,
-										 TextDatumGetCString(heap_getattr(tup, HOLD_CURRENCY, desc, &isnull)));
+										 TextDatumGetCString(heap_getattr(tup, Anum_holds_currency, desc, &isnull)));
 	hold->status = MemoryContextStrdup(TopTransactionContext,
-									   TextDatumGetCString(heap_getattr(tup, HOLD_STATUS, desc, &isnull)));
-	hold->expires_at = DatumGetTimestampTz(heap_getattr(tup, HOLD_EXPIRES_AT, desc, &isnull));
-	d = heap_getattr(tup, HOLD_CORRELATION, desc, &isnull);
-	hold->correlation_id = *DatumGetUUIDP(isnull ? heap_getattr(tup, HOLD_ID, desc, &isnull) : d);
+									   TextDatumGetCString(heap_getattr(tup, Anum_holds_status, desc, &isnull)));
+	hold->expires_at = DatumGetTimestampTz(heap_getattr(tup, Anum_holds_expires_at, desc, &isnull));
+	d = heap_getattr(tup, Anum_holds_correlation_id, desc, &isnull);
+	hold->correlation_id = *DatumGetUUIDP(isnull ? heap_getattr(tup, Anum_holds_id, desc, &isnull) : d);
 	table_close(rel, NoLock);
 	return true;
 }
@@ -120,7 +113,7 @@ set_hold_status(LockedHold *hold, const char *status, bool has_posted,
 				int64 posted, TimestampTz now)
 {
 	Relation	rel = open_holds();
-	int			cols[3] = {HOLD_STATUS, HOLD_POSTED_AMOUNT, HOLD_UPDATED_AT};
+	int			cols[3] = {Anum_holds_status, Anum_holds_posted_amount, Anum_holds_updated_at};
 	Datum		values[3];
 	bool		nulls[3] = {false, !has_posted, false};
 	HeapTuple	newtup;
@@ -226,8 +219,8 @@ audit_decline(LockedHold *hold, const char *reason, const char *key,
 /*
  * Reserves amount from one account to another under the hold id given,
  * or declines; writes the hold (or the rejected transfer) and its audit
- * row.  Returns the decline reason or NULL.  Inside PlSpiBegin; the caller
- * records idempotency.
+ * row.  Returns the decline reason or NULL.  Part of a request's work
+ * (pipeline.c), which records the key.
  */
 const char *
 PlHoldCreate(const pg_uuid_t *id, const pg_uuid_t *from_id, const pg_uuid_t *to_id,
@@ -257,8 +250,8 @@ PlHoldCreate(const pg_uuid_t *id, const pg_uuid_t *from_id, const pg_uuid_t *to_
 
 	if (reason == NULL)
 	{
-		Datum		values[PL_NATTS_HOLDS];
-		bool		nulls[PL_NATTS_HOLDS] = {false};
+		Datum		values[Natts_holds];
+		bool		nulls[Natts_holds] = {false};
 		Relation	holds = PlOpenTable("holds");
 
 		if (pg_add_s64_overflow(src->pending_debits, amount, &src->pending_debits) ||
@@ -271,27 +264,27 @@ PlHoldCreate(const pg_uuid_t *id, const pg_uuid_t *from_id, const pg_uuid_t *to_
 		src->dirty = dst->dirty = true;
 		PlFlushAccounts(accounts, locked, now);
 
-		if (RelationGetDescr(holds)->natts != PL_NATTS_HOLDS)
+		if (RelationGetDescr(holds)->natts != Natts_holds)
 			elog(ERROR, "payledger.holds does not have the expected columns");
-		values[0] = UUIDPGetDatum((pg_uuid_t *) id);
-		values[1] = UUIDPGetDatum((pg_uuid_t *) from_id);
-		values[2] = UUIDPGetDatum((pg_uuid_t *) to_id);
-		values[3] = Int64GetDatum(amount);
-		values[4] = CStringGetTextDatum(currency);
-		values[5] = CStringGetTextDatum("pending");
-		values[6] = TimestampTzGetDatum(expires_at);
-		nulls[7] = true;
+		values[Anum_holds_id - 1] = UUIDPGetDatum((pg_uuid_t *) id);
+		values[Anum_holds_from_account - 1] = UUIDPGetDatum((pg_uuid_t *) from_id);
+		values[Anum_holds_to_account - 1] = UUIDPGetDatum((pg_uuid_t *) to_id);
+		values[Anum_holds_amount - 1] = Int64GetDatum(amount);
+		values[Anum_holds_currency - 1] = CStringGetTextDatum(currency);
+		values[Anum_holds_status - 1] = CStringGetTextDatum("pending");
+		values[Anum_holds_expires_at - 1] = TimestampTzGetDatum(expires_at);
+		nulls[Anum_holds_posted_amount - 1] = true;
 		if (key)
-			values[8] = CStringGetTextDatum(key);
+			values[Anum_holds_idempotency_key - 1] = CStringGetTextDatum(key);
 		else
-			nulls[8] = true;
-		values[9] = JsonbPGetDatum(metadata);
-		values[10] = TimestampTzGetDatum(now);
-		values[11] = TimestampTzGetDatum(now);
+			nulls[Anum_holds_idempotency_key - 1] = true;
+		values[Anum_holds_metadata - 1] = JsonbPGetDatum(metadata);
+		values[Anum_holds_created_at - 1] = TimestampTzGetDatum(now);
+		values[Anum_holds_updated_at - 1] = TimestampTzGetDatum(now);
 		if (correlation_id)
-			values[12] = UUIDPGetDatum((pg_uuid_t *) correlation_id);
+			values[Anum_holds_correlation_id - 1] = UUIDPGetDatum((pg_uuid_t *) correlation_id);
 		else
-			nulls[12] = true;
+			nulls[Anum_holds_correlation_id - 1] = true;
 		PlDirectInsert(holds, values, nulls);
 		table_close(holds, NoLock);
 	}
@@ -307,6 +300,30 @@ PlHoldCreate(const pg_uuid_t *id, const pg_uuid_t *from_id, const pg_uuid_t *to_
 	return reason;
 }
 
+/* what hold() hands its work */
+typedef struct HoldArgs
+{
+	pg_uuid_t  *from_id;
+	pg_uuid_t  *to_id;
+	int64		amount;
+	char	   *currency;
+	TimestampTz expires_at;
+	Jsonb	   *metadata;
+} HoldArgs;
+
+static void
+hold_work(PlRequest *req)
+{
+	HoldArgs   *args = req->arg;
+	pg_uuid_t	id;
+	const char *reason;
+
+	PlUuidV7(&id);
+	reason = PlHoldCreate(&id, args->from_id, args->to_id, args->amount, args->currency,
+						  args->expires_at, req->key, req->hash, args->metadata, NULL);
+	PlRequestOutcome(req, &id, reason ? "rejected" : "pending", reason, 0);
+}
+
 /*
  * payledger.hold(from_account uuid, to_account uuid, amount bigint,
  *		currency text, expires_in interval DEFAULT '7 days',
@@ -320,80 +337,55 @@ PG_FUNCTION_INFO_V1(hold);
 Datum
 hold(PG_FUNCTION_ARGS)
 {
-	pg_uuid_t  *from_id;
-	pg_uuid_t  *to_id;
-	int64		amount;
-	char	   *currency;
+	HoldArgs	args;
 	Interval   *expires_in;
-	char	   *key = NULL;
 	Jsonb	   *metadata;
-	uint8		request_hash[PL_SHA256_LEN];
 	PlHasher   *h;
-	PlPrivState priv;
-	PlIdemResult stored;
-	pg_uuid_t	id;
-	const char *reason;
+	PlRequest	req;
 	TimestampTz now;
-	TimestampTz expires_at;
 
 	PlRequireArg(fcinfo, 0, "from_account");
 	PlRequireArg(fcinfo, 1, "to_account");
 	PlRequireArg(fcinfo, 2, "amount");
 	PlRequireArg(fcinfo, 3, "currency");
 	PlRequireArg(fcinfo, 4, "expires_in");
-	from_id = PG_GETARG_UUID_P(0);
-	to_id = PG_GETARG_UUID_P(1);
-	amount = PG_GETARG_INT64(2);
-	currency = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	args.from_id = PG_GETARG_UUID_P(0);
+	args.to_id = PG_GETARG_UUID_P(1);
+	args.amount = PG_GETARG_INT64(2);
+	args.currency = text_to_cstring(PG_GETARG_TEXT_PP(3));
 	expires_in = PG_GETARG_INTERVAL_P(4);
 	metadata = PG_ARGISNULL(6) ? PlEmptyJsonb() : PG_GETARG_JSONB_P(6);
 
-	PlCheckAmount(amount);
-	PlCheckCurrency(currency);
-	if (memcmp(from_id->data, to_id->data, UUID_LEN) == 0)
+	PlCheckAmount(args.amount);
+	PlCheckCurrency(args.currency);
+	if (memcmp(args.from_id->data, args.to_id->data, UUID_LEN) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("from_account and to_account must differ")));
 	now = GetCurrentTimestamp();
-	expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-														 TimestampTzGetDatum(now),
-														 IntervalPGetDatum(expires_in)));
-	if (expires_at <= now || TIMESTAMP_NOT_FINITE(expires_at))
+	args.expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+															  TimestampTzGetDatum(now),
+															  IntervalPGetDatum(expires_in)));
+	if (args.expires_at <= now || TIMESTAMP_NOT_FINITE(args.expires_at))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("expires_in must be a positive, finite interval")));
 	PlCheckMetadata("hold metadata", metadata);
-	key = PlKeyArg(fcinfo, 5, "hold");
+	PlRequestInit(&req, "hold", NULL, PlKeyArg(fcinfo, 5, "hold"), hold_work, &args);
 
 	h = PlHashBegin("hold");
-	PlHashUuid(h, from_id);
-	PlHashUuid(h, to_id);
-	PlHashInt64(h, amount);
-	PlHashText(h, currency);
+	PlHashUuid(h, args.from_id);
+	PlHashUuid(h, args.to_id);
+	PlHashInt64(h, args.amount);
+	PlHashText(h, args.currency);
 	PlHashInterval(h, expires_in);
 	PlHashJsonb(h, metadata);
-	PlHashEnd(h, request_hash);
+	PlHashEnd(h, req.hash);
 	/* stored with e-mail addresses masked; the hash covers what was sent */
-	metadata = PlMaskJsonb(metadata);
+	args.metadata = PlMaskJsonb(metadata);
 
-	PlSpiBegin(&priv);
-	CommandCounterIncrement();
-	if (key != NULL && PlIdemBegin(NULL, "hold", key, request_hash, NULL, &stored))
-	{
-		PlSpiEnd(&priv);
-		return PlTransferResult(fcinfo, &stored.result_id, stored.status,
-								stored.reason_code, true);
-	}
-	PlUuidV7(&id);
-
-	reason = PlHoldCreate(&id, from_id, to_id, amount, currency, expires_at, key,
-						  request_hash, metadata, NULL);
-	if (key != NULL)
-		PlIdemRecord(NULL, "hold", key, request_hash, &id,
-					 reason ? "rejected" : "pending", reason, GetCurrentTimestamp());
-
-	PlSpiEnd(&priv);
-	return PlTransferResult(fcinfo, &id, reason ? "rejected" : "pending", reason, false);
+	PlRunRequest(&req);
+	return PlTransferResult(fcinfo, &req.result_id, req.status, req.reason, req.replayed);
 }
 
 /*
@@ -421,8 +413,8 @@ hold_not_usable(LockedHold *hold, const char *key, int64 amount, TimestampTz now
  * Posts (all, or amount) or voids a hold.  Returns the decline reason or
  * NULL.  Raises PY005 for an unknown hold.  more_accounts are accounts the
  * caller moves money on next (a capture's splits): they are locked with
- * the hold's own in one sorted pass, so the lock order holds.  Inside
- * PlSpiBegin; the caller records idempotency.
+ * the hold's own in one sorted pass, so the lock order holds.  Part of a
+ * request's work (pipeline.c), which records the key.
  */
 const char *
 PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount, int64 amount,
@@ -485,65 +477,66 @@ PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount, int64 amount,
 	return NULL;
 }
 
-/* post_hold and void_hold: arguments, key, then PlHoldSettle */
+/* what post_hold and void_hold hand their work */
+typedef struct HoldCallArgs
+{
+	pg_uuid_t  *hold_id;
+	bool		post;
+	bool		has_amount;
+	int64		amount;
+} HoldCallArgs;
+
+static void
+hold_call_work(PlRequest *req)
+{
+	HoldCallArgs *args = req->arg;
+	LockedHold	locked;
+	const char *reason;
+	TimestampTz now;
+
+	/* a payment's holds move with the payment, never on their own */
+	if (lock_hold(args->hold_id, &locked) &&
+		memcmp(locked.correlation_id.data, args->hold_id->data, UUID_LEN) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
+				 errmsg("hold %s belongs to a payment", PlUuidText(args->hold_id)),
+				 errhint("Use capture_payment(), void_payment() or resolve_dispute().")));
+	now = GetCurrentTimestamp();
+	reason = PlHoldSettle(args->hold_id, args->post, args->has_amount, args->amount, req->key,
+						  req->hash, now, NULL, 0);
+	PlRequestOutcome(req, args->hold_id,
+					 reason ? "rejected" : (args->post ? "posted" : "voided"), reason, now);
+}
+
+/* post_hold and void_hold: arguments, request hash, then the pipeline */
 static Datum
 hold_call(FunctionCallInfo fcinfo, bool post)
 {
 	const char *operation = post ? "post_hold" : "void_hold";
-	int			key_arg = post ? 2 : 1;
-	bool		has_amount = post && !PG_ARGISNULL(1);
-	int64		amount = has_amount ? PG_GETARG_INT64(1) : 0;
-	pg_uuid_t  *hold_id;
-	char	   *key = NULL;
-	uint8		request_hash[PL_SHA256_LEN];
+	HoldCallArgs args;
 	PlHasher   *h;
-	PlIdemResult stored;
-	PlPrivState priv;
-	const char *reason;
-	const char *status;
-	TimestampTz now;
+	PlRequest	req;
 
+	args.post = post;
+	args.has_amount = post && !PG_ARGISNULL(1);
+	args.amount = args.has_amount ? PG_GETARG_INT64(1) : 0;
 	PlRequireArg(fcinfo, 0, "hold_id");
-	hold_id = PG_GETARG_UUID_P(0);
-	if (has_amount)
-		PlCheckAmount(amount);
-	key = PlKeyArg(fcinfo, key_arg, operation);
+	args.hold_id = PG_GETARG_UUID_P(0);
+	if (args.has_amount)
+		PlCheckAmount(args.amount);
+	PlRequestInit(&req, operation, NULL, PlKeyArg(fcinfo, post ? 2 : 1, operation),
+				  hold_call_work, &args);
 
 	h = PlHashBegin(operation);
-	PlHashUuid(h, hold_id);
-	if (has_amount)
-		PlHashInt64(h, amount);
+	PlHashUuid(h, args.hold_id);
+	if (args.has_amount)
+		PlHashInt64(h, args.amount);
 	else
 		PlHashText(h, NULL);
-	PlHashEnd(h, request_hash);
+	PlHashEnd(h, req.hash);
 
-	PlSpiBegin(&priv);
-	CommandCounterIncrement();
-	if (key != NULL &&
-		PlIdemBegin(NULL, operation, key, request_hash, NULL, &stored))
-	{
-		PlSpiEnd(&priv);
-		return PlTransferResult(fcinfo, &stored.result_id, stored.status,
-								stored.reason_code, true);
-	}
-	/* a payment's holds move with the payment, never on their own */
-	{
-		LockedHold	locked;
-
-		if (lock_hold(hold_id, &locked) &&
-			memcmp(locked.correlation_id.data, hold_id->data, UUID_LEN) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
-					 errmsg("hold %s belongs to a payment", PlUuidText(hold_id)),
-					 errhint("Use capture_payment(), void_payment() or resolve_dispute().")));
-	}
-	now = GetCurrentTimestamp();
-	reason = PlHoldSettle(hold_id, post, has_amount, amount, key, request_hash, now, NULL, 0);
-	status = reason ? "rejected" : (post ? "posted" : "voided");
-	if (key != NULL)
-		PlIdemRecord(NULL, operation, key, request_hash, hold_id, status, reason, now);
-	PlSpiEnd(&priv);
-	return PlTransferResult(fcinfo, hold_id, status, reason, false);
+	PlRunRequest(&req);
+	return PlTransferResult(fcinfo, &req.result_id, req.status, req.reason, req.replayed);
 }
 
 /*
@@ -575,25 +568,16 @@ void_hold(PG_FUNCTION_ARGS)
 	return hold_call(fcinfo, false);
 }
 
-/*
- * payledger.expire_holds() RETURNS integer
- *
- * Expires every pending hold past its expiry and releases its reservation;
- * returns how many.  Holds that a concurrent post or void settles first are
- * left to it.
- */
-PG_FUNCTION_INFO_V1(expire_holds);
-Datum
-expire_holds(PG_FUNCTION_ARGS)
+/* the work of expire_holds(): a request without a key */
+static void
+expire_holds_work(PlRequest *req)
 {
-	PlPrivState priv;
+	int		   *expired = req->arg;
 	Datum		values[1];
 	pg_uuid_t  *ids;
 	pg_uuid_t  *accounts;
 	uint64		n;
-	int			expired = 0;
 
-	PlSpiBegin(&priv);
 	values[0] = TimestampTzGetDatum(GetCurrentTimestamp());
 	/* all the holds first, in id order, then all their accounts */
 	if (PlExec(PLAN_HOLDS_OVERDUE, values, NULL, 0) != SPI_OK_SELECT)
@@ -627,8 +611,25 @@ expire_holds(PG_FUNCTION_ARGS)
 			now < hold.expires_at)
 			continue;
 		expire_now(&hold, NULL, now, false, NULL);
-		expired++;
+		(*expired)++;
 	}
-	PlSpiEnd(&priv);
+}
+
+/*
+ * payledger.expire_holds() RETURNS integer
+ *
+ * Expires every pending hold past its expiry and releases its reservation;
+ * returns how many.  Holds that a concurrent post or void settles first are
+ * left to it.
+ */
+PG_FUNCTION_INFO_V1(expire_holds);
+Datum
+expire_holds(PG_FUNCTION_ARGS)
+{
+	PlRequest	req;
+	int			expired = 0;
+
+	PlRequestInit(&req, "expire_holds", NULL, NULL, expire_holds_work, &expired);
+	PlRunRequest(&req);
 	PG_RETURN_INT32(expired);
 }

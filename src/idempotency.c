@@ -3,9 +3,9 @@
  * idempotency.c
  *	  Idempotency keys: a retry never moves money twice.
  *
- * A keyed call first takes a transaction-scoped lock on a hash of its key
- * (in a lock space of payledger's own), then looks the key up with a fresh
- * snapshot: a replay costs one lock and one index probe and moves nothing.
+ * A keyed call first takes a transaction-scoped lock on its key (see
+ * PlLockKeys), then looks the key up with a fresh snapshot: a replay costs
+ * two locks and one index probe and moves nothing.
  * A new key's row is inserted with the call's final result, in the same
  * transaction as the work.  A concurrent call with the same key blocks on
  * the lock until the first transaction ends: if it committed, the waiter
@@ -28,16 +28,20 @@
 
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "common/hashfn.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/memutils.h"
 #include "utils/jsonb.h"
+#include "storage/lock.h"
 #include "utils/timestamp.h"
 
 #include "payledger.h"
 #include "pii.h"
+#include "layouts.h"
 #include "spi_plans.h"
 #include "direct.h"
 #include "idempotency.h"
@@ -120,8 +124,7 @@ text_attr(HeapTuple tup, TupleDesc desc, int attno)
 	bool		isnull;
 	Datum		d = heap_getattr(tup, attno, desc, &isnull);
 
-	return isnull ? NULL : MemoryContextStrdup(TopTransactionContext,
-											   TextDatumGetCString(d));
+	return isnull ? NULL : TextDatumGetCString(d);
 }
 
 /* Checks a stored idempotency row against this request and reads it. */
@@ -131,9 +134,9 @@ read_stored(HeapTuple tup, TupleDesc desc, const char *operation,
 			const pg_uuid_t *wanted_id, PlIdemResult *result)
 {
 	bool		isnull;
-	char	   *stored_op = text_attr(tup, desc, 3);
-	bytea	   *stored_hash = DatumGetByteaPP(heap_getattr(tup, 4, desc, &isnull));
-	pg_uuid_t  *stored_id = DatumGetUUIDP(heap_getattr(tup, 5, desc, &isnull));
+	char	   *stored_op = text_attr(tup, desc, Anum_idempotency_keys_operation);
+	bytea	   *stored_hash = DatumGetByteaPP(heap_getattr(tup, Anum_idempotency_keys_request_hash, desc, &isnull));
+	pg_uuid_t  *stored_id = DatumGetUUIDP(heap_getattr(tup, Anum_idempotency_keys_result_id, desc, &isnull));
 
 	if (strcmp(stored_op, operation) != 0)
 		ereport(ERROR,
@@ -153,51 +156,139 @@ read_stored(HeapTuple tup, TupleDesc desc, const char *operation,
 
 	result->found = true;
 	memcpy(result->result_id.data, stored_id->data, UUID_LEN);
-	result->status = text_attr(tup, desc, 6);
-	result->reason_code = text_attr(tup, desc, 7);
+	result->status = text_attr(tup, desc, Anum_idempotency_keys_status);
+	result->reason_code = text_attr(tup, desc, Anum_idempotency_keys_reason_code);
 }
 
 /*
- * Starts a keyed call: locks the key for the rest of the transaction, then
- * looks it up with a fresh snapshot.  Returns true, with the stored result,
- * when the key was used before with the same parameters; raises PY002 when
- * it was used otherwise; returns false for a new key, which the caller
- * records with PlIdemRecord() once it knows its outcome.  The caller has
- * switched to the ledger's owner.
+ * Key locks.  Calls that use one key are serialized by a transaction-scoped
+ * lock on a 64-bit hash of (scope, key) in a lock space of payledger's own.
+ * A batch with thousands of keys cannot take one lock per key without
+ * filling the shared lock table, so every call first takes a lock on each
+ * of its keys' buckets (the hash's top bits, one of PL_KEY_BUCKETS): calls
+ * with at most PL_KEY_LOCKS_MAX keys take their buckets in RowExclusiveLock,
+ * which they share, and then their keys in ExclusiveLock; a larger batch
+ * takes only its buckets, in ExclusiveLock, which excludes every other call
+ * on any key of those buckets with at most PL_KEY_BUCKETS locks.  Buckets
+ * are locked in ascending order, then keys in ascending order, all before
+ * any row lock, so key locks add no cycle to the lock order (posting.c).
  */
-bool
-PlIdemBegin(const pg_uuid_t *scope, const char *operation, const char *key,
-			const uint8 *request_hash, const pg_uuid_t *wanted_id,
-			PlIdemResult *result)
+/* lock spaces (advisory lock field 4) of key locks and bucket locks */
+#define PL_IDEM_LOCK_SPACE			0x504C
+#define PL_KEY_BUCKET_LOCK_SPACE	0x504D
+
+#define PL_KEY_BUCKET_BITS	8
+#define PL_KEY_BUCKETS		(1 << PL_KEY_BUCKET_BITS)
+#define PL_KEY_LOCKS_MAX	64
+
+/* the 64-bit hash a key is locked by */
+uint64
+PlKeyHash(const PlKeyRef *ref)
 {
-	Relation	rel = PlOpenTable("idempotency_keys");
-	TupleDesc	desc;
-	HeapTuple	tup;
+	const pg_uuid_t *scope = ref->scope ? ref->scope : &ledger_scope;
 
-	if (scope == NULL)
-		scope = &ledger_scope;
-	result->found = false;
+	return hash_bytes_extended((const unsigned char *) ref->key, strlen(ref->key),
+							   hash_bytes_extended(scope->data, UUID_LEN, 0));
+}
 
-	/* wait for any call holding this key; then its row is visible or gone */
-	PlLockIdemKey(scope, key);
-	tup = PlIdemFetchLatest(rel, scope, key, &desc);
-	if (tup != NULL)
-	{
-		read_stored(tup, desc, operation, key, request_hash, wanted_id, result);
-		PlCountReplays(1);
-	}
-	table_close(rel, NoLock);
-	return tup != NULL;
+static uint32
+key_bucket(uint64 h)
+{
+	return (uint32) (h >> (64 - PL_KEY_BUCKET_BITS));
+}
+
+static int
+hash_cmp(const void *a, const void *b)
+{
+	uint64		x = *(const uint64 *) a;
+	uint64		y = *(const uint64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+static void
+lock_bucket(uint32 bucket, LOCKMODE mode)
+{
+	LOCKTAG		tag;
+
+	Assert(bucket < PL_KEY_BUCKETS);
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, bucket, PL_KEY_BUCKET_LOCK_SPACE);
+	(void) LockAcquire(&tag, mode, false, false);
+}
+
+static void
+lock_key(uint64 h)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
+						 PL_IDEM_LOCK_SPACE);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
 /*
- * Like PlIdemBegin() without the lock: for batches, whose many keys would
- * fill the lock table.  A key a concurrent batch is still writing is found
- * by the unique index when this call records its own.
+ * Locks the keys of a call, or of every item of a batch, for the rest of
+ * the transaction (duplicates allowed).  Afterwards no other transaction
+ * can store any of them until this one ends, and what is stored is
+ * visible to a lookup with a fresh snapshot (PlIdemLookup).
+ */
+void
+PlLockKeys(const PlKeyRef *keys, int n)
+{
+	uint64		hashes[2];
+	uint64	   *all = n <= (int) lengthof(hashes) ? hashes : palloc(sizeof(uint64) * n);
+
+	for (int i = 0; i < n; i++)
+		all[i] = PlKeyHash(&keys[i]);
+	PlLockKeyHashes(all, n);
+	if (all != hashes)
+		pfree(all);
+}
+
+/* PlLockKeys for keys already hashed (PlKeyHash); sorts hashes in place */
+void
+PlLockKeyHashes(uint64 *hashes, int n)
+{
+	int			nunique = 0;
+	bool		per_key;
+	uint32		last_bucket = 0;
+
+	if (n == 0)
+		return;
+	qsort(hashes, n, sizeof(uint64), hash_cmp);
+	for (int i = 0; i < n; i++)
+		if (nunique == 0 || hashes[nunique - 1] != hashes[i])
+			hashes[nunique++] = hashes[i];
+
+	per_key = nunique <= PL_KEY_LOCKS_MAX;
+	for (int i = 0; i < nunique; i++)
+	{
+		uint32		bucket = key_bucket(hashes[i]);
+
+		/* sorted by hash is sorted by bucket: each bucket once, ascending */
+		Assert(i == 0 || hashes[i - 1] < hashes[i]);
+		Assert(i == 0 || last_bucket <= bucket);
+		if (i == 0 || bucket != last_bucket)
+			lock_bucket(bucket, per_key ? RowExclusiveLock : ExclusiveLock);
+		last_bucket = bucket;
+	}
+	if (per_key)
+		for (int i = 0; i < nunique; i++)
+			lock_key(hashes[i]);
+}
+
+/*
+ * Looks a key up with a fresh snapshot (the caller holds its lock).
+ * Returns true, with the stored result in the current memory context, when
+ * the key was used before with the same operation, parameters and (when
+ * given) result id; raises PY002 when it was used otherwise; returns false
+ * for a new key, which the caller records with PlIdemRecord() once it
+ * knows its outcome.
  */
 bool
-PlIdemPeek(const pg_uuid_t *scope, const char *operation, const char *key,
-		   const uint8 *request_hash, PlIdemResult *result)
+PlIdemLookup(const pg_uuid_t *scope, const char *operation, const char *key,
+			 const uint8 *request_hash, const pg_uuid_t *wanted_id,
+			 PlIdemResult *result)
 {
 	Relation	rel = PlOpenTable("idempotency_keys");
 	TupleDesc	desc;
@@ -206,9 +297,12 @@ PlIdemPeek(const pg_uuid_t *scope, const char *operation, const char *key,
 	result->found = false;
 	tup = PlIdemFetchLatest(rel, scope ? scope : &ledger_scope, key, &desc);
 	if (tup != NULL)
-		read_stored(tup, desc, operation, key, request_hash, NULL, result);
+	{
+		read_stored(tup, desc, operation, key, request_hash, wanted_id, result);
+		heap_freetuple(tup);
+	}
 	table_close(rel, NoLock);
-	return tup != NULL;
+	return result->found;
 }
 
 /* the stored status and reason as the string constants callers keep */
@@ -241,30 +335,30 @@ PlConstReason(const char *reason)
 	return NULL;
 }
 
-/* Stores the outcome of a keyed call that PlIdemBegin() found new. */
+/* Stores the outcome of a keyed call that PlIdemLookup() found new. */
 void
 PlIdemRecord(const pg_uuid_t *scope, const char *operation, const char *key,
 			 const uint8 *request_hash, const pg_uuid_t *result_id,
 			 const char *status, const char *reason_code, TimestampTz now)
 {
-	Datum		values[8];
-	bool		nulls[8] = {false};
+	Datum		values[Natts_idempotency_keys];
+	bool		nulls[Natts_idempotency_keys] = {false};
 	bytea	   *hash = palloc(VARHDRSZ + PL_SHA256_LEN);
 	Relation	rel = PlOpenTable("idempotency_keys");
 
 	SET_VARSIZE(hash, VARHDRSZ + PL_SHA256_LEN);
 	memcpy(VARDATA(hash), request_hash, PL_SHA256_LEN);
-	values[0] = UUIDPGetDatum(scope ? scope : &ledger_scope);
-	values[1] = CStringGetTextDatum(key);
-	values[2] = CStringGetTextDatum(operation);
-	values[3] = PointerGetDatum(hash);
-	values[4] = UUIDPGetDatum(result_id);
-	values[5] = CStringGetTextDatum(status);
+	values[Anum_idempotency_keys_scope - 1] = UUIDPGetDatum(scope ? scope : &ledger_scope);
+	values[Anum_idempotency_keys_key - 1] = CStringGetTextDatum(key);
+	values[Anum_idempotency_keys_operation - 1] = CStringGetTextDatum(operation);
+	values[Anum_idempotency_keys_request_hash - 1] = PointerGetDatum(hash);
+	values[Anum_idempotency_keys_result_id - 1] = UUIDPGetDatum(result_id);
+	values[Anum_idempotency_keys_status - 1] = CStringGetTextDatum(status);
 	if (reason_code)
-		values[6] = CStringGetTextDatum(reason_code);
+		values[Anum_idempotency_keys_reason_code - 1] = CStringGetTextDatum(reason_code);
 	else
-		nulls[6] = true;
-	values[7] = TimestampTzGetDatum(now);
+		nulls[Anum_idempotency_keys_reason_code - 1] = true;
+	values[Anum_idempotency_keys_created_at - 1] = TimestampTzGetDatum(now);
 	PlDirectInsert(rel, values, nulls);
 	table_close(rel, NoLock);
 }

@@ -25,11 +25,19 @@ typedef struct PlIdemResult
 	char	   *reason_code;
 } PlIdemResult;
 
-extern bool PlIdemBegin(const pg_uuid_t *scope, const char *operation, const char *key,
-						const uint8 *request_hash, const pg_uuid_t *wanted_id,
-						PlIdemResult *result);
-extern bool PlIdemPeek(const pg_uuid_t *scope, const char *operation, const char *key,
-					   const uint8 *request_hash, PlIdemResult *result);
+/* a key and its scope (a merchant, or NULL for the ledger's functions) */
+typedef struct PlKeyRef
+{
+	const pg_uuid_t *scope;
+	const char *key;
+} PlKeyRef;
+
+extern uint64 PlKeyHash(const PlKeyRef *ref);
+extern void PlLockKeys(const PlKeyRef *keys, int n);
+extern void PlLockKeyHashes(uint64 *hashes, int n);
+extern bool PlIdemLookup(const pg_uuid_t *scope, const char *operation, const char *key,
+						 const uint8 *request_hash, const pg_uuid_t *wanted_id,
+						 PlIdemResult *result);
 extern const char *PlConstStatus(const char *status);
 extern const char *PlConstReason(const char *reason);
 extern void PlIdemRecord(const pg_uuid_t *scope, const char *operation, const char *key,

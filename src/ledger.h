@@ -65,6 +65,27 @@ extern int64 PlSubBalanceTotal(const pg_uuid_t *id, int64 *versions);
 /* transfer.c */
 extern void PlTransferHash(const pg_uuid_t *from_id, const pg_uuid_t *to_id, int64 amount,
 						   const char *currency, Jsonb *metadata, uint8 *out);
+/* a transfer request in plain C (transfer(), the ledger writer) */
+typedef struct PlTransferArgs
+{
+	pg_uuid_t	from_id;
+	pg_uuid_t	to_id;
+	int64		amount;
+	const char *currency;
+	const char *key;			/* NULL: none */
+	Jsonb	   *metadata;		/* as sent; NULL: {} */
+	const pg_uuid_t *transfer_id;	/* caller-supplied, or NULL */
+} PlTransferArgs;
+
+typedef struct PlTransferOutcome
+{
+	pg_uuid_t	transfer_id;
+	const char *status;			/* posted or rejected (or a replayed status) */
+	const char *reason_code;	/* NULL unless rejected */
+	bool		replayed;
+} PlTransferOutcome;
+
+extern void PlTransferRequest(const PlTransferArgs *args, PlTransferOutcome *out);
 extern const char *PlPostTransfer(const pg_uuid_t *id, const char *kind,
 								  const pg_uuid_t *from_id, const pg_uuid_t *to_id,
 								  int64 amount, const char *currency, const char *key,

@@ -66,6 +66,7 @@
 #include "idempotency.h"
 #include "audit.h"
 #include "state_machine.h"
+#include "pipeline.h"
 #include "ledger.h"
 #include "risk.h"
 
@@ -92,16 +93,6 @@ typedef struct Payment
 	int64		version;
 	HeapTuple	tuple;			/* the locked row, which store_payment replaces */
 } Payment;
-
-/* column numbers of payledger.payments */
-enum
-{
-	PAY_ID = 1, PAY_MERCHANT, PAY_CUSTOMER, PAY_AMOUNT, PAY_CURRENCY, PAY_STATE,
-	PAY_SOURCE, PAY_MERCHANT_ACCOUNT, PAY_CAPTURED, PAY_REFUNDED, PAY_DISPUTED,
-	PAY_FEES, PAY_HOLD, PAY_STATE_BEFORE_DISPUTE, PAY_CORRELATION, PAY_VERSION,
-	PAY_METADATA, PAY_AUTHORIZED_AT, PAY_CAPTURED_AT, PAY_SETTLEMENT,
-	PAY_DISPUTE_HOLD, PAY_CREATED_AT, PAY_UPDATED_AT
-};
 
 /*
  * The labels of payledger.payment_state and their pg_enum OIDs, looked up
@@ -162,7 +153,7 @@ open_payments(void)
 {
 	Relation	rel = PlOpenTable("payments");
 
-	if (RelationGetDescr(rel)->natts != PL_NATTS_PAYMENTS)
+	if (RelationGetDescr(rel)->natts != Natts_payments)
 		elog(ERROR, "payledger.payments does not have the expected columns");
 	return rel;
 }
@@ -194,7 +185,7 @@ lock_payment(const pg_uuid_t *id, Payment *p)
 {
 	Relation	rel = open_payments();
 	TupleDesc	desc = RelationGetDescr(rel);
-	Oid			typid = TupleDescAttr(desc, PAY_STATE - 1)->atttypid;
+	Oid			typid = TupleDescAttr(desc, Anum_payments_state - 1)->atttypid;
 	HeapTuple	tup;
 	bool		isnull;
 	Datum		d;
@@ -208,25 +199,25 @@ lock_payment(const pg_uuid_t *id, Payment *p)
 				 errmsg("payment %s does not exist", PlUuidText(id))));
 	p->tuple = tup;
 	p->id = *id;
-	p->merchant_id = uuid_col(tup, desc, PAY_MERCHANT, &isnull);
-	p->customer_id = uuid_col(tup, desc, PAY_CUSTOMER, &isnull);
-	p->amount = int64_col(tup, desc, PAY_AMOUNT);
-	p->currency = TextDatumGetCString(heap_getattr(tup, PAY_CURRENCY, desc, &isnull));
-	p->state = state_label(typid, heap_getattr(tup, PAY_STATE, desc, &isnull));
-	p->source_account = uuid_col(tup, desc, PAY_SOURCE, &isnull);
-	p->merchant_account = uuid_col(tup, desc, PAY_MERCHANT_ACCOUNT, &isnull);
-	p->captured = int64_col(tup, desc, PAY_CAPTURED);
-	p->refunded = int64_col(tup, desc, PAY_REFUNDED);
-	p->disputed = int64_col(tup, desc, PAY_DISPUTED);
-	p->fees = int64_col(tup, desc, PAY_FEES);
-	p->hold_id = uuid_col(tup, desc, PAY_HOLD, &isnull);
+	p->merchant_id = uuid_col(tup, desc, Anum_payments_merchant_id, &isnull);
+	p->customer_id = uuid_col(tup, desc, Anum_payments_customer_id, &isnull);
+	p->amount = int64_col(tup, desc, Anum_payments_amount);
+	p->currency = TextDatumGetCString(heap_getattr(tup, Anum_payments_currency, desc, &isnull));
+	p->state = state_label(typid, heap_getattr(tup, Anum_payments_state, desc, &isnull));
+	p->source_account = uuid_col(tup, desc, Anum_payments_source_account, &isnull);
+	p->merchant_account = uuid_col(tup, desc, Anum_payments_merchant_account, &isnull);
+	p->captured = int64_col(tup, desc, Anum_payments_captured_amount);
+	p->refunded = int64_col(tup, desc, Anum_payments_refunded_amount);
+	p->disputed = int64_col(tup, desc, Anum_payments_disputed_amount);
+	p->fees = int64_col(tup, desc, Anum_payments_fee_amount);
+	p->hold_id = uuid_col(tup, desc, Anum_payments_hold_id, &isnull);
 	p->has_hold = !isnull;
-	p->correlation_id = uuid_col(tup, desc, PAY_CORRELATION, &isnull);
-	d = heap_getattr(tup, PAY_STATE_BEFORE_DISPUTE, desc, &isnull);
+	p->correlation_id = uuid_col(tup, desc, Anum_payments_correlation_id, &isnull);
+	d = heap_getattr(tup, Anum_payments_state_before_dispute, desc, &isnull);
 	p->state_before_dispute = isnull ? NULL : state_label(typid, d);
-	p->dispute_hold_id = uuid_col(tup, desc, PAY_DISPUTE_HOLD, &isnull);
+	p->dispute_hold_id = uuid_col(tup, desc, Anum_payments_dispute_hold_id, &isnull);
 	p->has_dispute_hold = !isnull;
-	p->version = int64_col(tup, desc, PAY_VERSION);
+	p->version = int64_col(tup, desc, Anum_payments_version);
 	table_close(rel, NoLock);
 }
 
@@ -243,7 +234,7 @@ payment_merchant(const pg_uuid_t *id)
 		ereport(ERROR,
 				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
 				 errmsg("payment %s does not exist", PlUuidText(id))));
-	merchant = uuid_col(tup, RelationGetDescr(rel), PAY_MERCHANT, &isnull);
+	merchant = uuid_col(tup, RelationGetDescr(rel), Anum_payments_merchant_id, &isnull);
 	heap_freetuple(tup);
 	table_close(rel, NoLock);
 	return merchant;
@@ -262,7 +253,7 @@ store_payment(Payment *p, const char *state, TimestampTz now, bool authorized, b
 {
 	Relation	rel = open_payments();
 	TupleDesc	desc = RelationGetDescr(rel);
-	Oid			typid = TupleDescAttr(desc, PAY_STATE - 1)->atttypid;
+	Oid			typid = TupleDescAttr(desc, Anum_payments_state - 1)->atttypid;
 	int			cols[11];
 	Datum		values[11];
 	bool		nulls[11] = {false};
@@ -271,31 +262,31 @@ store_payment(Payment *p, const char *state, TimestampTz now, bool authorized, b
 
 	if (strcmp(p->state, state) != 0)
 		PlCheckTransition("payment", p->state, state);
-	cols[n] = PAY_STATE;
+	cols[n] = Anum_payments_state;
 	values[n++] = ObjectIdGetDatum(state_oid(typid, state));
-	cols[n] = PAY_CAPTURED;
+	cols[n] = Anum_payments_captured_amount;
 	values[n++] = Int64GetDatum(p->captured);
-	cols[n] = PAY_REFUNDED;
+	cols[n] = Anum_payments_refunded_amount;
 	values[n++] = Int64GetDatum(p->refunded);
-	cols[n] = PAY_DISPUTED;
+	cols[n] = Anum_payments_disputed_amount;
 	values[n++] = Int64GetDatum(p->disputed);
-	cols[n] = PAY_FEES;
+	cols[n] = Anum_payments_fee_amount;
 	values[n++] = Int64GetDatum(p->fees);
-	cols[n] = PAY_HOLD;
+	cols[n] = Anum_payments_hold_id;
 	nulls[n] = !p->has_hold;
 	values[n++] = p->has_hold ? UUIDPGetDatum(&p->hold_id) : (Datum) 0;
-	cols[n] = PAY_VERSION;
+	cols[n] = Anum_payments_version;
 	values[n++] = Int64GetDatum(p->version + 1);
-	cols[n] = PAY_UPDATED_AT;
+	cols[n] = Anum_payments_updated_at;
 	values[n++] = TimestampTzGetDatum(now);
 	if (authorized)
 	{
-		cols[n] = PAY_AUTHORIZED_AT;
+		cols[n] = Anum_payments_authorized_at;
 		values[n++] = TimestampTzGetDatum(now);
 	}
 	if (captured)
 	{
-		cols[n] = PAY_CAPTURED_AT;
+		cols[n] = Anum_payments_captured_at;
 		values[n++] = TimestampTzGetDatum(now);
 	}
 	newtup = heap_modify_tuple_by_cols(p->tuple, desc, n, cols, values, nulls);
@@ -370,53 +361,176 @@ require_state(Payment *p, const char *operation, const char *const *allowed, int
 			 errdetail("Payment %s is in state \"%s\".", PlUuidText(&p->id), p->state)));
 }
 
-/* Starts a keyed payment call: the payment's merchant scopes the key. */
+typedef struct Split
+{
+	pg_uuid_t	account;
+	int64		amount;
+} Split;
+
+/*
+ * A keyed call on one payment, run as a request (pipeline.c): the key is
+ * scoped by the payment's merchant, found once the request runs, before
+ * the key is locked; the result id is the payment, the stored status its
+ * new state.  The fields after req are the arguments of the operations
+ * that take them.
+ */
 typedef struct PaymentCall
 {
-	PlPrivState priv;
 	pg_uuid_t	payment_id;
 	pg_uuid_t	merchant;
-	char	   *key;
-	uint8		hash[PL_SHA256_LEN];
-	const char *operation;
+	PlRequest	req;
+	bool		has_amount;
+	int64		amount;
+	char	   *why;			/* reason given, masked */
+	bool		won;
+	TimestampTz expires_at;
+	Jsonb	   *splits_json;
+	Split	   *splits;
+	int			nsplits;
+	int64		split_total;
 } PaymentCall;
 
-static bool
-begin_payment_call(FunctionCallInfo fcinfo, PaymentCall *call, const char *operation,
-				   int key_arg, PlHasher *h, Datum *result)
+/* the prepare step of a payment call: PY005 for an unknown payment */
+static void
+find_payment_scope(PlRequest *req)
 {
-	PlIdemResult stored;
+	PaymentCall *call = req->arg;
 
-	call->operation = operation;
-	call->key = NULL;
-	PlRequireArg(fcinfo, 0, "payment_id");
-	call->payment_id = *PG_GETARG_UUID_P(0);
-	call->key = PlKeyArg(fcinfo, key_arg, operation);
-	PlHashUuid(h, &call->payment_id);
-	PlHashEnd(h, call->hash);
-
-	PlSpiBegin(&call->priv);
-	CommandCounterIncrement();
 	call->merchant = payment_merchant(&call->payment_id);
-	if (call->key != NULL &&
-		PlIdemBegin(&call->merchant, operation, call->key, call->hash, NULL, &stored))
-	{
-		PlSpiEnd(&call->priv);
-		*result = state_datum(fcinfo, stored.status);
-		return true;
-	}
-	return false;
 }
 
-static Datum
-finish_payment_call(FunctionCallInfo fcinfo, PaymentCall *call, const char *state,
-					const char *reason, TimestampTz now)
+static void
+payment_call_init(PaymentCall *call, const char *operation, PlRequestStep work)
 {
-	if (call->key != NULL)
-		PlIdemRecord(&call->merchant, call->operation, call->key, call->hash,
-					 &call->payment_id, state, reason, now);
-	PlSpiEnd(&call->priv);
-	return state_datum(fcinfo, state);
+	memset(call, 0, sizeof(PaymentCall));
+	PlRequestInit(&call->req, operation, &call->merchant, NULL, work, call);
+	call->req.prepare = find_payment_scope;
+}
+
+/*
+ * Runs a payment call whose own arguments are checked and hashed (h): the
+ * payment id and the key (argument key_arg), then the pipeline.  Returns
+ * the payment's new state, or the stored one on a replay.
+ */
+static Datum
+run_payment_call(FunctionCallInfo fcinfo, PaymentCall *call, int key_arg, PlHasher *h)
+{
+	PlRequireArg(fcinfo, 0, "payment_id");
+	call->payment_id = *PG_GETARG_UUID_P(0);
+	call->req.key = PlKeyArg(fcinfo, key_arg, call->req.operation);
+	PlHashUuid(h, &call->payment_id);
+	PlHashEnd(h, call->req.hash);
+	PlRunRequest(&call->req);
+	return state_datum(fcinfo, call->req.status);
+}
+
+/* the outcome of a payment call: the payment's new state */
+static void
+payment_outcome(PaymentCall *call, const char *state, const char *reason, TimestampTz now)
+{
+	PlRequestOutcome(&call->req, &call->payment_id, state, reason, now);
+}
+
+/* a new payment as the caller describes it */
+typedef struct NewPayment
+{
+	pg_uuid_t  *merchant;
+	pg_uuid_t  *customer;
+	int64		amount;
+	char	   *currency;
+	pg_uuid_t  *source;
+	pg_uuid_t  *dest;
+	Jsonb	   *metadata;		/* masked */
+} NewPayment;
+
+/* (4) PY005 and (5) PY004: both accounts exist and hold the currency */
+static void
+check_payment_accounts(const NewPayment *np)
+{
+	Relation	accounts = PlOpenAccounts();
+	pg_uuid_t	ids[2] = {*np->source, *np->dest};
+
+	for (int i = 0; i < 2; i++)
+	{
+		HeapTuple	tup = PlFetchRow(accounts, &ids[i]);
+		bool		isnull;
+
+		if (tup == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+					 errmsg("account %s does not exist", PlUuidText(&ids[i]))));
+		PlRejectSubBalance(&ids[i]);
+		if (strcmp(TextDatumGetCString(heap_getattr(tup, Anum_accounts_currency,
+													 RelationGetDescr(accounts), &isnull)),
+				   np->currency) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_PAYLEDGER_CURRENCY_MISMATCH),
+					 errmsg("account %s does not hold %s", PlUuidText(&ids[i]), np->currency)));
+		heap_freetuple(tup);
+	}
+	table_close(accounts, NoLock);
+}
+
+/* Inserts the row of a new, pending payment. */
+static void
+insert_payment(const Payment *p, Jsonb *metadata, TimestampTz now)
+{
+	Relation	rel = open_payments();
+	Oid			typid = TupleDescAttr(RelationGetDescr(rel), Anum_payments_state - 1)->atttypid;
+	Datum		values[Natts_payments];
+	bool		nulls[Natts_payments];
+
+	memset(nulls, 0, sizeof(nulls));
+	values[Anum_payments_id - 1] = UUIDPGetDatum(&p->id);
+	values[Anum_payments_merchant_id - 1] = UUIDPGetDatum(&p->merchant_id);
+	values[Anum_payments_customer_id - 1] = UUIDPGetDatum(&p->customer_id);
+	values[Anum_payments_amount - 1] = Int64GetDatum(p->amount);
+	values[Anum_payments_currency - 1] = CStringGetTextDatum(p->currency);
+	values[Anum_payments_state - 1] = ObjectIdGetDatum(state_oid(typid, "pending"));
+	values[Anum_payments_source_account - 1] = UUIDPGetDatum(&p->source_account);
+	values[Anum_payments_merchant_account - 1] = UUIDPGetDatum(&p->merchant_account);
+	values[Anum_payments_captured_amount - 1] = Int64GetDatum(0);
+	values[Anum_payments_refunded_amount - 1] = Int64GetDatum(0);
+	values[Anum_payments_disputed_amount - 1] = Int64GetDatum(0);
+	values[Anum_payments_fee_amount - 1] = Int64GetDatum(0);
+	nulls[Anum_payments_hold_id - 1] = true;
+	nulls[Anum_payments_state_before_dispute - 1] = true;
+	values[Anum_payments_correlation_id - 1] = UUIDPGetDatum(&p->correlation_id);
+	values[Anum_payments_version - 1] = Int64GetDatum(1);
+	values[Anum_payments_metadata - 1] = JsonbPGetDatum(metadata);
+	nulls[Anum_payments_authorized_at - 1] = true;
+	nulls[Anum_payments_captured_at - 1] = true;
+	nulls[Anum_payments_settlement_id - 1] = true;
+	nulls[Anum_payments_dispute_hold_id - 1] = true;
+	values[Anum_payments_created_at - 1] = TimestampTzGetDatum(now);
+	values[Anum_payments_updated_at - 1] = TimestampTzGetDatum(now);
+	PlDirectInsert(rel, values, nulls);
+	table_close(rel, NoLock);
+}
+
+/* The work of create_payment: the accounts, the row, PAYMENT_CREATED. */
+static void
+create_payment_work(PlRequest *req)
+{
+	NewPayment *np = req->arg;
+	Payment		p;
+	TimestampTz now;
+
+	check_payment_accounts(np);
+	memset(&p, 0, sizeof(p));
+	PlUuidV7(&p.id);
+	p.merchant_id = *np->merchant;
+	p.customer_id = *np->customer;
+	p.amount = np->amount;
+	p.currency = np->currency;
+	p.source_account = *np->source;
+	p.merchant_account = *np->dest;
+	if (pl_correlation_id == NULL || !PlParseUuid(pl_correlation_id, &p.correlation_id))
+		PlUuidV7(&p.correlation_id);
+	now = GetCurrentTimestamp();
+	insert_payment(&p, np->metadata, now);
+	payment_event(&p, "PAYMENT_CREATED", NULL, "pending", p.amount, true, NULL, req->key, now);
+	PlRequestOutcome(req, &p.id, "pending", NULL, now);
 }
 
 /*
@@ -431,27 +545,10 @@ PG_FUNCTION_INFO_V1(create_payment);
 Datum
 create_payment(PG_FUNCTION_ARGS)
 {
-	pg_uuid_t  *merchant;
-	pg_uuid_t  *customer;
-	int64		amount;
-	char	   *currency;
-	pg_uuid_t  *source;
-	pg_uuid_t  *dest;
-	char	   *key = NULL;
-	Jsonb	   *metadata;
+	NewPayment	np;
 	PlHasher   *h;
-	uint8		hash[PL_SHA256_LEN];
-	PlPrivState priv;
-	PlIdemResult stored;
-	Payment		p;
-	Datum		values[PL_NATTS_PAYMENTS];
-	bool		nulls[PL_NATTS_PAYMENTS];
-	Relation	rel;
-	Relation	accounts;
-	Oid			typid;
-	TimestampTz now;
+	PlRequest	req;
 	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
-	pg_uuid_t	ids[2];
 
 	PlRequireArg(fcinfo, 0, "merchant_id");
 	PlRequireArg(fcinfo, 1, "customer_id");
@@ -459,109 +556,35 @@ create_payment(PG_FUNCTION_ARGS)
 	PlRequireArg(fcinfo, 3, "currency");
 	PlRequireArg(fcinfo, 4, "source_account");
 	PlRequireArg(fcinfo, 5, "merchant_account");
-	merchant = PG_GETARG_UUID_P(0);
-	customer = PG_GETARG_UUID_P(1);
-	amount = PG_GETARG_INT64(2);
-	currency = text_to_cstring(PG_GETARG_TEXT_PP(3));
-	source = PG_GETARG_UUID_P(4);
-	dest = PG_GETARG_UUID_P(5);
-	metadata = PG_ARGISNULL(7) ? PlEmptyJsonb() : PG_GETARG_JSONB_P(7);
-	PlCheckAmount(amount);
-	PlCheckCurrency(currency);
-	if (memcmp(source->data, dest->data, UUID_LEN) == 0)
+	np.merchant = PG_GETARG_UUID_P(0);
+	np.customer = PG_GETARG_UUID_P(1);
+	np.amount = PG_GETARG_INT64(2);
+	np.currency = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	np.source = PG_GETARG_UUID_P(4);
+	np.dest = PG_GETARG_UUID_P(5);
+	np.metadata = PG_ARGISNULL(7) ? PlEmptyJsonb() : PG_GETARG_JSONB_P(7);
+	PlCheckAmount(np.amount);
+	PlCheckCurrency(np.currency);
+	if (memcmp(np.source->data, np.dest->data, UUID_LEN) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("source_account and merchant_account must differ")));
-	PlCheckMetadata("payment metadata", metadata);
-	key = PlKeyArg(fcinfo, 6, "create_payment");
+	PlCheckMetadata("payment metadata", np.metadata);
+	PlRequestInit(&req, "create_payment", np.merchant, PlKeyArg(fcinfo, 6, "create_payment"),
+				  create_payment_work, &np);
 
 	h = PlHashBegin("create_payment");
-	PlHashUuid(h, customer);
-	PlHashInt64(h, amount);
-	PlHashText(h, currency);
-	PlHashUuid(h, source);
-	PlHashUuid(h, dest);
-	PlHashJsonb(h, metadata);
-	PlHashEnd(h, hash);
-	metadata = PlMaskJsonb(metadata);
+	PlHashUuid(h, np.customer);
+	PlHashInt64(h, np.amount);
+	PlHashText(h, np.currency);
+	PlHashUuid(h, np.source);
+	PlHashUuid(h, np.dest);
+	PlHashJsonb(h, np.metadata);
+	PlHashEnd(h, req.hash);
+	np.metadata = PlMaskJsonb(np.metadata);
 
-	PlSpiBegin(&priv);
-	CommandCounterIncrement();
-	if (key != NULL && PlIdemBegin(merchant, "create_payment", key, hash, NULL, &stored))
-	{
-		PlSpiEnd(&priv);
-		*result = stored.result_id;
-		PG_RETURN_UUID_P(result);
-	}
-
-	/* the accounts must exist and hold the payment's currency */
-	ids[0] = *source;
-	ids[1] = *dest;
-	accounts = PlOpenAccounts();
-	for (int i = 0; i < 2; i++)
-	{
-		HeapTuple	tup = PlFetchRow(accounts, &ids[i]);
-		bool		isnull;
-
-		if (tup == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
-					 errmsg("account %s does not exist", PlUuidText(&ids[i]))));
-		PlRejectSubBalance(&ids[i]);
-		if (strcmp(TextDatumGetCString(heap_getattr(tup, 2, RelationGetDescr(accounts), &isnull)),
-				   currency) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_PAYLEDGER_CURRENCY_MISMATCH),
-					 errmsg("account %s does not hold %s", PlUuidText(&ids[i]), currency)));
-		heap_freetuple(tup);
-	}
-	table_close(accounts, NoLock);
-
-	memset(&p, 0, sizeof(p));
-	PlUuidV7(&p.id);
-	p.merchant_id = *merchant;
-	p.customer_id = *customer;
-	p.amount = amount;
-	p.currency = currency;
-	p.source_account = *source;
-	p.merchant_account = *dest;
-	if (pl_correlation_id == NULL || !PlParseUuid(pl_correlation_id, &p.correlation_id))
-		PlUuidV7(&p.correlation_id);
-	now = GetCurrentTimestamp();
-
-	rel = open_payments();
-	typid = TupleDescAttr(RelationGetDescr(rel), PAY_STATE - 1)->atttypid;
-	memset(nulls, 0, sizeof(nulls));
-	values[PAY_ID - 1] = UUIDPGetDatum(&p.id);
-	values[PAY_MERCHANT - 1] = UUIDPGetDatum(merchant);
-	values[PAY_CUSTOMER - 1] = UUIDPGetDatum(customer);
-	values[PAY_AMOUNT - 1] = Int64GetDatum(amount);
-	values[PAY_CURRENCY - 1] = CStringGetTextDatum(currency);
-	values[PAY_STATE - 1] = ObjectIdGetDatum(state_oid(typid, "pending"));
-	values[PAY_SOURCE - 1] = UUIDPGetDatum(source);
-	values[PAY_MERCHANT_ACCOUNT - 1] = UUIDPGetDatum(dest);
-	values[PAY_CAPTURED - 1] = Int64GetDatum(0);
-	values[PAY_REFUNDED - 1] = Int64GetDatum(0);
-	values[PAY_DISPUTED - 1] = Int64GetDatum(0);
-	values[PAY_FEES - 1] = Int64GetDatum(0);
-	nulls[PAY_HOLD - 1] = true;
-	nulls[PAY_STATE_BEFORE_DISPUTE - 1] = true;
-	values[PAY_CORRELATION - 1] = UUIDPGetDatum(&p.correlation_id);
-	values[PAY_VERSION - 1] = Int64GetDatum(1);
-	values[PAY_METADATA - 1] = JsonbPGetDatum(metadata);
-	nulls[PAY_AUTHORIZED_AT - 1] = true;
-	nulls[PAY_CAPTURED_AT - 1] = true;
-	nulls[PAY_SETTLEMENT - 1] = true;
-	nulls[PAY_DISPUTE_HOLD - 1] = true;
-	values[PAY_CREATED_AT - 1] = TimestampTzGetDatum(now);
-	values[PAY_UPDATED_AT - 1] = TimestampTzGetDatum(now);
-	PlDirectInsert(rel, values, nulls);
-	table_close(rel, NoLock);
-	payment_event(&p, "PAYMENT_CREATED", NULL, "pending", amount, true, NULL, key, now);
-	if (key != NULL)
-		PlIdemRecord(merchant, "create_payment", key, hash, &p.id, "pending", NULL, now);
-	PlSpiEnd(&priv);
-	*result = p.id;
+	PlRunRequest(&req);
+	*result = req.result_id;
 	PG_RETURN_UUID_P(result);
 }
 
@@ -577,43 +600,21 @@ risk_says_no(Payment *p)
 }
 
 /*
- * payledger.authorize_payment(payment_id uuid, idempotency_key text,
- *		expires_in interval DEFAULT '7 days') RETURNS payledger.payment_state
- *
- * pending -> authorized (a hold from the source to the merchant account),
- * or -> failed with the reason in the audit log (INSUFFICIENT_FUNDS,
- * ACCOUNT_FROZEN, FRAUD_SUSPECTED, ...).
+ * The work of authorize_payment: pending -> authorized with a hold from
+ * the source to the merchant account, or -> failed (the risk hook, or a
+ * decline of the hold).
  */
-PG_FUNCTION_INFO_V1(authorize_payment);
-Datum
-authorize_payment(PG_FUNCTION_ARGS)
+static void
+authorize_work(PlRequest *req)
 {
 	static const char *const from[] = {"pending"};
-	PaymentCall call;
-	PlHasher   *h = PlHashBegin("authorize_payment");
-	Interval   *expires_in;
-	Datum		result;
+	PaymentCall *call = req->arg;
 	Payment		p;
 	TimestampTz now;
-	TimestampTz expires_at;
 	const char *reason = NULL;
 	pg_uuid_t	hold_id;
 
-	PlRequireArg(fcinfo, 2, "expires_in");
-	expires_in = PG_GETARG_INTERVAL_P(2);
-	now = GetCurrentTimestamp();
-	expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-														 TimestampTzGetDatum(now),
-														 IntervalPGetDatum(expires_in)));
-	if (expires_at <= now)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("expires_in must be a positive, finite interval")));
-	PlHashInterval(h, expires_in);
-	if (begin_payment_call(fcinfo, &call, "authorize_payment", 1, h, &result))
-		return result;
-
-	lock_payment(&call.payment_id, &p);
+	lock_payment(&call->payment_id, &p);
 	require_state(&p, "authorize", from, lengthof(from));
 	if (risk_says_no(&p))
 		reason = "FRAUD_SUSPECTED";
@@ -622,8 +623,8 @@ authorize_payment(PG_FUNCTION_ARGS)
 		PlUuidV7(&hold_id);
 		/* the hold names its payment, so expire_holds() leaves it alone */
 		reason = PlHoldCreate(&hold_id, &p.source_account, &p.merchant_account, p.amount,
-							  p.currency, expires_at, call.key, call.hash, payment_ref(&p),
-							  &p.correlation_id);
+							  p.currency, call->expires_at, req->key, req->hash,
+							  payment_ref(&p), &p.correlation_id);
 		if (reason == NULL)
 		{
 			p.has_hold = true;
@@ -635,20 +636,47 @@ authorize_payment(PG_FUNCTION_ARGS)
 	{
 		store_payment(&p, "authorized", now, true, false);
 		payment_event(&p, "PAYMENT_AUTHORIZED", "pending", "authorized", p.amount, true, NULL,
-					  call.key, now);
-		return finish_payment_call(fcinfo, &call, "authorized", NULL, now);
+					  req->key, now);
+		payment_outcome(call, "authorized", NULL, now);
+		return;
 	}
 	store_payment(&p, "failed", now, false, false);
 	payment_event(&p, "PAYMENT_FAILED", "pending", "failed", p.amount, false, reason,
-				  call.key, now);
-	return finish_payment_call(fcinfo, &call, "failed", reason, now);
+				  req->key, now);
+	payment_outcome(call, "failed", reason, now);
 }
 
-typedef struct Split
+/*
+ * payledger.authorize_payment(payment_id uuid, idempotency_key text,
+ *		expires_in interval DEFAULT '7 days') RETURNS payledger.payment_state
+ *
+ * pending -> authorized (a hold from the source to the merchant account),
+ * or -> failed with the reason in the audit log (INSUFFICIENT_FUNDS,
+ * ACCOUNT_FROZEN, FRAUD_SUSPECTED, ...).
+ */
+PG_FUNCTION_INFO_V1(authorize_payment);
+Datum
+authorize_payment(PG_FUNCTION_ARGS)
 {
-	pg_uuid_t	account;
-	int64		amount;
-} Split;
+	PaymentCall call;
+	PlHasher   *h = PlHashBegin("authorize_payment");
+	Interval   *expires_in;
+	TimestampTz now;
+
+	payment_call_init(&call, "authorize_payment", authorize_work);
+	PlRequireArg(fcinfo, 2, "expires_in");
+	expires_in = PG_GETARG_INTERVAL_P(2);
+	now = GetCurrentTimestamp();
+	call.expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+															  TimestampTzGetDatum(now),
+															  IntervalPGetDatum(expires_in)));
+	if (call.expires_at <= now)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expires_in must be a positive, finite interval")));
+	PlHashInterval(h, expires_in);
+	return run_payment_call(fcinfo, &call, 1, h);
+}
 
 static Split *
 parse_splits(Jsonb *splits, int *n, int64 *total)
@@ -716,6 +744,97 @@ parse_splits(Jsonb *splits, int *n, int64 *total)
 	return out;
 }
 
+/* 22023 for a capture above the authorization or splits it cannot carry */
+static void
+check_capture(PaymentCall *call, Payment *p, int64 captured)
+{
+	if (captured > p->amount)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("capture amount exceeds what is authorized"),
+				 errdetail("Asked to capture " INT64_FORMAT "; " INT64_FORMAT " is left to capture.",
+						   captured, p->amount)));
+	for (int i = 0; i < call->nsplits; i++)
+		if (memcmp(call->splits[i].account.data, p->merchant_account.data, UUID_LEN) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("malformed splits"),
+					 errdetail("splits[%d] pays the merchant account itself.", i)));
+	if (call->split_total > captured)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("splits exceed the captured amount"),
+				 errdetail("Splits total " INT64_FORMAT "; " INT64_FORMAT " is captured.",
+						   call->split_total, captured)));
+}
+
+/* Pays each split out of the merchant account; a decline rolls all back. */
+static void
+pay_splits(PaymentCall *call, Payment *p)
+{
+	for (int i = 0; i < call->nsplits; i++)
+	{
+		pg_uuid_t	split_id;
+		const char *declined;
+
+		PlUuidV7(&split_id);
+		declined = PlPostTransfer(&split_id, "split", &p->merchant_account,
+								  &call->splits[i].account, call->splits[i].amount,
+								  p->currency, NULL, call->req.hash, payment_ref(p),
+								  &p->correlation_id, NULL);
+		if (declined != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("split %d cannot be paid: %s", i, declined),
+					 errdetail("The capture and all its splits are rolled back.")));
+	}
+}
+
+/*
+ * The work of capture_payment: authorized -> captured, the hold posted (in
+ * full or in part) and the splits paid; -> expired when the hold ran out.
+ */
+static void
+capture_work(PlRequest *req)
+{
+	static const char *const from[] = {"authorized"};
+	PaymentCall *call = req->arg;
+	Payment		p;
+	TimestampTz now;
+	const char *reason;
+	int64		captured;
+	pg_uuid_t  *split_ids;
+
+	lock_payment(&call->payment_id, &p);
+	require_state(&p, "capture", from, lengthof(from));
+	captured = call->has_amount ? call->amount : p.amount;
+	check_capture(call, &p, captured);
+
+	/* the hold, then its accounts and the splits' in one sorted pass */
+	split_ids = palloc(sizeof(pg_uuid_t) * Max(call->nsplits, 1));
+	for (int i = 0; i < call->nsplits; i++)
+		split_ids[i] = call->splits[i].account;
+	now = GetCurrentTimestamp();
+	reason = PlHoldSettle(&p.hold_id, true, true, captured, req->key, req->hash, now,
+						  split_ids, call->nsplits);
+	if (reason != NULL)
+	{
+		/* the authorization ran out: the payment expires */
+		store_payment(&p, "expired", now, false, false);
+		payment_event(&p, "PAYMENT_EXPIRED", "authorized", "expired", p.amount, false, reason,
+					  req->key, now);
+		payment_outcome(call, "expired", reason, now);
+		return;
+	}
+	pay_splits(call, &p);
+	p.captured = captured;
+	p.fees = call->split_total;
+	store_payment(&p, "captured", now, false, true);
+	payment_event(&p, "PAYMENT_CAPTURED", "authorized", "captured", captured, true, NULL,
+				  req->key, now);
+	payment_outcome(call, "captured", NULL, now);
+}
+
 /*
  * payledger.capture_payment(payment_id uuid, idempotency_key text,
  *		amount bigint DEFAULT NULL, splits jsonb DEFAULT NULL)
@@ -730,89 +849,47 @@ PG_FUNCTION_INFO_V1(capture_payment);
 Datum
 capture_payment(PG_FUNCTION_ARGS)
 {
-	static const char *const from[] = {"authorized"};
 	PaymentCall call;
 	PlHasher   *h = PlHashBegin("capture_payment");
-	bool		has_amount = !PG_ARGISNULL(2);
-	int64		amount = has_amount ? PG_GETARG_INT64(2) : 0;
-	Jsonb	   *splits_json = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
-	Split	   *splits = NULL;
-	int			nsplits = 0;
-	int64		split_total = 0;
-	Datum		result;
+
+	payment_call_init(&call, "capture_payment", capture_work);
+	call.has_amount = !PG_ARGISNULL(2);
+	call.amount = call.has_amount ? PG_GETARG_INT64(2) : 0;
+	call.splits_json = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	if (call.has_amount)
+		PlCheckAmount(call.amount);
+	if (call.splits_json)
+		call.splits = parse_splits(call.splits_json, &call.nsplits, &call.split_total);
+	PlHashInt64(h, call.has_amount ? call.amount : -1);
+	PlHashJsonb(h, call.splits_json);
+	return run_payment_call(fcinfo, &call, 1, h);
+}
+
+/* The work of void_payment: authorized -> voided, the hold released. */
+static void
+void_work(PlRequest *req)
+{
+	static const char *const from[] = {"authorized"};
+	PaymentCall *call = req->arg;
 	Payment		p;
 	TimestampTz now;
 	const char *reason;
-	int64		captured;
-	pg_uuid_t  *split_ids;
 
-	if (has_amount)
-		PlCheckAmount(amount);
-	if (splits_json)
-		splits = parse_splits(splits_json, &nsplits, &split_total);
-	PlHashInt64(h, has_amount ? amount : -1);
-	PlHashJsonb(h, splits_json);
-	if (begin_payment_call(fcinfo, &call, "capture_payment", 1, h, &result))
-		return result;
-
-	lock_payment(&call.payment_id, &p);
-	require_state(&p, "capture", from, lengthof(from));
-	captured = has_amount ? amount : p.amount;
-	if (captured > p.amount)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("capture amount exceeds what is authorized"),
-				 errdetail("Asked to capture " INT64_FORMAT "; " INT64_FORMAT " is left to capture.",
-						   captured, p.amount)));
-	for (int i = 0; i < nsplits; i++)
-		if (memcmp(splits[i].account.data, p.merchant_account.data, UUID_LEN) == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("malformed splits"),
-					 errdetail("splits[%d] pays the merchant account itself.", i)));
-	if (split_total > captured)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("splits exceed the captured amount"),
-				 errdetail("Splits total " INT64_FORMAT "; " INT64_FORMAT " is captured.",
-						   split_total, captured)));
-
-	/* the hold, then its accounts and the splits' in one sorted pass */
-	split_ids = palloc(sizeof(pg_uuid_t) * Max(nsplits, 1));
-	for (int i = 0; i < nsplits; i++)
-		split_ids[i] = splits[i].account;
+	lock_payment(&call->payment_id, &p);
+	require_state(&p, "void", from, lengthof(from));
 	now = GetCurrentTimestamp();
-	reason = PlHoldSettle(&p.hold_id, true, true, captured, call.key, call.hash, now,
-						  split_ids, nsplits);
+	reason = PlHoldSettle(&p.hold_id, false, false, 0, req->key, req->hash, now, NULL, 0);
 	if (reason != NULL)
 	{
-		/* the authorization ran out: the payment expires */
 		store_payment(&p, "expired", now, false, false);
 		payment_event(&p, "PAYMENT_EXPIRED", "authorized", "expired", p.amount, false, reason,
-					  call.key, now);
-		return finish_payment_call(fcinfo, &call, "expired", reason, now);
+					  req->key, now);
+		payment_outcome(call, "expired", reason, now);
+		return;
 	}
-	for (int i = 0; i < nsplits; i++)
-	{
-		pg_uuid_t	split_id;
-		const char *declined;
-
-		PlUuidV7(&split_id);
-		declined = PlPostTransfer(&split_id, "split", &p.merchant_account, &splits[i].account,
-								  splits[i].amount, p.currency, NULL, call.hash, payment_ref(&p),
-								  &p.correlation_id, NULL);
-		if (declined != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("split %d cannot be paid: %s", i, declined),
-					 errdetail("The capture and all its splits are rolled back.")));
-	}
-	p.captured = captured;
-	p.fees = split_total;
-	store_payment(&p, "captured", now, false, true);
-	payment_event(&p, "PAYMENT_CAPTURED", "authorized", "captured", captured, true, NULL,
-				  call.key, now);
-	return finish_payment_call(fcinfo, &call, "captured", NULL, now);
+	store_payment(&p, "voided", now, false, false);
+	payment_event(&p, "PAYMENT_VOIDED", "authorized", "voided", p.amount, true, NULL, req->key, now);
+	payment_outcome(call, "voided", NULL, now);
 }
 
 /*
@@ -825,30 +902,10 @@ PG_FUNCTION_INFO_V1(void_payment);
 Datum
 void_payment(PG_FUNCTION_ARGS)
 {
-	static const char *const from[] = {"authorized"};
 	PaymentCall call;
-	PlHasher   *h = PlHashBegin("void_payment");
-	Datum		result;
-	Payment		p;
-	TimestampTz now;
-	const char *reason;
 
-	if (begin_payment_call(fcinfo, &call, "void_payment", 1, h, &result))
-		return result;
-	lock_payment(&call.payment_id, &p);
-	require_state(&p, "void", from, lengthof(from));
-	now = GetCurrentTimestamp();
-	reason = PlHoldSettle(&p.hold_id, false, false, 0, call.key, call.hash, now, NULL, 0);
-	if (reason != NULL)
-	{
-		store_payment(&p, "expired", now, false, false);
-		payment_event(&p, "PAYMENT_EXPIRED", "authorized", "expired", p.amount, false, reason,
-					  call.key, now);
-		return finish_payment_call(fcinfo, &call, "expired", reason, now);
-	}
-	store_payment(&p, "voided", now, false, false);
-	payment_event(&p, "PAYMENT_VOIDED", "authorized", "voided", p.amount, true, NULL, call.key, now);
-	return finish_payment_call(fcinfo, &call, "voided", NULL, now);
+	payment_call_init(&call, "void_payment", void_work);
+	return run_payment_call(fcinfo, &call, 1, PlHashBegin("void_payment"));
 }
 
 /*
@@ -888,6 +945,46 @@ check_left(const char *operation, int64 amount, int64 left)
 }
 
 /*
+ * The work of refund_payment: the amount back from the merchant account to
+ * the source; a decline leaves the state as it is.
+ */
+static void
+refund_work(PlRequest *req)
+{
+	static const char *const from[] = {"captured", "partially_refunded", "settled"};
+	PaymentCall *call = req->arg;
+	Payment		p;
+	TimestampTz now;
+	const char *reason;
+	const char *state;
+	const char *previous;
+	pg_uuid_t	refund_id;
+
+	lock_payment(&call->payment_id, &p);
+	require_state(&p, "refund", from, lengthof(from));
+	check_left("refund", call->amount, p.captured - p.refunded);
+
+	PlUuidV7(&refund_id);
+	reason = PlPostTransfer(&refund_id, "refund", &p.merchant_account, &p.source_account,
+							call->amount, p.currency, NULL, req->hash, payment_ref(&p),
+							&p.correlation_id, &now);
+	if (reason != NULL)
+	{
+		payment_event(&p, "PAYMENT_REFUNDED", p.state, p.state, call->amount, false, reason,
+					  req->key, now);
+		payment_outcome(call, p.state, reason, now);
+		return;
+	}
+	p.refunded += call->amount;
+	state = (p.refunded == p.captured) ? "refunded" : "partially_refunded";
+	previous = p.state;
+	store_payment(&p, state, now, false, false);
+	payment_event(&p, "PAYMENT_REFUNDED", previous, state, call->amount, true, call->why,
+				  req->key, now);
+	payment_outcome(call, state, NULL, now);
+}
+
+/*
  * payledger.refund_payment(payment_id uuid, amount bigint,
  *		idempotency_key text, reason_code text DEFAULT NULL)
  *		RETURNS payledger.payment_state
@@ -901,44 +998,34 @@ PG_FUNCTION_INFO_V1(refund_payment);
 Datum
 refund_payment(PG_FUNCTION_ARGS)
 {
-	static const char *const from[] = {"captured", "partially_refunded", "settled"};
 	PaymentCall call;
 	PlHasher   *h = PlHashBegin("refund_payment");
-	int64		amount;
-	char	   *why;
-	Datum		result;
+
+	payment_call_init(&call, "refund_payment", refund_work);
+	call.amount = amount_and_reason(fcinfo, h, "refund reason", &call.why);
+	return run_payment_call(fcinfo, &call, 2, h);
+}
+
+/* The work of fail_payment: -> failed, an authorization's hold released. */
+static void
+fail_work(PlRequest *req)
+{
+	static const char *const from[] = {"pending", "authorized"};
+	PaymentCall *call = req->arg;
 	Payment		p;
 	TimestampTz now;
-	const char *reason;
-	const char *state;
-	pg_uuid_t	refund_id;
+	const char *previous;
 
-	amount = amount_and_reason(fcinfo, h, "refund reason", &why);
-	if (begin_payment_call(fcinfo, &call, "refund_payment", 2, h, &result))
-		return result;
-
-	lock_payment(&call.payment_id, &p);
-	require_state(&p, "refund", from, lengthof(from));
-	check_left("refund", amount, p.captured - p.refunded);
-
-	PlUuidV7(&refund_id);
-	reason = PlPostTransfer(&refund_id, "refund", &p.merchant_account, &p.source_account, amount,
-							p.currency, NULL, call.hash, payment_ref(&p), &p.correlation_id, &now);
-	if (reason != NULL)
-	{
-		payment_event(&p, "PAYMENT_REFUNDED", p.state, p.state, amount, false, reason,
-					  call.key, now);
-		return finish_payment_call(fcinfo, &call, p.state, reason, now);
-	}
-	p.refunded += amount;
-	state = (p.refunded == p.captured) ? "refunded" : "partially_refunded";
-	{
-		const char *previous = p.state;
-
-		store_payment(&p, state, now, false, false);
-		payment_event(&p, "PAYMENT_REFUNDED", previous, state, amount, true, why, call.key, now);
-	}
-	return finish_payment_call(fcinfo, &call, state, NULL, now);
+	lock_payment(&call->payment_id, &p);
+	require_state(&p, "fail", from, lengthof(from));
+	now = GetCurrentTimestamp();
+	previous = p.state;
+	if (strcmp(p.state, "authorized") == 0)
+		(void) PlHoldSettle(&p.hold_id, false, false, 0, req->key, req->hash, now, NULL, 0);
+	store_payment(&p, "failed", now, false, false);
+	payment_event(&p, "PAYMENT_FAILED", previous, "failed", p.amount, false, call->why,
+				  req->key, now);
+	payment_outcome(call, "failed", call->why, now);
 }
 
 /*
@@ -951,15 +1038,11 @@ PG_FUNCTION_INFO_V1(fail_payment);
 Datum
 fail_payment(PG_FUNCTION_ARGS)
 {
-	static const char *const from[] = {"pending", "authorized"};
 	PaymentCall call;
 	PlHasher   *h = PlHashBegin("fail_payment");
 	char	   *why;
-	Datum		result;
-	Payment		p;
-	TimestampTz now;
-	const char *previous;
 
+	payment_call_init(&call, "fail_payment", fail_work);
 	PlRequireArg(fcinfo, 1, "reason_code");
 	why = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	if (why[0] == '\0' || strlen(why) > 64)
@@ -968,40 +1051,21 @@ fail_payment(PG_FUNCTION_ARGS)
 				 errmsg("reason_code must be 1 to 64 bytes long")));
 	PlRejectPanInText("reason_code", why);
 	PlHashText(h, why);
-	why = PlMaskText(why);
-	if (begin_payment_call(fcinfo, &call, "fail_payment", 2, h, &result))
-		return result;
-
-	lock_payment(&call.payment_id, &p);
-	require_state(&p, "fail", from, lengthof(from));
-	now = GetCurrentTimestamp();
-	previous = p.state;
-	if (strcmp(p.state, "authorized") == 0)
-		(void) PlHoldSettle(&p.hold_id, false, false, 0, call.key, call.hash, now, NULL, 0);
-	store_payment(&p, "failed", now, false, false);
-	payment_event(&p, "PAYMENT_FAILED", previous, "failed", p.amount, false, why, call.key, now);
-	return finish_payment_call(fcinfo, &call, "failed", why, now);
+	call.why = PlMaskText(why);
+	return run_payment_call(fcinfo, &call, 2, h);
 }
 
-/*
- * payledger.expire_authorizations() RETURNS integer
- *
- * Every authorized payment whose hold is past its expiry becomes expired
- * and its hold is released; returns how many.
- */
-PG_FUNCTION_INFO_V1(expire_authorizations);
-Datum
-expire_authorizations(PG_FUNCTION_ARGS)
+/* the work of expire_authorizations(): a request without a key */
+static void
+expire_authorizations_work(PlRequest *req)
 {
-	PlPrivState priv;
+	int		   *expired = req->arg;
 	Datum		values[1];
 	pg_uuid_t  *ids;
 	Datum	   *holds;
 	pg_uuid_t  *accounts;
 	uint64		n;
-	int			expired = 0;
 
-	PlSpiBegin(&priv);
 	values[0] = TimestampTzGetDatum(GetCurrentTimestamp());
 	/* payments, then their holds, then their accounts, each in id order */
 	if (PlExec(PLAN_AUTHS_OVERDUE, values, NULL, 0) != SPI_OK_SELECT)
@@ -1049,9 +1113,26 @@ expire_authorizations(PG_FUNCTION_ARGS)
 			elog(ERROR, "authorization %s was not overdue after all", PlUuidText(&p.id));
 		store_payment(&p, "expired", now, false, false);
 		payment_event(&p, "PAYMENT_EXPIRED", "authorized", "expired", p.amount, true, NULL, NULL, now);
-		expired++;
+		(*expired)++;
 	}
-	PlSpiEnd(&priv);
+}
+
+/*
+ * payledger.expire_authorizations() RETURNS integer
+ *
+ * Every authorized payment whose hold is past its expiry becomes expired
+ * and its hold is released; returns how many.
+ */
+PG_FUNCTION_INFO_V1(expire_authorizations);
+Datum
+expire_authorizations(PG_FUNCTION_ARGS)
+{
+	PlRequest	req;
+	int			expired = 0;
+
+	PlRequestInit(&req, "expire_authorizations", NULL, NULL, expire_authorizations_work,
+				  &expired);
+	PlRunRequest(&req);
 	PG_RETURN_INT32(expired);
 }
 
@@ -1151,6 +1232,49 @@ store_dispute(Payment *p, const char *state, const char *before)
 }
 
 /*
+ * The work of dispute_payment: -> disputed, the amount held from the
+ * merchant account for the customer; a decline leaves the state.
+ */
+static void
+dispute_work(PlRequest *req)
+{
+	static const char *const from[] = {"captured", "partially_refunded", "settled"};
+	PaymentCall *call = req->arg;
+	Payment		p;
+	TimestampTz now;
+	const char *reason;
+	pg_uuid_t	hold_id;
+	TimestampTz never;
+	const char *before;
+
+	lock_payment(&call->payment_id, &p);
+	require_state(&p, "dispute", from, lengthof(from));
+	check_left("dispute", call->amount, p.captured - p.refunded);
+	now = GetCurrentTimestamp();
+	/* reserved until resolve_dispute: no expiry, so no sweep releases it */
+	TIMESTAMP_NOEND(never);
+	PlUuidV7(&hold_id);
+	reason = PlHoldCreate(&hold_id, &p.merchant_account, &p.source_account, call->amount,
+						  p.currency, never, req->key, req->hash, payment_ref(&p),
+						  &p.correlation_id);
+	if (reason != NULL)
+	{
+		payment_event(&p, "PAYMENT_DISPUTED", p.state, p.state, call->amount, false, reason,
+					  req->key, now);
+		payment_outcome(call, p.state, reason, now);
+		return;
+	}
+	before = p.state;
+	p.disputed = call->amount;
+	p.has_dispute_hold = true;
+	p.dispute_hold_id = hold_id;
+	store_dispute(&p, "disputed", before);
+	payment_event(&p, "PAYMENT_DISPUTED", before, "disputed", call->amount, true, call->why,
+				  req->key, now);
+	payment_outcome(call, "disputed", NULL, now);
+}
+
+/*
  * payledger.dispute_payment(payment_id uuid, amount bigint,
  *		idempotency_key text, reason_code text DEFAULT NULL)
  *		RETURNS payledger.payment_state
@@ -1166,45 +1290,57 @@ PG_FUNCTION_INFO_V1(dispute_payment);
 Datum
 dispute_payment(PG_FUNCTION_ARGS)
 {
-	static const char *const from[] = {"captured", "partially_refunded", "settled"};
 	PaymentCall call;
 	PlHasher   *h = PlHashBegin("dispute_payment");
-	int64		amount;
-	char	   *why;
-	Datum		result;
+
+	payment_call_init(&call, "dispute_payment", dispute_work);
+	call.amount = amount_and_reason(fcinfo, h, "dispute reason", &call.why);
+	return run_payment_call(fcinfo, &call, 2, h);
+}
+
+/*
+ * The work of resolve_dispute: won, the hold released and the state before
+ * the dispute back; lost, the hold posted to the customer (charged_back).
+ */
+static void
+resolve_work(PlRequest *req)
+{
+	static const char *const from[] = {"disputed"};
+	PaymentCall *call = req->arg;
 	Payment		p;
 	TimestampTz now;
-	const char *reason;
-	pg_uuid_t	hold_id;
-	TimestampTz never;
-	const char *before;
+	const char *state;
 
-	amount = amount_and_reason(fcinfo, h, "dispute reason", &why);
-	if (begin_payment_call(fcinfo, &call, "dispute_payment", 2, h, &result))
-		return result;
-
-	lock_payment(&call.payment_id, &p);
-	require_state(&p, "dispute", from, lengthof(from));
-	check_left("dispute", amount, p.captured - p.refunded);
+	lock_payment(&call->payment_id, &p);
+	require_state(&p, "resolve the dispute of", from, lengthof(from));
 	now = GetCurrentTimestamp();
-	/* reserved until resolve_dispute: no expiry, so no sweep releases it */
-	TIMESTAMP_NOEND(never);
-	PlUuidV7(&hold_id);
-	reason = PlHoldCreate(&hold_id, &p.merchant_account, &p.source_account, amount, p.currency,
-						  never, call.key, call.hash, payment_ref(&p), &p.correlation_id);
-	if (reason != NULL)
+	if (call->won)
 	{
-		payment_event(&p, "PAYMENT_DISPUTED", p.state, p.state, amount, false, reason,
-					  call.key, now);
-		return finish_payment_call(fcinfo, &call, p.state, reason, now);
+		state = p.state_before_dispute ? p.state_before_dispute : "captured";
+		if (p.has_dispute_hold)
+			(void) PlHoldSettle(&p.dispute_hold_id, false, false, 0, req->key, req->hash, now,
+								NULL, 0);
+		p.disputed = 0;
+		store_dispute(&p, state, NULL);
+		payment_event(&p, "DISPUTE_WON", "disputed", state, 0, true, NULL, req->key, now);
 	}
-	before = p.state;
-	p.disputed = amount;
-	p.has_dispute_hold = true;
-	p.dispute_hold_id = hold_id;
-	store_dispute(&p, "disputed", before);
-	payment_event(&p, "PAYMENT_DISPUTED", before, "disputed", amount, true, why, call.key, now);
-	return finish_payment_call(fcinfo, &call, "disputed", NULL, now);
+	else
+	{
+		const char *declined = NULL;
+
+		state = "charged_back";
+		if (p.has_dispute_hold)
+			declined = PlHoldSettle(&p.dispute_hold_id, true, false, 0, req->key, req->hash,
+									now, NULL, 0);
+		if (declined != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
+					 errmsg("the disputed funds can no longer be charged back: %s", declined)));
+		store_dispute(&p, state, p.state_before_dispute);
+		payment_event(&p, "PAYMENT_CHARGED_BACK", "disputed", state, p.disputed, true, NULL,
+					  req->key, now);
+	}
+	payment_outcome(call, state, NULL, now);
 }
 
 /*
@@ -1219,51 +1355,14 @@ PG_FUNCTION_INFO_V1(resolve_dispute);
 Datum
 resolve_dispute(PG_FUNCTION_ARGS)
 {
-	static const char *const from[] = {"disputed"};
 	PaymentCall call;
 	PlHasher   *h = PlHashBegin("resolve_dispute");
-	bool		won;
-	Datum		result;
-	Payment		p;
-	TimestampTz now;
-	const char *state;
 
+	payment_call_init(&call, "resolve_dispute", resolve_work);
 	PlRequireArg(fcinfo, 1, "won");
-	won = PG_GETARG_BOOL(1);
-	PlHashInt64(h, won ? 1 : 0);
-	if (begin_payment_call(fcinfo, &call, "resolve_dispute", 2, h, &result))
-		return result;
-
-	lock_payment(&call.payment_id, &p);
-	require_state(&p, "resolve the dispute of", from, lengthof(from));
-	now = GetCurrentTimestamp();
-	if (won)
-	{
-		state = p.state_before_dispute ? p.state_before_dispute : "captured";
-		if (p.has_dispute_hold)
-			(void) PlHoldSettle(&p.dispute_hold_id, false, false, 0, call.key, call.hash, now,
-								NULL, 0);
-		p.disputed = 0;
-		store_dispute(&p, state, NULL);
-		payment_event(&p, "DISPUTE_WON", "disputed", state, 0, true, NULL, call.key, now);
-	}
-	else
-	{
-		const char *declined = NULL;
-
-		state = "charged_back";
-		if (p.has_dispute_hold)
-			declined = PlHoldSettle(&p.dispute_hold_id, true, false, 0, call.key, call.hash, now,
-									NULL, 0);
-		if (declined != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
-					 errmsg("the disputed funds can no longer be charged back: %s", declined)));
-		store_dispute(&p, state, p.state_before_dispute);
-		payment_event(&p, "PAYMENT_CHARGED_BACK", "disputed", state, p.disputed, true, NULL,
-					  call.key, now);
-	}
-	return finish_payment_call(fcinfo, &call, state, NULL, now);
+	call.won = PG_GETARG_BOOL(1);
+	PlHashInt64(h, call.won ? 1 : 0);
+	return run_payment_call(fcinfo, &call, 2, h);
 }
 
 /*

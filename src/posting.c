@@ -265,8 +265,8 @@ void
 PlWriteEntry(Relation entries, PlAccountRow *row, const pg_uuid_t *transfer_id,
 			 int64 delta, TimestampTz now)
 {
-	Datum		values[PL_NATTS_ENTRIES];
-	bool		nulls[PL_NATTS_ENTRIES] = {false};
+	Datum		values[Natts_entries];
+	bool		nulls[Natts_entries] = {false};
 
 	if (pg_add_s64_overflow(row->balance, delta, &row->balance))
 		ereport(ERROR,
@@ -274,12 +274,12 @@ PlWriteEntry(Relation entries, PlAccountRow *row, const pg_uuid_t *transfer_id,
 				 errmsg("balance of account %s would overflow bigint", PlUuidText(&row->id))));
 	row->version++;
 	row->dirty = true;
-	values[0] = UUIDPGetDatum(&row->row_id);
-	values[1] = Int64GetDatum(row->version);
-	values[2] = UUIDPGetDatum((pg_uuid_t *) transfer_id);
-	values[3] = Int64GetDatum(delta);
-	values[4] = Int64GetDatum(row->balance);
-	values[5] = TimestampTzGetDatum(now);
+	values[Anum_entries_account_id - 1] = UUIDPGetDatum(&row->row_id);
+	values[Anum_entries_account_version - 1] = Int64GetDatum(row->version);
+	values[Anum_entries_transfer_id - 1] = UUIDPGetDatum((pg_uuid_t *) transfer_id);
+	values[Anum_entries_amount - 1] = Int64GetDatum(delta);
+	values[Anum_entries_balance_after - 1] = Int64GetDatum(row->balance);
+	values[Anum_entries_created_at - 1] = TimestampTzGetDatum(now);
 	PlDirectInsert(entries, values, nulls);
 }
 
@@ -302,40 +302,40 @@ PlStoreTransfer(const pg_uuid_t *id, const char *kind, const char *reason,
 				const pg_uuid_t *to_id, const char *key, const uint8 *request_hash,
 				Jsonb *metadata, TimestampTz now)
 {
-	Datum		values[PL_NATTS_TRANSFERS];
-	bool		nulls[PL_NATTS_TRANSFERS] = {false};
+	Datum		values[Natts_transfers];
+	bool		nulls[Natts_transfers] = {false};
 	Relation	rel = PlOpenTable("transfers");
 	bytea	   *hash = palloc(VARHDRSZ + PL_SHA256_LEN);
 
-	if (RelationGetDescr(rel)->natts != PL_NATTS_TRANSFERS)
+	if (RelationGetDescr(rel)->natts != Natts_transfers)
 		elog(ERROR, "payledger.transfers does not have the expected columns");
 	SET_VARSIZE(hash, VARHDRSZ + PL_SHA256_LEN);
 	memcpy(VARDATA(hash), request_hash, PL_SHA256_LEN);
 
-	values[0] = UUIDPGetDatum((pg_uuid_t *) id);
-	values[1] = CStringGetTextDatum(kind);
-	values[2] = CStringGetTextDatum(reason ? "rejected" : "posted");
+	values[Anum_transfers_id - 1] = UUIDPGetDatum((pg_uuid_t *) id);
+	values[Anum_transfers_kind - 1] = CStringGetTextDatum(kind);
+	values[Anum_transfers_status - 1] = CStringGetTextDatum(reason ? "rejected" : "posted");
 	if (reason)
-		values[3] = CStringGetTextDatum(reason);
+		values[Anum_transfers_reason_code - 1] = CStringGetTextDatum(reason);
 	else
-		nulls[3] = true;
-	values[4] = CStringGetTextDatum(currency);
-	values[5] = Int64GetDatum(amount);
+		nulls[Anum_transfers_reason_code - 1] = true;
+	values[Anum_transfers_currency - 1] = CStringGetTextDatum(currency);
+	values[Anum_transfers_amount - 1] = Int64GetDatum(amount);
 	if (from_id)
-		values[6] = UUIDPGetDatum((pg_uuid_t *) from_id);
+		values[Anum_transfers_from_account - 1] = UUIDPGetDatum((pg_uuid_t *) from_id);
 	else
-		nulls[6] = true;
+		nulls[Anum_transfers_from_account - 1] = true;
 	if (to_id)
-		values[7] = UUIDPGetDatum((pg_uuid_t *) to_id);
+		values[Anum_transfers_to_account - 1] = UUIDPGetDatum((pg_uuid_t *) to_id);
 	else
-		nulls[7] = true;
+		nulls[Anum_transfers_to_account - 1] = true;
 	if (key)
-		values[8] = CStringGetTextDatum(key);
+		values[Anum_transfers_idempotency_key - 1] = CStringGetTextDatum(key);
 	else
-		nulls[8] = true;
-	values[9] = PointerGetDatum(hash);
-	values[10] = JsonbPGetDatum(metadata);
-	values[11] = TimestampTzGetDatum(now);
+		nulls[Anum_transfers_idempotency_key - 1] = true;
+	values[Anum_transfers_request_hash - 1] = PointerGetDatum(hash);
+	values[Anum_transfers_metadata - 1] = JsonbPGetDatum(metadata);
+	values[Anum_transfers_created_at - 1] = TimestampTzGetDatum(now);
 	PlDirectInsert(rel, values, nulls);
 	table_close(rel, NoLock);
 	pfree(hash);

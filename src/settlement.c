@@ -37,7 +37,23 @@
 #include "spi_plans.h"
 #include "idempotency.h"
 #include "audit.h"
+#include "pipeline.h"
 #include "ledger.h"
+
+/* columns of PLAN_SETTLE_CANDIDATES */
+enum
+{
+	CAND_ID = 1, CAND_MERCHANT_ACCOUNT, CAND_CURRENCY, CAND_CAPTURED, CAND_FEES,
+	CAND_REFUNDED, CAND_STATE, CAND_CUSTOMER, CAND_CORRELATION
+};
+
+/* parameters of PLAN_SETTLEMENT_INSERT, 0-based */
+enum
+{
+	SETTLEMENT_ID, SETTLEMENT_MERCHANT, SETTLEMENT_CUTOFF, SETTLEMENT_CURRENCY,
+	SETTLEMENT_COUNT, SETTLEMENT_GROSS, SETTLEMENT_FEES, SETTLEMENT_REFUNDS, SETTLEMENT_NET,
+	SETTLEMENT_PAYOUT_ACCOUNT, SETTLEMENT_PAYOUT_TRANSFER, SETTLEMENT_NARGS
+};
 
 typedef struct Candidate
 {
@@ -76,6 +92,229 @@ overflow(void)
 			 errmsg("settlement totals would overflow bigint")));
 }
 
+/* a settle_merchant call: its arguments, then what its steps share */
+typedef struct Settlement
+{
+	pg_uuid_t  *merchant;
+	TimestampTz cutoff;
+	pg_uuid_t  *payout;
+	pg_uuid_t	id;				/* the new settlement */
+	Candidate  *cands;
+	int			n;
+	char	   *currency;		/* NULL when there is nothing to settle */
+	int64		gross;
+	int64		fees;
+	int64		refunds;
+	bool		has_payout;
+	pg_uuid_t	payout_transfer;	/* the first payout */
+} Settlement;
+
+/* PY005 for a payout account that does not exist, even with nothing to pay */
+static void
+check_payout_account(const pg_uuid_t *payout)
+{
+	Datum		values[1];
+
+	values[0] = UUIDPGetDatum((pg_uuid_t *) payout);
+	if (PlExec(PLAN_ACCOUNT_GET, values, NULL, 1) != SPI_OK_SELECT)
+		elog(ERROR, "account lookup failed");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+				 errmsg("account %s does not exist", PlUuidText(payout))));
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * The merchant's payments to settle, locked in id order, with their
+ * totals; all in one currency (PY004 otherwise), none paid into the
+ * payout account itself (22023).
+ */
+static void
+collect_candidates(Settlement *st)
+{
+	Datum		values[2];
+
+	values[0] = UUIDPGetDatum(st->merchant);
+	values[1] = TimestampTzGetDatum(st->cutoff);
+	if (PlExec(PLAN_SETTLE_CANDIDATES, values, NULL, 0) != SPI_OK_SELECT)
+		elog(ERROR, "settlement scan failed");
+	st->n = SPI_processed;
+	st->cands = palloc(sizeof(Candidate) * Max(st->n, 1));
+	for (int i = 0; i < st->n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Candidate  *c = &st->cands[i];
+		bool		isnull;
+		char	   *cur = SPI_getvalue(tup, desc, CAND_CURRENCY);
+		int64		captured = DatumGetInt64(SPI_getbinval(tup, desc, CAND_CAPTURED, &isnull));
+		int64		fee = DatumGetInt64(SPI_getbinval(tup, desc, CAND_FEES, &isnull));
+		int64		refunded = DatumGetInt64(SPI_getbinval(tup, desc, CAND_REFUNDED, &isnull));
+
+		if (st->currency == NULL)
+			st->currency = cur;
+		else if (strcmp(st->currency, cur) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_PAYLEDGER_CURRENCY_MISMATCH),
+					 errmsg("the merchant's payments to settle are in more than one currency"),
+					 errhint("Settle each currency to a payout account of that currency.")));
+		c->id = *DatumGetUUIDP(SPI_getbinval(tup, desc, CAND_ID, &isnull));
+		c->merchant_account = *DatumGetUUIDP(SPI_getbinval(tup, desc, CAND_MERCHANT_ACCOUNT,
+														   &isnull));
+		c->state = SPI_getvalue(tup, desc, CAND_STATE);
+		c->customer_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, CAND_CUSTOMER, &isnull));
+		c->correlation_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, CAND_CORRELATION, &isnull));
+		if (memcmp(c->merchant_account.data, st->payout->data, UUID_LEN) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("payout_account is the merchant account itself"),
+					 errdetail("Payment %s is paid into %s.", PlUuidText(&c->id),
+							   PlUuidText(st->payout))));
+		c->net = captured - fee - refunded;
+		if (pg_add_s64_overflow(st->gross, captured, &st->gross) ||
+			pg_add_s64_overflow(st->fees, fee, &st->fees) ||
+			pg_add_s64_overflow(st->refunds, refunded, &st->refunds))
+			overflow();
+	}
+}
+
+/* every merchant account and the payout account, in one sorted pass */
+static void
+lock_settlement_accounts(Settlement *st)
+{
+	pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * (st->n + 1));
+	Relation	accounts = PlOpenAccounts();
+
+	for (int i = 0; i < st->n; i++)
+		ids[i] = st->cands[i].merchant_account;
+	ids[st->n] = *st->payout;
+	(void) PlLockAccounts(accounts, ids, st->n + 1);
+	table_close(accounts, NoLock);
+	pfree(ids);
+}
+
+/* One payout per merchant account of the net it is owed; all or nothing. */
+static void
+pay_out(Settlement *st, const uint8 *hash)
+{
+	for (int i = 0; i < st->n; i++)
+	{
+		int64		account_net = 0;
+		bool		first = true;
+		pg_uuid_t	transfer_id;
+		const char *declined;
+
+		for (int j = 0; j < i; j++)
+			if (memcmp(st->cands[j].merchant_account.data, st->cands[i].merchant_account.data,
+					   UUID_LEN) == 0)
+				first = false;
+		if (!first)
+			continue;
+		for (int j = i; j < st->n; j++)
+			if (memcmp(st->cands[j].merchant_account.data, st->cands[i].merchant_account.data,
+					   UUID_LEN) == 0 &&
+				pg_add_s64_overflow(account_net, st->cands[j].net, &account_net))
+				overflow();
+		if (account_net <= 0)
+			continue;
+		PlUuidV7(&transfer_id);
+		declined = PlPostTransfer(&transfer_id, "payout", &st->cands[i].merchant_account,
+								  st->payout, account_net, st->currency, NULL, hash,
+								  settlement_ref(&st->id), &st->id, NULL);
+		if (declined != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("the payout from merchant account %s was declined: %s",
+							PlUuidText(&st->cands[i].merchant_account), declined),
+					 errdetail("Nothing was settled.")));
+		if (!st->has_payout)
+		{
+			st->payout_transfer = transfer_id;
+			st->has_payout = true;
+		}
+	}
+}
+
+/* Every payment becomes settled, with its PAYMENT_SETTLED audit row. */
+static void
+mark_settled(Settlement *st, const char *key, TimestampTz now)
+{
+	for (int i = 0; i < st->n; i++)
+	{
+		Datum		v[2];
+		PlAuditEvent ev;
+
+		v[0] = UUIDPGetDatum(&st->cands[i].id);
+		v[1] = UUIDPGetDatum(&st->id);
+		if (PlExec(PLAN_PAYMENT_SETTLE, v, NULL, 0) != SPI_OK_UPDATE || SPI_processed != 1)
+			elog(ERROR, "payment settle failed");
+		PlAuditInit(&ev, "PAYMENT_SETTLED", now);
+		ev.previous_state = st->cands[i].state;
+		ev.new_state = "settled";
+		ev.payment_id = &st->cands[i].id;
+		ev.correlation_id = &st->cands[i].correlation_id;
+		ev.merchant_id = st->merchant;
+		ev.customer_id = &st->cands[i].customer_id;
+		ev.account_id = &st->cands[i].merchant_account;
+		ev.counterparty_account_id = st->payout;
+		ev.has_amount = true;
+		ev.amount = st->cands[i].net;
+		ev.currency = st->currency;
+		ev.idempotency_key = key;
+		ev.metadata = settlement_ref(&st->id);
+		PlAuditWrite(&ev);
+	}
+}
+
+/* The row of payledger.settlements. */
+static void
+insert_settlement(Settlement *st)
+{
+	Datum		values[SETTLEMENT_NARGS];
+	char		nulls[SETTLEMENT_NARGS];
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[SETTLEMENT_ID] = UUIDPGetDatum(&st->id);
+	values[SETTLEMENT_MERCHANT] = UUIDPGetDatum(st->merchant);
+	values[SETTLEMENT_CUTOFF] = TimestampTzGetDatum(st->cutoff);
+	if (st->currency)
+		values[SETTLEMENT_CURRENCY] = CStringGetTextDatum(st->currency);
+	else
+		nulls[SETTLEMENT_CURRENCY] = 'n';
+	values[SETTLEMENT_COUNT] = Int32GetDatum(st->n);
+	values[SETTLEMENT_GROSS] = Int64GetDatum(st->gross);
+	values[SETTLEMENT_FEES] = Int64GetDatum(st->fees);
+	values[SETTLEMENT_REFUNDS] = Int64GetDatum(st->refunds);
+	values[SETTLEMENT_NET] = Int64GetDatum(st->gross - st->fees - st->refunds);
+	values[SETTLEMENT_PAYOUT_ACCOUNT] = UUIDPGetDatum(st->payout);
+	if (st->has_payout)
+		values[SETTLEMENT_PAYOUT_TRANSFER] = UUIDPGetDatum(&st->payout_transfer);
+	else
+		nulls[SETTLEMENT_PAYOUT_TRANSFER] = 'n';
+	if (PlExec(PLAN_SETTLEMENT_INSERT, values, nulls, 0) != SPI_OK_INSERT)
+		elog(ERROR, "settlement insert failed");
+}
+
+/* The work of settle_merchant: its steps, in order. */
+static void
+settle_work(PlRequest *req)
+{
+	Settlement *st = req->arg;
+	TimestampTz now;
+
+	check_payout_account(st->payout);
+	collect_candidates(st);
+	if (st->n > 0)
+		lock_settlement_accounts(st);
+	PlUuidV7(&st->id);
+	now = GetCurrentTimestamp();
+	pay_out(st, req->hash);
+	mark_settled(st, req->key, now);
+	insert_settlement(st);
+	PlRequestOutcome(req, &st->id, "posted", NULL, now);
+}
+
 /*
  * payledger.settle_merchant(merchant_id uuid, cutoff timestamptz,
  *		payout_account uuid, idempotency_key text) RETURNS uuid
@@ -84,200 +323,28 @@ PG_FUNCTION_INFO_V1(settle_merchant);
 Datum
 settle_merchant(PG_FUNCTION_ARGS)
 {
-	pg_uuid_t  *merchant;
-	TimestampTz cutoff;
-	pg_uuid_t  *payout;
-	char	   *key = NULL;
-	uint8		hash[PL_SHA256_LEN];
+	Settlement	st;
 	PlHasher   *h;
-	PlPrivState priv;
-	PlIdemResult stored;
-	pg_uuid_t  *settlement = palloc(sizeof(pg_uuid_t));
-	Candidate  *cands;
-	int			n;
-	char	   *currency = NULL;
-	int64		gross = 0,
-				fees = 0,
-				refunds = 0,
-				net = 0;
-	pg_uuid_t	payout_transfer;
-	bool		has_payout = false;
-	TimestampTz now;
-	Datum		values[11];
-	char		nulls[11] = "           ";
+	PlRequest	req;
+	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
 
 	PlRequireArg(fcinfo, 0, "merchant_id");
 	PlRequireArg(fcinfo, 1, "cutoff");
 	PlRequireArg(fcinfo, 2, "payout_account");
-	merchant = PG_GETARG_UUID_P(0);
-	cutoff = PG_GETARG_TIMESTAMPTZ(1);
-	payout = PG_GETARG_UUID_P(2);
-	key = PlKeyArg(fcinfo, 3, "settle_merchant");
+	memset(&st, 0, sizeof(st));
+	st.merchant = PG_GETARG_UUID_P(0);
+	st.cutoff = PG_GETARG_TIMESTAMPTZ(1);
+	st.payout = PG_GETARG_UUID_P(2);
+	PlRequestInit(&req, "settle_merchant", st.merchant,
+				  PlKeyArg(fcinfo, 3, "settle_merchant"), settle_work, &st);
 	h = PlHashBegin("settle_merchant");
-	PlHashInt64(h, cutoff);
-	PlHashUuid(h, payout);
-	PlHashEnd(h, hash);
+	PlHashInt64(h, st.cutoff);
+	PlHashUuid(h, st.payout);
+	PlHashEnd(h, req.hash);
 
-	PlSpiBegin(&priv);
-	CommandCounterIncrement();
-	if (key != NULL && PlIdemBegin(merchant, "settle_merchant", key, hash, NULL, &stored))
-	{
-		PlSpiEnd(&priv);
-		*settlement = stored.result_id;
-		PG_RETURN_UUID_P(settlement);
-	}
-
-	/* the payout account must exist even when there is nothing to pay */
-	values[0] = UUIDPGetDatum(payout);
-	if (PlExec(PLAN_ACCOUNT_GET, values, NULL, 1) != SPI_OK_SELECT)
-		elog(ERROR, "account lookup failed");
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
-				 errmsg("account %s does not exist", PlUuidText(payout))));
-
-	values[0] = UUIDPGetDatum(merchant);
-	values[1] = TimestampTzGetDatum(cutoff);
-	if (PlExec(PLAN_SETTLE_CANDIDATES, values, NULL, 0) != SPI_OK_SELECT)
-		elog(ERROR, "settlement scan failed");
-	n = SPI_processed;
-	cands = palloc(sizeof(Candidate) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		char	   *cur = SPI_getvalue(tup, desc, 3);
-		int64		captured = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-		int64		fee = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
-		int64		refunded = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
-
-		if (currency == NULL)
-			currency = MemoryContextStrdup(TopTransactionContext, cur);
-		else if (strcmp(currency, cur) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_PAYLEDGER_CURRENCY_MISMATCH),
-					 errmsg("the merchant's payments to settle are in more than one currency"),
-					 errhint("Settle each currency to a payout account of that currency.")));
-		cands[i].id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
-		cands[i].merchant_account = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
-		cands[i].state = MemoryContextStrdup(TopTransactionContext, SPI_getvalue(tup, desc, 7));
-		cands[i].customer_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 8, &isnull));
-		cands[i].correlation_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 9, &isnull));
-		if (memcmp(cands[i].merchant_account.data, payout->data, UUID_LEN) == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("payout_account is the merchant account itself"),
-					 errdetail("Payment %s is paid into %s.", PlUuidText(&cands[i].id),
-							   PlUuidText(payout))));
-		cands[i].net = captured - fee - refunded;
-		if (pg_add_s64_overflow(gross, captured, &gross) ||
-			pg_add_s64_overflow(fees, fee, &fees) ||
-			pg_add_s64_overflow(refunds, refunded, &refunds))
-			overflow();
-	}
-	net = gross - fees - refunds;
-
-	/* every merchant account and the payout account, in one sorted pass */
-	if (n > 0)
-	{
-		pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * (n + 1));
-		Relation	accounts = PlOpenAccounts();
-
-		for (int i = 0; i < n; i++)
-			ids[i] = cands[i].merchant_account;
-		ids[n] = *payout;
-		(void) PlLockAccounts(accounts, ids, n + 1);
-		table_close(accounts, NoLock);
-	}
-	PlUuidV7(settlement);
-	now = GetCurrentTimestamp();
-
-	/* one payout per merchant account, all or nothing */
-	for (int i = 0; i < n; i++)
-	{
-		int64		account_net = 0;
-		bool		first = true;
-		pg_uuid_t	transfer_id;
-		const char *declined;
-
-		for (int j = 0; j < i; j++)
-			if (memcmp(cands[j].merchant_account.data, cands[i].merchant_account.data, UUID_LEN) == 0)
-				first = false;
-		if (!first)
-			continue;
-		for (int j = i; j < n; j++)
-			if (memcmp(cands[j].merchant_account.data, cands[i].merchant_account.data, UUID_LEN) == 0 &&
-				pg_add_s64_overflow(account_net, cands[j].net, &account_net))
-				overflow();
-		if (account_net <= 0)
-			continue;
-		PlUuidV7(&transfer_id);
-		declined = PlPostTransfer(&transfer_id, "payout", &cands[i].merchant_account, payout,
-								  account_net, currency, NULL, hash, settlement_ref(settlement),
-								  settlement, NULL);
-		if (declined != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("the payout from merchant account %s was declined: %s",
-							PlUuidText(&cands[i].merchant_account), declined),
-					 errdetail("Nothing was settled.")));
-		if (!has_payout)
-		{
-			payout_transfer = transfer_id;
-			has_payout = true;
-		}
-	}
-
-	for (int i = 0; i < n; i++)
-	{
-		Datum		v[2];
-		PlAuditEvent ev;
-
-		v[0] = UUIDPGetDatum(&cands[i].id);
-		v[1] = UUIDPGetDatum(settlement);
-		if (PlExec(PLAN_PAYMENT_SETTLE, v, NULL, 0) != SPI_OK_UPDATE || SPI_processed != 1)
-			elog(ERROR, "payment settle failed");
-		PlAuditInit(&ev, "PAYMENT_SETTLED", now);
-		ev.previous_state = cands[i].state;
-		ev.new_state = "settled";
-		ev.payment_id = &cands[i].id;
-		ev.correlation_id = &cands[i].correlation_id;
-		ev.merchant_id = merchant;
-		ev.customer_id = &cands[i].customer_id;
-		ev.account_id = &cands[i].merchant_account;
-		ev.counterparty_account_id = payout;
-		ev.has_amount = true;
-		ev.amount = cands[i].net;
-		ev.currency = currency;
-		ev.idempotency_key = key;
-		ev.metadata = settlement_ref(settlement);
-		PlAuditWrite(&ev);
-	}
-
-	values[0] = UUIDPGetDatum(settlement);
-	values[1] = UUIDPGetDatum(merchant);
-	values[2] = TimestampTzGetDatum(cutoff);
-	if (currency)
-		values[3] = CStringGetTextDatum(currency);
-	else
-		nulls[3] = 'n';
-	values[4] = Int32GetDatum(n);
-	values[5] = Int64GetDatum(gross);
-	values[6] = Int64GetDatum(fees);
-	values[7] = Int64GetDatum(refunds);
-	values[8] = Int64GetDatum(net);
-	values[9] = UUIDPGetDatum(payout);
-	if (has_payout)
-		values[10] = UUIDPGetDatum(&payout_transfer);
-	else
-		nulls[10] = 'n';
-	if (PlExec(PLAN_SETTLEMENT_INSERT, values, nulls, 0) != SPI_OK_INSERT)
-		elog(ERROR, "settlement insert failed");
-	if (key != NULL)
-		PlIdemRecord(merchant, "settle_merchant", key, hash, settlement, "posted", NULL, now);
-	PlSpiEnd(&priv);
-	PG_RETURN_UUID_P(settlement);
+	PlRunRequest(&req);
+	*result = req.result_id;
+	PG_RETURN_UUID_P(result);
 }
 
 static int
@@ -308,40 +375,15 @@ check_statement_amount(Numeric amount, int line)
 }
 
 /*
- * payledger.reconcile_settlement(settlement_id uuid, statement jsonb)
- *		RETURNS TABLE(payment_id uuid, ledger_amount bigint,
- *		statement_amount bigint, status text)
- *
- * status: matched, amount_mismatch, missing_in_statement or
- * missing_in_ledger.  The ledger amount is the captured amount minus
- * refunds (gross of splits).  Each distinct statement is recorded once, as
- * a SETTLEMENT_RECONCILED audit event with the counts.
+ * (1) the statement: an array of {"payment_id": uuid, "amount": n}, each
+ * payment once, each amount whole and non-negative (22023 naming the line).
  */
-PG_FUNCTION_INFO_V1(reconcile_settlement);
-Datum
-reconcile_settlement(PG_FUNCTION_ARGS)
+static void
+check_statement(Jsonb *statement)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	pg_uuid_t  *settlement;
-	Jsonb	   *statement;
-	PlPrivState priv;
-	Datum		values[2];
-	pg_uuid_t	merchant;
-	bool		isnull;
-	int			counts[4] = {0, 0, 0, 0};
-	static const char *const statuses[4] = {"matched", "amount_mismatch",
-	"missing_in_statement", "missing_in_ledger"};
-	uint8		hash[PL_SHA256_LEN];
-	PlHasher   *h;
-	PlIdemResult stored;
-	char		key[PL_MAX_KEY_LENGTH];
 	int			n;
 	pg_uuid_t  *ids;
 
-	PlRequireArg(fcinfo, 0, "settlement_id");
-	PlRequireArg(fcinfo, 1, "statement");
-	settlement = PG_GETARG_UUID_P(0);
-	statement = PG_GETARG_JSONB_P(1);
 	if (!JB_ROOT_IS_ARRAY(statement) || JB_ROOT_IS_SCALAR(statement))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -354,7 +396,6 @@ reconcile_settlement(PG_FUNCTION_ARGS)
 		JsonbValue	k;
 		JsonbValue *pid;
 		JsonbValue *amt;
-		pg_uuid_t	u;
 
 		if (e == NULL || e->type != jbvBinary || !JsonContainerIsObject(e->val.binary.data))
 			ereport(ERROR,
@@ -369,14 +410,13 @@ reconcile_settlement(PG_FUNCTION_ARGS)
 		k.val.string.len = 6;
 		amt = findJsonbValueFromContainer(e->val.binary.data, JB_FOBJECT, &k);
 		if (pid == NULL || pid->type != jbvString ||
-			!PlParseUuid(pnstrdup(pid->val.string.val, pid->val.string.len), &u) ||
+			!PlParseUuid(pnstrdup(pid->val.string.val, pid->val.string.len), &ids[i]) ||
 			amt == NULL || amt->type != jbvNumeric)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("malformed statement"),
 					 errdetail("statement[%d] must be {\"payment_id\": uuid, \"amount\": n}.", i)));
 		check_statement_amount(amt->val.numeric, i);
-		ids[i] = u;
 	}
 	qsort(ids, n, sizeof(pg_uuid_t), statement_id_cmp);
 	for (int i = 1; i < n; i++)
@@ -385,20 +425,52 @@ reconcile_settlement(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("malformed statement"),
 					 errdetail("Payment %s appears more than once.", PlUuidText(&ids[i]))));
-	InitMaterializedSRF(fcinfo, 0);
+	pfree(ids);
+}
 
-	PlSpiBegin(&priv);
-	CommandCounterIncrement();
-	values[0] = UUIDPGetDatum(settlement);
+static const char *const reconcile_statuses[4] = {
+	"matched", "amount_mismatch", "missing_in_statement", "missing_in_ledger"
+};
+
+/* a reconcile_settlement call */
+typedef struct Reconciliation
+{
+	pg_uuid_t  *settlement;
+	Jsonb	   *statement;
+	ReturnSetInfo *rsinfo;
+	pg_uuid_t	merchant;		/* the settlement's: the key's scope */
+	int			counts[4];		/* per reconcile_statuses */
+} Reconciliation;
+
+/* the prepare step: PY005 for an unknown settlement, else its merchant */
+static void
+find_settlement_scope(PlRequest *req)
+{
+	Reconciliation *rc = req->arg;
+	Datum		values[1];
+	bool		isnull;
+
+	values[0] = UUIDPGetDatum(rc->settlement);
 	if (PlExec(PLAN_SETTLEMENT_GET, values, NULL, 1) != SPI_OK_SELECT)
 		elog(ERROR, "settlement lookup failed");
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
-				 errmsg("settlement %s does not exist", PlUuidText(settlement))));
-	merchant = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+				 errmsg("settlement %s does not exist", PlUuidText(rc->settlement))));
+	rc->merchant = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+}
 
-	values[1] = JsonbPGetDatum(statement);
+/* The comparison, payment by payment, into the result set, with counts. */
+static void
+compare_statement(PlRequest *req)
+{
+	Reconciliation *rc = req->arg;
+	Datum		values[2];
+
+	values[0] = UUIDPGetDatum(rc->settlement);
+	values[1] = JsonbPGetDatum(rc->statement);
 	if (PlExec(PLAN_SETTLEMENT_PAYMENTS, values, NULL, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reconciliation failed");
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -410,52 +482,95 @@ reconcile_settlement(PG_FUNCTION_ARGS)
 		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, row, nulls);
 		status = TextDatumGetCString(row[3]);
 		for (int s = 0; s < 4; s++)
-			if (strcmp(status, statuses[s]) == 0)
-				counts[s]++;
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
+			if (strcmp(status, reconcile_statuses[s]) == 0)
+				rc->counts[s]++;
+		tuplestore_putvalues(rc->rsinfo->setResult, rc->rsinfo->setDesc, row, nulls);
 	}
+	SPI_freetuptable(SPI_tuptable);
+}
 
-	/* record each distinct statement once */
-	h = PlHashBegin("reconcile_settlement");
-	PlHashJsonb(h, statement);
-	PlHashEnd(h, hash);
-	snprintf(key, sizeof(key), "reconcile:%s:", PlUuidText(settlement));
+/*
+ * The work of a statement not reconciled before: the comparison and one
+ * SETTLEMENT_RECONCILED audit event with the counts.
+ */
+static void
+reconcile_work(PlRequest *req)
+{
+	Reconciliation *rc = req->arg;
+	PlAuditEvent ev;
+	TimestampTz now;
+	JsonbParseState *state = NULL;
+	JsonbValue	k,
+				v;
+
+	compare_statement(req);
+	now = GetCurrentTimestamp();
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int s = 0; s < 4; s++)
 	{
-		int			len = strlen(key);
-
-		for (int i = 0; i < 16 && len + 2 < (int) sizeof(key); i++, len += 2)
-			snprintf(key + len, 3, "%02x", hash[i]);
+		k.type = jbvString;
+		k.val.string.val = (char *) reconcile_statuses[s];
+		k.val.string.len = strlen(reconcile_statuses[s]);
+		pushJsonbValue(&state, WJB_KEY, &k);
+		v.type = jbvNumeric;
+		v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int4_numeric,
+															Int32GetDatum(rc->counts[s])));
+		pushJsonbValue(&state, WJB_VALUE, &v);
 	}
-	if (!PlIdemBegin(&merchant, "reconcile_settlement", key, hash, NULL, &stored))
-	{
-		PlAuditEvent ev;
-		TimestampTz now = GetCurrentTimestamp();
-		JsonbParseState *state = NULL;
-		JsonbValue	k,
-					v;
-
-		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-		for (int s = 0; s < 4; s++)
-		{
-			k.type = jbvString;
-			k.val.string.val = (char *) statuses[s];
-			k.val.string.len = strlen(statuses[s]);
-			pushJsonbValue(&state, WJB_KEY, &k);
-			v.type = jbvNumeric;
-			v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int4_numeric, Int32GetDatum(counts[s])));
-			pushJsonbValue(&state, WJB_VALUE, &v);
-		}
-		PlAuditInit(&ev, "SETTLEMENT_RECONCILED", now);
-		ev.payment_id = settlement;
-		ev.correlation_id = settlement;
-		ev.merchant_id = &merchant;
-		/* a mismatch is a finding of the run, not a decline: success stays true */
-		ev.metadata = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
-		PlAuditWrite(&ev);
-		PlIdemRecord(&merchant, "reconcile_settlement", key, hash, settlement,
-					 counts[1] + counts[2] + counts[3] == 0 ? "matched" : "mismatched",
+	PlAuditInit(&ev, "SETTLEMENT_RECONCILED", now);
+	ev.payment_id = rc->settlement;
+	ev.correlation_id = rc->settlement;
+	ev.merchant_id = &rc->merchant;
+	/* a mismatch is a finding of the run, not a decline: success stays true */
+	ev.metadata = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+	PlAuditWrite(&ev);
+	PlRequestOutcome(req, rc->settlement,
+					 rc->counts[1] + rc->counts[2] + rc->counts[3] == 0 ? "matched" : "mismatched",
 					 NULL, now);
-	}
-	PlSpiEnd(&priv);
+}
+
+/*
+ * payledger.reconcile_settlement(settlement_id uuid, statement jsonb)
+ *		RETURNS TABLE(payment_id uuid, ledger_amount bigint,
+ *		statement_amount bigint, status text)
+ *
+ * status: matched, amount_mismatch, missing_in_statement or
+ * missing_in_ledger.  The ledger amount is the captured amount minus
+ * refunds (gross of splits).  Each distinct statement is recorded once, as
+ * a SETTLEMENT_RECONCILED audit event with the counts: the request's key
+ * is made of the settlement and the statement's hash, and a replay only
+ * compares again.
+ */
+PG_FUNCTION_INFO_V1(reconcile_settlement);
+Datum
+reconcile_settlement(PG_FUNCTION_ARGS)
+{
+	Reconciliation rc;
+	PlHasher   *h;
+	PlRequest	req;
+	char		key[PL_MAX_KEY_LENGTH];
+	int			len;
+
+	PlRequireArg(fcinfo, 0, "settlement_id");
+	PlRequireArg(fcinfo, 1, "statement");
+	memset(&rc, 0, sizeof(rc));
+	rc.settlement = PG_GETARG_UUID_P(0);
+	rc.statement = PG_GETARG_JSONB_P(1);
+	check_statement(rc.statement);
+	InitMaterializedSRF(fcinfo, 0);
+	rc.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	PlRequestInit(&req, "reconcile_settlement", &rc.merchant, key, reconcile_work, &rc);
+	req.prepare = find_settlement_scope;
+	req.replay = compare_statement;
+	h = PlHashBegin("reconcile_settlement");
+	PlHashJsonb(h, rc.statement);
+	PlHashEnd(h, req.hash);
+	snprintf(key, sizeof(key), "reconcile:%s:", PlUuidText(rc.settlement));
+	len = strlen(key);
+	for (int i = 0; i < 16 && len + 2 < (int) sizeof(key); i++, len += 2)
+		snprintf(key + len, 3, "%02x", req.hash[i]);
+
+	PlRunRequest(&req);
 	return (Datum) 0;
 }

@@ -12,7 +12,7 @@
  *	- as the owner of the payledger schema, like ri_triggers.c runs its
  *	  checks as the table owner, so that applications need EXECUTE only and
  *	  never privileges on the tables;
- *	- under a search_path of pg_catalog alone, pushed for the duration of the
+ *	- under search_path = 'pg_catalog, pg_temp', set for the duration of the
  *	  call, so a hostile search_path cannot capture an operator or function,
  *	  and so the caller's search_path never invalidates a kept plan;
  *	- with a backend-local flag raised, which the accounts guard trigger reads
@@ -33,6 +33,7 @@
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "utils/lsyscache.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
@@ -82,10 +83,15 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		"AND created_at <= $2 ORDER BY account_version DESC LIMIT 1",
 		2, {UUIDOID, TIMESTAMPTZOID}
 	},
+	/* a transfer by id, or what else of the ledger already has that id */
 	[PLAN_TRANSFER_GET] = {
-		"SELECT request_hash, status, reason_code FROM payledger.transfers WHERE id = $1"
-		" UNION ALL SELECT '\\x'::bytea, 'pending', NULL FROM payledger.holds h WHERE h.id = $1"
-		" AND NOT EXISTS (SELECT 1 FROM payledger.transfers t WHERE t.id = $1)",
+		"SELECT request_hash, status, reason_code, 'transfer' FROM payledger.transfers WHERE id = $1"
+		" UNION ALL SELECT NULL, NULL, NULL, o.kind FROM ("
+		"  SELECT 'hold' AS kind FROM payledger.holds WHERE id = $1"
+		"  UNION ALL SELECT 'payment' FROM payledger.payments WHERE id = $1"
+		"  UNION ALL SELECT 'settlement' FROM payledger.settlements WHERE id = $1"
+		"  UNION ALL SELECT 'account' FROM payledger.accounts WHERE id = $1) o"
+		" WHERE NOT EXISTS (SELECT 1 FROM payledger.transfers t WHERE t.id = $1)",
 		1, {UUIDOID}
 	},
 	/*
@@ -407,49 +413,60 @@ PlLedgerOwner(void)
 	return owner;
 }
 
-/* pg_catalog alone, ahead of whatever the session has */
-static void
-push_safe_path(void)
-{
-	OverrideSearchPath safe_path = {0};
-
-	safe_path.schemas = NIL;
-	safe_path.addCatalog = true;
-	safe_path.addTemp = false;
-	PushOverrideSearchPath(&safe_path);
-}
+/*
+ * The caller's search_path while a call runs (its string is kept alive by
+ * the GUC stack entry of PlSpiBegin's nest level), and the nest level of
+ * PlSafeSearchPathSuspend.
+ */
+static const char *caller_search_path = NULL;
+static int	suspend_nestlevel = 0;
 
 /*
  * Sets the pinned search_path of PlSpiBegin aside while code that is not
- * payledger's runs (the risk hook), at the nesting level PlSpiBegin pushed
- * it, and puts it back.
+ * payledger's runs (the risk hook): the caller's search_path, in a GUC nest
+ * level of its own, until PlSafeSearchPathResume.
  */
 void
 PlSafeSearchPathSuspend(void)
 {
-	PopOverrideSearchPath();
+	Assert(internal_depth > 0 && caller_search_path != NULL);
+	suspend_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", caller_search_path,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
 }
 
 void
 PlSafeSearchPathResume(void)
 {
-	push_safe_path();
+	AtEOXact_GUC(false, suspend_nestlevel);
 }
 
 /*
- * Opens SPI as the ledger's owner with a pg_catalog-only search_path.
- * Errors unwind all of it: the transaction (or subtransaction) abort
- * restores the user id, pops the search path and resets the flag.
+ * Opens SPI as the ledger's owner with search_path pinned to pg_catalog
+ * (and pg_temp last), as contrib/amcheck pins it around index functions:
+ * in a GUC nest level of its own, which PlSpiEnd() (or, on an error, the
+ * abort of the transaction or subtransaction) rolls back with every other
+ * setting changed inside.  Errors unwind all of it: the abort also restores
+ * the user id, closes SPI and resets the flag.
  */
 void
 PlSpiBegin(PlPrivState *state)
 {
 	GetUserIdAndSecContext(&state->save_userid, &state->save_sec_context);
 	if (internal_depth == 0)
+	{
 		caller_userid = state->save_userid;
-	SetUserIdAndSecContext(PlLedgerOwner(),
+		caller_search_path = namespace_search_path;
+	}
+	state->save_internal = internal_depth;
+	state->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	state->owner = PlLedgerOwner();
+	SetUserIdAndSecContext(state->owner,
 						   state->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	push_safe_path();
 	internal_depth++;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -458,9 +475,21 @@ PlSpiBegin(PlPrivState *state)
 void
 PlSpiEnd(PlPrivState *state)
 {
-	SPI_finish();
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+	/* what ran inside gave back every user switch and flag it took */
+	Assert(internal_depth == state->save_internal + 1);
+	Assert(GetUserId() == state->owner);
 	internal_depth--;
-	PopOverrideSearchPath();
+#ifdef USE_ASSERT_CHECKING
+	{
+		/* ... and closed every GUC nest level it opened */
+		int			level = NewGUCNestLevel();
+
+		Assert(level == state->save_nestlevel + 1);
+	}
+#endif
+	AtEOXact_GUC(false, state->save_nestlevel);
 	SetUserIdAndSecContext(state->save_userid, state->save_sec_context);
 }
 

@@ -61,6 +61,8 @@ typedef struct PlPrivState
 	Oid			save_userid;
 	int			save_sec_context;
 	int			save_internal;
+	int			save_nestlevel; /* GUC nest level of the call */
+	Oid			owner;			/* the ledger's owner, the call's user */
 } PlPrivState;
 
 extern void PlSpiBegin(PlPrivState *state);

@@ -9,6 +9,10 @@
  * 'rejected', stored and audited, never raised.  Locks follow the order of
  * posting.c, so transfers never deadlock among themselves.
  *
+ * transfer() is the SQL face of PlTransferRequest(), which takes plain C
+ * arguments so that callers without a function call (the ledger writer of
+ * submit_transfer) run exactly the same request.
+ *
  * The hot path runs no SQL: the key and account rows are found by index
  * probes, rows are locked with table_tuple_lock(), updated in place (HOT)
  * and the idempotency record, entries, transfer row and audit row are
@@ -39,29 +43,28 @@
 #include "idempotency.h"
 #include "audit.h"
 #include "metrics.h"
+#include "pipeline.h"
 #include "ledger.h"
 
-/* lock space of caller-supplied transfer ids: not a merchant, not the ledger */
-static const pg_uuid_t transfer_id_scope = {{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
-
 /*
- * A caller-supplied transfer_id that exists already: replay it when the
- * parameters match (binding a new key to it), PY002 otherwise.
+ * A caller-supplied transfer_id the ledger has used already: a transfer
+ * with the same parameters replays (binding a new key to it); any other
+ * transfer, or a hold, payment, settlement or account with that id, is
+ * PY002.  False when the id is new.
  */
 static bool
-replay_existing_id(const pg_uuid_t *wanted_id, const uint8 *request_hash,
-				   const char *key, char **status_out, char **reason_out)
+replay_existing_id(PlRequest *req)
 {
 	Datum		values[1];
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
-	bytea	   *old;
-	char	   *status;
+	Datum		hash;
+	char	   *kind;
 	char	   *rc;
+	MemoryContext oldcxt;
 
-	values[0] = UUIDPGetDatum((pg_uuid_t *) wanted_id);
+	values[0] = UUIDPGetDatum((pg_uuid_t *) req->wanted_id);
 	if (PlExec(PLAN_TRANSFER_GET, values, NULL, 1) != SPI_OK_SELECT)
 		elog(ERROR, "transfer lookup failed");
 	if (SPI_processed == 0)
@@ -69,25 +72,28 @@ replay_existing_id(const pg_uuid_t *wanted_id, const uint8 *request_hash,
 
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	old = DatumGetByteaPP(SPI_getbinval(tup, desc, 1, &isnull));
-	if (VARSIZE_ANY_EXHDR(old) != PL_SHA256_LEN ||
-		memcmp(VARDATA_ANY(old), request_hash, PL_SHA256_LEN) != 0)
+	kind = SPI_getvalue(tup, desc, 4);
+	if (strcmp(kind, "transfer") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_IDEMPOTENCY_KEY_REUSED),
+				 errmsg("transfer_id %s is already the id of a %s",
+						PlUuidText(req->wanted_id), kind),
+				 errhint("A caller-supplied transfer_id must be new to the ledger.")));
+	hash = SPI_getbinval(tup, desc, 1, &isnull);
+	if (VARSIZE_ANY_EXHDR(DatumGetByteaPP(hash)) != PL_SHA256_LEN ||
+		memcmp(VARDATA_ANY(DatumGetByteaPP(hash)), req->hash, PL_SHA256_LEN) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_PAYLEDGER_IDEMPOTENCY_KEY_REUSED),
 				 errmsg("transfer %s already exists with different parameters",
-						PlUuidText(wanted_id)),
+						PlUuidText(req->wanted_id)),
 				 errhint("A caller-supplied transfer_id is unique forever.")));
-	status = MemoryContextStrdup(TopTransactionContext, SPI_getvalue(tup, desc, 2));
+	oldcxt = MemoryContextSwitchTo(req->caller_cxt);
 	rc = SPI_getvalue(tup, desc, 3);
-	if (rc)
-		rc = MemoryContextStrdup(TopTransactionContext, rc);
+	PlRequestOutcome(req, req->wanted_id, SPI_getvalue(tup, desc, 2), rc, 0);
+	MemoryContextSwitchTo(oldcxt);
+	SPI_freetuptable(SPI_tuptable);
+	req->replayed = true;
 	PlCountReplays(1);
-	/* a retry with a key the first call did not carry: remember it */
-	if (key != NULL)
-		PlIdemRecord(NULL, "transfer", key, request_hash, wanted_id,
-					 status, rc, GetCurrentTimestamp());
-	*status_out = status;
-	*reason_out = rc;
 	return true;
 }
 
@@ -96,7 +102,7 @@ replay_existing_id(const pg_uuid_t *wanted_id, const uint8 *request_hash,
  * declines: locks both accounts in the fixed order, checks their currency
  * (PY005, PY004 raise), writes entries, the transfer row and the audit row.
  * Returns the decline reason or NULL, and the time of the posting in *at.
- * Inside PlSpiBegin; the caller records idempotency.
+ * Part of a request's work (pipeline.c), which records the key.
  */
 const char *
 PlPostTransfer(const pg_uuid_t *id, const char *kind, const pg_uuid_t *from_id,
@@ -159,6 +165,74 @@ PlTransferHash(const pg_uuid_t *from_id, const pg_uuid_t *to_id, int64 amount,
 }
 
 /*
+ * The work of a transfer request: (4) unknown accounts, (5) currency,
+ * (8) declines, under the caller's id (replayed when it exists) or a new one.
+ */
+static void
+transfer_work(PlRequest *req)
+{
+	const PlTransferArgs *args = req->arg;
+	pg_uuid_t	id;
+	const char *reason;
+	TimestampTz now;
+
+	if (req->wanted_id != NULL)
+	{
+		if (replay_existing_id(req))
+			return;
+		id = *req->wanted_id;
+	}
+	else
+		PlUuidV7(&id);
+	reason = PlPostTransfer(&id, "transfer", &args->from_id, &args->to_id, args->amount,
+							args->currency, req->key, req->hash, args->metadata, NULL, &now);
+	PlRequestOutcome(req, &id, reason ? "rejected" : "posted", reason, now);
+}
+
+/*
+ * One transfer request from plain C arguments: the checks of the
+ * arguments, then the pipeline.  Raises what transfer() raises; returns
+ * the outcome (posted, rejected with a reason, or replayed).
+ */
+void
+PlTransferRequest(const PlTransferArgs *args, PlTransferOutcome *out)
+{
+	PlTransferArgs work_args = *args;
+	PlRequest	req;
+
+	/* (1) the arguments themselves */
+	if (work_args.metadata == NULL)
+		work_args.metadata = PlEmptyJsonb();
+	PlCheckAmount(args->amount);
+	PlCheckCurrency(args->currency);
+	if (memcmp(args->from_id.data, args->to_id.data, UUID_LEN) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_account and to_account must differ")));
+	PlCheckMetadata("transfer metadata", work_args.metadata);
+	if (args->key != NULL)
+		PlCheckKey(args->key);
+
+	/* (2) a key is required, unless the caller's own transfer_id serves */
+	if (args->key == NULL && args->transfer_id == NULL)
+		PlRequireKey("transfer");
+
+	PlRequestInit(&req, "transfer", NULL, args->key, transfer_work, &work_args);
+	req.wanted_id = args->transfer_id;
+	PlTransferHash(&args->from_id, &args->to_id, args->amount, args->currency,
+				   work_args.metadata, req.hash);
+	/* stored with e-mail addresses masked; the hash covers what was sent */
+	work_args.metadata = PlMaskJsonb(work_args.metadata);
+
+	/* (3) replay or PY002, then the work */
+	PlRunRequest(&req);
+	out->transfer_id = req.result_id;
+	out->status = req.status;
+	out->reason_code = req.reason;
+	out->replayed = req.replayed;
+}
+
+/*
  * payledger.transfer(from_account uuid, to_account uuid, amount bigint,
  *		currency text, idempotency_key text DEFAULT NULL,
  *		metadata jsonb DEFAULT '{}', transfer_id uuid DEFAULT NULL)
@@ -172,94 +246,22 @@ PG_FUNCTION_INFO_V1(transfer);
 Datum
 transfer(PG_FUNCTION_ARGS)
 {
-	pg_uuid_t  *from_id;
-	pg_uuid_t  *to_id;
-	int64		amount;
-	char	   *currency;
-	char	   *key = NULL;
-	Jsonb	   *metadata;
-	pg_uuid_t  *wanted_id = NULL;
-	pg_uuid_t	id;
-	uint8		request_hash[PL_SHA256_LEN];
-	PlPrivState priv;
-	PlIdemResult stored;
-	const char *reason;
-	TimestampTz now;
+	PlTransferArgs args;
+	PlTransferOutcome out;
 
-	/* (1) the arguments themselves */
 	PlRequireArg(fcinfo, 0, "from_account");
 	PlRequireArg(fcinfo, 1, "to_account");
 	PlRequireArg(fcinfo, 2, "amount");
 	PlRequireArg(fcinfo, 3, "currency");
-	from_id = PG_GETARG_UUID_P(0);
-	to_id = PG_GETARG_UUID_P(1);
-	amount = PG_GETARG_INT64(2);
-	currency = text_to_cstring(PG_GETARG_TEXT_PP(3));
-	metadata = PG_ARGISNULL(5) ? PlEmptyJsonb() : PG_GETARG_JSONB_P(5);
-	if (!PG_ARGISNULL(6))
-		wanted_id = PG_GETARG_UUID_P(6);
+	args.from_id = *PG_GETARG_UUID_P(0);
+	args.to_id = *PG_GETARG_UUID_P(1);
+	args.amount = PG_GETARG_INT64(2);
+	args.currency = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	args.key = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
+	args.metadata = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
+	args.transfer_id = PG_ARGISNULL(6) ? NULL : PG_GETARG_UUID_P(6);
 
-	PlCheckAmount(amount);
-	PlCheckCurrency(currency);
-	if (memcmp(from_id->data, to_id->data, UUID_LEN) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("from_account and to_account must differ")));
-	PlCheckMetadata("transfer metadata", metadata);
-	if (!PG_ARGISNULL(4))
-	{
-		key = text_to_cstring(PG_GETARG_TEXT_PP(4));
-		PlCheckKey(key);
-	}
-
-	/* (2) a key is required, unless the caller's own transfer_id serves */
-	if (key == NULL && wanted_id == NULL)
-		PlRequireKey("transfer");
-
-	PlTransferHash(from_id, to_id, amount, currency, metadata, request_hash);
-	/* stored with e-mail addresses masked; the hash covers what was sent */
-	metadata = PlMaskJsonb(metadata);
-
-	PlSpiBegin(&priv);
-
-	/*
-	 * Make what earlier calls in this same statement wrote visible, as SPI
-	 * would before a query: e.g. two transfers with one key in one SELECT.
-	 */
-	CommandCounterIncrement();
-
-	/* (3) a retry replays */
-	if (key != NULL &&
-		PlIdemBegin(NULL, "transfer", key, request_hash, wanted_id, &stored))
-	{
-		PlSpiEnd(&priv);
-		return PlTransferResult(fcinfo, &stored.result_id, stored.status,
-								stored.reason_code, true);
-	}
-	if (wanted_id != NULL)
-	{
-		char	   *status;
-		char	   *rc;
-
-		/* concurrent calls with one transfer_id queue here, as keys do */
-		PlLockIdemKey(&transfer_id_scope, PlUuidText(wanted_id));
-		if (replay_existing_id(wanted_id, request_hash, key, &status, &rc))
-		{
-			PlSpiEnd(&priv);
-			return PlTransferResult(fcinfo, wanted_id, status, rc, true);
-		}
-		id = *wanted_id;
-	}
-	else
-		PlUuidV7(&id);
-
-	/* (4) unknown accounts, (5) currency, (8) declines */
-	reason = PlPostTransfer(&id, "transfer", from_id, to_id, amount, currency, key,
-							request_hash, metadata, NULL, &now);
-	if (key != NULL)
-		PlIdemRecord(NULL, "transfer", key, request_hash, &id,
-					 reason ? "rejected" : "posted", reason, now);
-
-	PlSpiEnd(&priv);
-	return PlTransferResult(fcinfo, &id, reason ? "rejected" : "posted", reason, false);
+	PlTransferRequest(&args, &out);
+	return PlTransferResult(fcinfo, &out.transfer_id, out.status, out.reason_code,
+							out.replayed);
 }
