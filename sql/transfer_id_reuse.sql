@@ -1,7 +1,10 @@
 -- a caller-supplied transfer_id is unique among every id the ledger has
 -- used: an id of a payment, hold, settlement or account is PY002 and
--- writes nothing
+-- writes nothing.  All in one transaction that rolls back, so that later
+-- tests' counts of events stay as they were.
 \set VERBOSITY terse
+\set ON_ERROR_ROLLBACK on
+BEGIN;
 SELECT payledger.create_account('USD', 'system', NULL) AS sys \gset
 SELECT payledger.create_account('USD') AS a \gset
 SELECT payledger.create_account('USD') AS shop \gset
@@ -38,3 +41,4 @@ SELECT payledger.uuid_v7() AS fresh \gset
 SELECT status, replayed FROM payledger.transfer(:'sys', :'a', 5, 'USD', 'reuse-6', '{}', :'fresh');
 SELECT transfer_id = :'fresh' AS same_id, status, replayed
   FROM payledger.transfer(:'sys', :'a', 5, 'USD', NULL, '{}', :'fresh');
+ROLLBACK;
