@@ -617,6 +617,8 @@ my $doubt_done = grep {
 # ledger's state made impossible; never a reused key, a unique violation,
 # a deadlock or an internal error
 my %allowed_err = map { $_ => 1 } qw(22023 PY001 PY004 PY005 22003);
+diag("error: $_->{kind} $_->{result} after $_->{attempts} attempt(s): $_->{sql}")
+  for (@errored)[ 0 .. ($#errored < 9 ? $#errored : 9) ];
 for my $e (sort keys %errs)
 {
 	$violation->("$errs{$e} calls ended in SQLSTATE $e") unless $allowed_err{$e};
