@@ -36,18 +36,7 @@ CREATE ROLE ledger_jobs LOGIN;
 CREATE ROLE not_an_operator LOGIN;
 GRANT USAGE ON SCHEMA cron TO ledger_jobs, not_an_operator;
 GRANT USAGE ON SCHEMA payledger TO not_an_operator;
-DO $$
-BEGIN
-	IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'payledger_operator') THEN
-		GRANT payledger_operator TO ledger_jobs;
-	ELSE
-		-- before 0.3.0's roles: what payledger_operator is granted for these jobs
-		GRANT USAGE ON SCHEMA payledger TO ledger_jobs;
-		GRANT EXECUTE ON FUNCTION payledger.expire_holds(), payledger.expire_authorizations(),
-			payledger.purge_idempotency_keys(), payledger.create_audit_partitions(integer)
-		   TO ledger_jobs;
-	END IF;
-END $$;
+GRANT payledger_operator TO ledger_jobs;
 });
 
 # a hold and an authorization that are overdue in 2 seconds, and a key, at

@@ -40,18 +40,7 @@ q1('CREATE EXTENSION payledger');
 # the exporter's login role: payledger_monitor and nothing else
 q1(q{
 CREATE ROLE prom_exporter LOGIN;
-DO $$
-BEGIN
-	IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'payledger_monitor') THEN
-		GRANT payledger_monitor TO prom_exporter;
-	ELSE
-		-- before 0.3.0's roles: what payledger_monitor is granted
-		CREATE ROLE payledger_monitor NOLOGIN;
-		GRANT USAGE ON SCHEMA payledger TO payledger_monitor;
-		GRANT SELECT ON payledger.metrics TO payledger_monitor;
-		GRANT payledger_monitor TO prom_exporter;
-	END IF;
-END $$;
+GRANT payledger_monitor TO prom_exporter;
 });
 
 # a ledger with something in every metric
@@ -92,6 +81,7 @@ my $exporter = IPC::Run::start(
 	],
 	'>', $log, '2>&1',
 	init => sub { $ENV{DATA_SOURCE_NAME} = $dsn; });
+END { $exporter->kill_kill if $exporter; }
 
 my $http = HTTP::Tiny->new(timeout => 10);
 my $body = '';
@@ -175,5 +165,6 @@ my ($rc, $out, $err) = $node->psql('postgres', 'SELECT count(*) FROM payledger.a
 like($err, qr/permission denied/, 'the monitor role cannot read the accounts');
 
 $exporter->kill_kill;
+undef $exporter;
 $node->stop;
 done_testing();
