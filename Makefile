@@ -31,7 +31,8 @@ OBJS = \
 	src/events.o \
 	src/metrics.o \
 	src/check.o \
-	src/sub_balances.o
+	src/sub_balances.o \
+	src/notify_worker.o
 
 DATA = $(wildcard sql/payledger--*.sql)
 

@@ -49,6 +49,7 @@
 #include "util.h"
 #include "spi_plans.h"
 #include "events.h"
+#include "notify_worker.h"
 
 static bool notified = false;
 static Oid	era_relid = InvalidOid;	/* payledger.cluster_eras, when era is known */
@@ -69,13 +70,18 @@ EventsInit(void)
 	RegisterXactCallback(reset_notified, NULL);
 }
 
-/* Queues NOTIFY payledger_events once per transaction that writes events. */
+/*
+ * Once per transaction that writes events: arranges for the notify worker
+ * to be woken at commit or, when there is none, queues NOTIFY
+ * payledger_events in this transaction.
+ */
 void
 PlNotifyEvents(void)
 {
 	if (notified || !pl_notify_events)
 		return;
-	Async_Notify("payledger_events", "");
+	if (!PlNotifyWorkerSignal())
+		Async_Notify("payledger_events", "");
 	notified = true;
 }
 

@@ -22,6 +22,7 @@
 #include "events.h"
 #include "ledger.h"
 #include "metrics.h"
+#include "notify_worker.h"
 #include "spi_plans.h"
 
 PG_MODULE_MAGIC;
@@ -39,4 +40,5 @@ _PG_init(void)
 	AuditPartitionsInit();
 	EventsInit();
 	MetricsInit();
+	NotifyWorkerInit();
 }

@@ -28,6 +28,7 @@
 #include "payledger.h"
 #include "util.h"
 #include "pii.h"
+#include "notify_worker.h"
 
 bool		pl_require_idempotency_key = true;
 char	   *pl_idempotency_retention = NULL;
@@ -44,6 +45,7 @@ char	   *pl_correlation_id = NULL;
 char	   *pl_audit_signing_key = NULL;
 bool		pl_notify_events = true;
 int			pl_max_metadata_bytes = 16384;
+int			pl_notify_delay = 10;
 
 static Interval *retention_interval = NULL;
 
@@ -272,6 +274,11 @@ SettingsInit(void)
 							 gettext_noop("Sends NOTIFY payledger_events on commit of every transaction that wrote events."),
 							 NULL, &pl_notify_events, true,
 							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("payledger.notify_delay",
+							gettext_noop("Longest time the notify worker lets pass between an event-writing commit and its NOTIFY payledger_events."),
+							gettext_noop("One NOTIFY stands for every commit since the last; used when payledger is in shared_preload_libraries."),
+							&pl_notify_delay, 10, 0, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 
 	DefineCustomIntVariable("payledger.max_metadata_bytes",
 							gettext_noop("Largest metadata, as jsonb text, that any payledger call accepts."),

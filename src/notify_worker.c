@@ -1,0 +1,483 @@
+/*-------------------------------------------------------------------------
+ *
+ * notify_worker.c
+ *	  Wakes LISTEN payledger_events without making commits queue on
+ *	  PostgreSQL's notify lock.
+ *
+ * Design note.
+ *
+ * A transaction that calls NOTIFY takes a cluster-wide lock in pre-commit
+ * and keeps it until its commit record is flushed, so event-writing commits
+ * that each NOTIFY run one at a time.  A NOTIFY is also refused, failing
+ * the whole commit, once a listener that stopped reading has filled the
+ * notification queue.  With payledger in shared_preload_libraries the
+ * committing transactions therefore never NOTIFY: at commit they only set
+ * a flag in shared memory and the latch of their database's notify worker,
+ * and the worker sends one NOTIFY payledger_events, in a transaction of its
+ * own, for every commit since its last one, at most once per
+ * payledger.notify_delay.  The worker's NOTIFY may wait or fail; no
+ * payledger commit waits for it or fails with it.
+ *
+ * NOTIFY is per database and a background worker connects to one, so
+ * there is one worker per database that writes events, started on demand:
+ * the first event-writing transaction of a database claims a slot and
+ * registers a dynamic background worker for it (inside the transaction,
+ * where an error is still allowed; the commit callback never allocates,
+ * locks or fails).  A worker that has had nothing to do for
+ * NOTIFY_IDLE_EXIT_MS exits and frees its slot, so that DROP DATABASE,
+ * which waits a few seconds for other sessions to leave, is not held up.
+ * A slot is freed only while no transaction that will signal it is in
+ * progress (inflight) and no signal is pending, so no commit's wake-up is
+ * lost between a worker deciding to exit and the next one starting.
+ *
+ * When no worker can be started (max_worker_processes reached), or without
+ * preloading, the event-writing transaction sends its own NOTIFY, as
+ * payledger did before the worker existed.
+ *
+ * Copyright (c) 2026, payledger authors
+ *
+ * IDENTIFICATION
+ *	  src/notify_worker.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/async.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "port/atomics.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "notify_worker.h"
+
+/* a worker with nothing to do for this long exits */
+#define NOTIFY_IDLE_EXIT_MS		2000
+/* a registered worker that has not started after this long is registered again */
+#define NOTIFY_START_TIMEOUT_MS	10000
+/* after a failed NOTIFY, the worker tries again this much later */
+#define NOTIFY_RETRY_MS			1000
+
+typedef struct NotifySlot
+{
+	/* protected by NotifyShared.mutex */
+	Oid			dboid;			/* InvalidOid: slot free */
+	bool		worker_wanted;	/* a worker is registered or running */
+	pid_t		pid;			/* the running worker, 0 while none */
+	TimestampTz registered_at;
+
+	/* read without the mutex */
+	Latch	   *volatile latch; /* the running worker's latch, or NULL */
+	pg_atomic_uint32 pending;	/* a commit has happened since the last NOTIFY */
+	pg_atomic_uint32 inflight;	/* transactions that will signal at their end */
+} NotifySlot;
+
+typedef struct NotifyShared
+{
+	slock_t		mutex;
+	int			nslots;
+	NotifySlot	slots[FLEXIBLE_ARRAY_MEMBER];
+} NotifyShared;
+
+static NotifyShared *shared = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* backend: the slot this transaction signals at its end, or -1 */
+static int	xact_slot = -1;
+/* backend: the slot last used by this database */
+static int	cached_slot = -1;
+static bool start_failure_logged = false;
+
+/* worker: its slot, once it owns it */
+static int	worker_slot = -1;
+
+PGDLLEXPORT void PlNotifyWorkerMain(Datum main_arg);
+
+static Size
+notify_shmem_size(void)
+{
+	return add_size(offsetof(NotifyShared, slots),
+					mul_size(sizeof(NotifySlot), max_worker_processes));
+}
+
+static void
+notify_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(notify_shmem_size()));
+}
+
+static void
+notify_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct("payledger notify workers", notify_shmem_size(), &found);
+	if (!found)
+	{
+		SpinLockInit(&shared->mutex);
+		shared->nslots = max_worker_processes;
+		for (int i = 0; i < shared->nslots; i++)
+		{
+			NotifySlot *slot = &shared->slots[i];
+
+			slot->dboid = InvalidOid;
+			slot->worker_wanted = false;
+			slot->pid = 0;
+			slot->registered_at = 0;
+			slot->latch = NULL;
+			pg_atomic_init_u32(&slot->pending, 0);
+			pg_atomic_init_u32(&slot->inflight, 0);
+		}
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * At the end of a transaction that wrote events: mark a commit pending and
+ * wake the worker.  Runs after the commit; it takes no lock and cannot fail.
+ * A prepared transaction wakes the worker too (early, which is harmless: a
+ * wake-up only tells listeners to read).
+ */
+static void
+notify_xact_callback(XactEvent event, void *arg)
+{
+	NotifySlot *slot;
+	Latch	   *latch;
+
+	if (xact_slot < 0)
+		return;
+	slot = &shared->slots[xact_slot];
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PREPARE:
+			(void) pg_atomic_exchange_u32(&slot->pending, 1);
+			latch = slot->latch;
+			if (latch != NULL)
+				SetLatch(latch);
+			pg_atomic_fetch_sub_u32(&slot->inflight, 1);
+			xact_slot = -1;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			pg_atomic_fetch_sub_u32(&slot->inflight, 1);
+			xact_slot = -1;
+			break;
+		default:
+			break;
+	}
+}
+
+void
+NotifyWorkerInit(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = notify_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = notify_shmem_startup;
+	RegisterXactCallback(notify_xact_callback, NULL);
+}
+
+static bool
+start_worker(int slotno)
+{
+	BackgroundWorker worker;
+	Oid			dboid = MyDatabaseId;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "payledger");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "PlNotifyWorkerMain");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "payledger notify worker for database %u", dboid);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "payledger notify");
+	worker.bgw_main_arg = Int32GetDatum(slotno);
+	memcpy(worker.bgw_extra, &dboid, sizeof(dboid));
+	worker.bgw_notify_pid = 0;
+	return RegisterDynamicBackgroundWorker(&worker, NULL);
+}
+
+/* the slot of this database, claiming a free one if it has none (mutex held) */
+static int
+find_slot(TimestampTz now)
+{
+	int			free_slot = -1;
+
+	if (cached_slot >= 0 && shared->slots[cached_slot].dboid == MyDatabaseId)
+		return cached_slot;
+	for (int i = 0; i < shared->nslots; i++)
+	{
+		NotifySlot *slot = &shared->slots[i];
+
+		if (slot->dboid == MyDatabaseId)
+			return cached_slot = i;
+		if (slot->dboid == InvalidOid && free_slot < 0)
+			free_slot = i;
+	}
+	if (free_slot >= 0)
+	{
+		NotifySlot *slot = &shared->slots[free_slot];
+
+		slot->dboid = MyDatabaseId;
+		slot->worker_wanted = false;
+		slot->pid = 0;
+		slot->registered_at = now;
+		slot->latch = NULL;
+		pg_atomic_write_u32(&slot->pending, 0);
+		cached_slot = free_slot;
+	}
+	return free_slot;
+}
+
+/*
+ * Arranges for this transaction's commit to wake its database's notify
+ * worker.  Returns false when there is no worker to wake (payledger not
+ * preloaded, or no worker could be started): the caller then sends its own
+ * NOTIFY.  Called inside the transaction, at its first event.
+ */
+bool
+PlNotifyWorkerSignal(void)
+{
+	TimestampTz now;
+	NotifySlot *slot;
+	int			slotno;
+	bool		start = false;
+
+	if (shared == NULL || !IsUnderPostmaster || !OidIsValid(MyDatabaseId))
+		return false;
+	if (xact_slot >= 0)
+		return true;
+
+	now = GetCurrentTimestamp();
+	SpinLockAcquire(&shared->mutex);
+	slotno = find_slot(now);
+	if (slotno < 0)
+	{
+		SpinLockRelease(&shared->mutex);
+		return false;
+	}
+	slot = &shared->slots[slotno];
+	if (!slot->worker_wanted ||
+		(slot->pid == 0 &&
+		 TimestampDifferenceExceeds(slot->registered_at, now, NOTIFY_START_TIMEOUT_MS)))
+	{
+		slot->worker_wanted = true;
+		slot->registered_at = now;
+		start = true;
+	}
+	pg_atomic_fetch_add_u32(&slot->inflight, 1);
+	SpinLockRelease(&shared->mutex);
+	xact_slot = slotno;
+
+	if (start && !start_worker(slotno))
+	{
+		SpinLockAcquire(&shared->mutex);
+		slot->worker_wanted = false;
+		SpinLockRelease(&shared->mutex);
+		if (!start_failure_logged)
+			ereport(LOG,
+					(errmsg("payledger could not start a notify worker, so transactions send NOTIFY payledger_events themselves"),
+					 errhint("Raise max_worker_processes.")));
+		start_failure_logged = true;
+		return false;
+	}
+	return true;
+}
+
+/* worker exit: give the slot up, or leave it claimed for the next worker */
+static void
+worker_detach(int code, Datum arg)
+{
+	NotifySlot *slot;
+
+	if (worker_slot < 0)
+		return;
+	slot = &shared->slots[worker_slot];
+	SpinLockAcquire(&shared->mutex);
+	if (slot->pid == MyProcPid)
+	{
+		slot->latch = NULL;
+		slot->pid = 0;
+		slot->worker_wanted = false;
+		pg_memory_barrier();
+		if (pg_atomic_read_u32(&slot->inflight) == 0 &&
+			pg_atomic_read_u32(&slot->pending) == 0)
+			slot->dboid = InvalidOid;
+	}
+	SpinLockRelease(&shared->mutex);
+	worker_slot = -1;
+}
+
+/* an idle worker exits unless a transaction is about to signal it */
+static bool
+worker_may_exit(NotifySlot *slot)
+{
+	bool		idle;
+
+	SpinLockAcquire(&shared->mutex);
+	pg_memory_barrier();
+	idle = pg_atomic_read_u32(&slot->inflight) == 0 &&
+		pg_atomic_read_u32(&slot->pending) == 0;
+	if (idle)
+	{
+		slot->latch = NULL;
+		slot->pid = 0;
+		slot->worker_wanted = false;
+		slot->dboid = InvalidOid;
+		worker_slot = -1;
+	}
+	SpinLockRelease(&shared->mutex);
+	return idle;
+}
+
+/* one NOTIFY payledger_events in a transaction of its own; false if it failed */
+static bool
+send_notify(void)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	pgstat_report_activity(STATE_RUNNING, "NOTIFY payledger_events");
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		Async_Notify("payledger_events", "");
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		AbortCurrentTransaction();
+		FlushErrorState();
+		RESUME_INTERRUPTS();
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return ok;
+}
+
+/*
+ * Main of a notify worker: slot number in main_arg, database oid in
+ * bgw_extra.
+ */
+void
+PlNotifyWorkerMain(Datum main_arg)
+{
+	int			slotno = DatumGetInt32(main_arg);
+	Oid			dboid;
+	NotifySlot *slot;
+	bool		mine;
+	TimestampTz last_sent = 0;
+	TimestampTz idle_since;
+	TimestampTz retry_at = 0;
+
+	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(dboid));
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	if (shared == NULL || slotno < 0 || slotno >= shared->nslots)
+		proc_exit(0);
+	slot = &shared->slots[slotno];
+
+	/* a late or duplicate registration finds the slot taken or reused */
+	SpinLockAcquire(&shared->mutex);
+	mine = slot->dboid == dboid && slot->pid == 0;
+	if (mine)
+		slot->pid = MyProcPid;
+	SpinLockRelease(&shared->mutex);
+	if (!mine)
+		proc_exit(0);
+	worker_slot = slotno;
+	before_shmem_exit(worker_detach, (Datum) 0);
+
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("payledger notify");
+
+	/*
+	 * The NOTIFY only wakes listeners to read what committed transactions
+	 * made durable already; its own commit need not wait for a flush.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	slot->latch = MyLatch;
+	idle_since = GetCurrentTimestamp();
+
+	for (;;)
+	{
+		TimestampTz now;
+		long		timeout;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		now = GetCurrentTimestamp();
+		if (pg_atomic_read_u32(&slot->pending) != 0)
+		{
+			TimestampTz due = TimestampTzPlusMilliseconds(last_sent, pl_notify_delay);
+
+			if (retry_at > due)
+				due = retry_at;
+			timeout = TimestampDifferenceMilliseconds(now, due);
+			if (timeout <= 0)
+			{
+				(void) pg_atomic_exchange_u32(&slot->pending, 0);
+				if (send_notify())
+					retry_at = 0;
+				else
+				{
+					(void) pg_atomic_exchange_u32(&slot->pending, 1);
+					retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), NOTIFY_RETRY_MS);
+				}
+				last_sent = idle_since = GetCurrentTimestamp();
+				continue;
+			}
+		}
+		else
+		{
+			timeout = NOTIFY_IDLE_EXIT_MS - TimestampDifferenceMilliseconds(idle_since, now);
+			if (timeout <= 0)
+			{
+				if (worker_may_exit(slot))
+					proc_exit(0);
+				idle_since = now;
+				continue;
+			}
+		}
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
