@@ -155,9 +155,17 @@ like($body, qr/^# TYPE payledger_holds_pending gauge$/m, 'holds_pending is a gau
 
 # a new transfer shows up in the next scrape
 q1(q{SELECT payledger.transfer('00000000-0000-7000-8000-000000000002', '00000000-0000-7000-8000-000000000003', 1, 'USD', 'later')});
-my $again = $http->get("http://127.0.0.1:$exporter_port/metrics")->{content} // '';
+my $again = '';
+foreach (1 .. 50)
+{
+	my $r = $http->get("http://127.0.0.1:$exporter_port/metrics");
+	$again = $r->{content} // '';
+	last if $r->{success};
+	usleep(100_000);
+}
 like($again, qr/^payledger_transfers_total\{reason_code="",server="[^"]*",status="posted"\} 7$/m,
-	'the next scrape counts the new transfer');
+	'the next scrape counts the new transfer')
+  or diag('exporter ' . ($exporter->pumpable ? 'running' : 'exited') . ":\n" . slurp_file($log));
 
 # the exporter's role can read nothing but the metrics
 my ($rc, $out, $err) = $node->psql('postgres', 'SELECT count(*) FROM payledger.accounts',
