@@ -42,6 +42,7 @@ REGRESS = \
 	transfer \
 	transfer_errors \
 	transfer_id_reuse \
+	table_shape \
 	idempotency \
 	audit_append_only \
 	statement \

@@ -127,10 +127,6 @@ PlAuditWrite(const PlAuditEvent *ev)
 	if (pl_actor_id && pl_actor_id[0])
 		PlRejectPanInText("payledger.actor_id", pl_actor_id);
 	parent = PlOpenTable("payment_audit_log");
-	/* a 0.2.0 log (the library is new, ALTER EXTENSION UPDATE not yet run) has no db_role */
-	if (RelationGetDescr(parent)->natts != Natts_audit &&
-		RelationGetDescr(parent)->natts != Natts_audit_0_2)
-		elog(ERROR, "payledger.payment_audit_log does not have the expected columns");
 	seq = get_relname_relid("payment_audit_log_id_seq", RelationGetNamespace(parent));
 
 	/* minted now, so that the row lands in this month's partition */
@@ -177,6 +173,7 @@ PlAuditWrite(const PlAuditEvent *ev)
 	values[Anum_audit_created_at - 1] = TimestampTzGetDatum(ev->event_time);
 	values[Anum_audit_txid - 1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
 	values[Anum_audit_era - 1] = Int32GetDatum(PlCurrentEra());
+	/* a 0.2.0 log (the library is new, ALTER EXTENSION UPDATE not yet run) has no db_role */
 	if (RelationGetDescr(rel)->natts >= Anum_audit_db_role)
 		values[Anum_audit_db_role - 1] = CStringGetTextDatum(GetUserNameFromId(PlCallerUserId(), false));
 	PlAuditChainFill(RelationGetRelid(rel), RelationGetDescr(rel), values, nulls);

@@ -236,6 +236,7 @@ PlAuditLeafFor(Relation parent, const pg_uuid_t *event_id)
 			if (RelationGetDescr(leaf)->natts != RelationGetDescr(parent)->natts)
 				elog(ERROR, "%s does not have the columns of payledger.payment_audit_log",
 					 RelationGetRelationName(leaf));
+			PlVerifyAuditMonth(leaf);
 			return leaf;
 		}
 		table_close(leaf, RowExclusiveLock);

@@ -31,32 +31,438 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
 #include "miscadmin.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
+#include "catalog/pg_rewrite.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "payledger.h"
 #include "layouts.h"
 #include "direct.h"
 
+/*
+ * The shape of every table payledger writes without the executor, exactly
+ * as its SQL scripts make it: columns (layouts.h), and the triggers,
+ * indexes and CHECK constraints it has.  Direct writes fire no trigger, and
+ * a rule or CHECK constraint would be skipped just the same, so a table
+ * with anything else is refused (verify_table) rather than written behind
+ * its back.  In the names of the audit log's months, "%s" is the month's
+ * table name.
+ */
+typedef struct PlColumn
+{
+	const char *name;
+	Oid			type;			/* InvalidOid: payledger.payment_state */
+} PlColumn;
+
+typedef struct PlTableShape
+{
+	const char *name;
+	const PlColumn *columns;
+	int			ncolumns;
+	const char *const *triggers;
+	const char *const *indexes;
+	const char *const *checks;
+} PlTableShape;
+
+static const PlColumn accounts_columns[] = {
+	{"id", UUIDOID},
+	{"currency", TEXTOID},
+	{"kind", TEXTOID},
+	{"min_balance", INT8OID},
+	{"status", TEXTOID},
+	{"balance", INT8OID},
+	{"pending_debits", INT8OID},
+	{"pending_credits", INT8OID},
+	{"version", INT8OID},
+	{"metadata", JSONBOID},
+	{"frozen_reason", TEXTOID},
+	{"created_at", TIMESTAMPTZOID},
+	{"updated_at", TIMESTAMPTZOID},
+	{"has_limits", BOOLOID},
+};
+
+static const PlColumn entries_columns[] = {
+	{"account_id", UUIDOID},
+	{"account_version", INT8OID},
+	{"transfer_id", UUIDOID},
+	{"amount", INT8OID},
+	{"balance_after", INT8OID},
+	{"created_at", TIMESTAMPTZOID},
+};
+
+static const PlColumn holds_columns[] = {
+	{"id", UUIDOID},
+	{"from_account", UUIDOID},
+	{"to_account", UUIDOID},
+	{"amount", INT8OID},
+	{"currency", TEXTOID},
+	{"status", TEXTOID},
+	{"expires_at", TIMESTAMPTZOID},
+	{"posted_amount", INT8OID},
+	{"idempotency_key", TEXTOID},
+	{"metadata", JSONBOID},
+	{"created_at", TIMESTAMPTZOID},
+	{"updated_at", TIMESTAMPTZOID},
+	{"correlation_id", UUIDOID},
+};
+
+static const PlColumn idempotency_keys_columns[] = {
+	{"scope", UUIDOID},
+	{"key", TEXTOID},
+	{"operation", TEXTOID},
+	{"request_hash", BYTEAOID},
+	{"result_id", UUIDOID},
+	{"status", TEXTOID},
+	{"reason_code", TEXTOID},
+	{"created_at", TIMESTAMPTZOID},
+};
+
+static const PlColumn audit_columns[] = {
+	{"id", INT8OID},
+	{"event_id", UUIDOID},
+	{"correlation_id", UUIDOID},
+	{"idempotency_key", TEXTOID},
+	{"event_time", TIMESTAMPTZOID},
+	{"server_time", TIMESTAMPTZOID},
+	{"event_type", TEXTOID},
+	{"previous_state", TEXTOID},
+	{"new_state", TEXTOID},
+	{"actor_type", TEXTOID},
+	{"actor_id", TEXTOID},
+	{"payment_id", UUIDOID},
+	{"account_id", UUIDOID},
+	{"counterparty_account_id", UUIDOID},
+	{"amount_cents", INT8OID},
+	{"currency", TEXTOID},
+	{"merchant_id", UUIDOID},
+	{"customer_id", UUIDOID},
+	{"ip_address", TEXTOID},
+	{"user_agent_hash", TEXTOID},
+	{"device_id", TEXTOID},
+	{"success", BOOLOID},
+	{"reason_code", TEXTOID},
+	{"error_message", TEXTOID},
+	{"metadata", JSONBOID},
+	{"created_at", TIMESTAMPTZOID},
+	{"chain_id", UUIDOID},
+	{"chain_seq", INT8OID},
+	{"prev_hash", BYTEAOID},
+	{"row_hash", BYTEAOID},
+	{"txid", XID8OID},
+	{"era", INT4OID},
+	{"db_role", TEXTOID},
+};
+
+static const PlColumn payments_columns[] = {
+	{"id", UUIDOID},
+	{"merchant_id", UUIDOID},
+	{"customer_id", UUIDOID},
+	{"amount", INT8OID},
+	{"currency", TEXTOID},
+	{"state", InvalidOid},
+	{"source_account", UUIDOID},
+	{"merchant_account", UUIDOID},
+	{"captured_amount", INT8OID},
+	{"refunded_amount", INT8OID},
+	{"disputed_amount", INT8OID},
+	{"fee_amount", INT8OID},
+	{"hold_id", UUIDOID},
+	{"state_before_dispute", InvalidOid},
+	{"correlation_id", UUIDOID},
+	{"version", INT8OID},
+	{"metadata", JSONBOID},
+	{"authorized_at", TIMESTAMPTZOID},
+	{"captured_at", TIMESTAMPTZOID},
+	{"settlement_id", UUIDOID},
+	{"dispute_hold_id", UUIDOID},
+	{"created_at", TIMESTAMPTZOID},
+	{"updated_at", TIMESTAMPTZOID},
+};
+
+static const PlColumn transfers_columns[] = {
+	{"id", UUIDOID},
+	{"kind", TEXTOID},
+	{"status", TEXTOID},
+	{"reason_code", TEXTOID},
+	{"currency", TEXTOID},
+	{"amount", INT8OID},
+	{"from_account", UUIDOID},
+	{"to_account", UUIDOID},
+	{"idempotency_key", TEXTOID},
+	{"request_hash", BYTEAOID},
+	{"metadata", JSONBOID},
+	{"created_at", TIMESTAMPTZOID},
+};
+static const char *const no_names[] = {NULL};
+
+static const char *const accounts_triggers[] = {"accounts_guard", "payledger_insert_guard", NULL};
+static const char *const accounts_indexes[] = {"accounts_pkey", NULL};
+static const char *const entries_triggers[] = {"entries_append_only", "payledger_insert_guard", NULL};
+static const char *const entries_indexes[] = {"entries_pkey", NULL};
+static const char *const holds_triggers[] = {"holds_guard", "payledger_insert_guard", NULL};
+static const char *const holds_indexes[] = {
+	"holds_pending_expiry", "holds_pending_from", "holds_pending_to", "holds_pkey", NULL
+};
+static const char *const idempotency_keys_triggers[] = {"payledger_insert_guard", NULL};
+static const char *const idempotency_keys_indexes[] = {"idempotency_keys_pkey", NULL};
+static const char *const audit_triggers[] = {"audit_append_only", "payledger_insert_guard", NULL};
+static const char *const audit_indexes[] = {
+	"payment_audit_log_delivery", "payment_audit_log_event_id_key", "payment_audit_log_payment",
+	"payment_audit_log_pkey", NULL
+};
+static const char *const month_indexes[] = {
+	"%s_delivery", "%s_event_id_key", "%s_payment", NULL
+};
+static const char *const month_checks[] = {"%s_range", NULL};
+static const char *const payments_triggers[] = {
+	"payledger_insert_guard", "payments_1_state", "payments_2_guard", "payments_no_delete", NULL
+};
+static const char *const payments_indexes[] = {
+	"payments_merchant", "payments_pkey", "payments_settlement", NULL
+};
+static const char *const transfers_triggers[] = {"payledger_insert_guard", "transfers_append_only", NULL};
+static const char *const transfers_indexes[] = {"transfers_pkey", NULL};
+
+#define SHAPE(name, cols, triggers, indexes, checks) \
+	{name, cols, lengthof(cols), triggers, indexes, checks}
+
+static const PlTableShape shapes[] = {
+	SHAPE("accounts", accounts_columns, accounts_triggers, accounts_indexes, no_names),
+	SHAPE("entries", entries_columns, entries_triggers, entries_indexes, no_names),
+	SHAPE("holds", holds_columns, holds_triggers, holds_indexes, no_names),
+	SHAPE("idempotency_keys", idempotency_keys_columns, idempotency_keys_triggers,
+		  idempotency_keys_indexes, no_names),
+	SHAPE("payment_audit_log", audit_columns, audit_triggers, audit_indexes, no_names),
+	SHAPE("payments", payments_columns, payments_triggers, payments_indexes, no_names),
+	SHAPE("transfers", transfers_columns, transfers_triggers, transfers_indexes, no_names),
+};
+
+/* a month of the audit log: the log's columns, its own indexes and range */
+static const PlTableShape month_shape =
+SHAPE(NULL, audit_columns, audit_triggers, month_indexes, month_checks);
+
+StaticAssertDecl(lengthof(accounts_columns) == Natts_accounts, "layout of accounts");
+StaticAssertDecl(lengthof(entries_columns) == Natts_entries, "layout of entries");
+StaticAssertDecl(lengthof(holds_columns) == Natts_holds, "layout of holds");
+StaticAssertDecl(lengthof(idempotency_keys_columns) == Natts_idempotency_keys, "layout of idempotency_keys");
+StaticAssertDecl(lengthof(audit_columns) == Natts_audit, "layout of audit");
+StaticAssertDecl(lengthof(payments_columns) == Natts_payments, "layout of payments");
+StaticAssertDecl(lengthof(transfers_columns) == Natts_transfers, "layout of transfers");
+
+/*
+ * Tables verified since their last relcache invalidation: any DDL on a
+ * table (a trigger, index or constraint added) invalidates it, so the next
+ * call in every backend checks it again.
+ */
+#define MAX_VERIFIED 64
+static Oid	verified[MAX_VERIFIED];
+static int	nverified = 0;
+static bool verify_callback_registered = false;
+
+static void
+forget_verified(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid))
+	{
+		nverified = 0;
+		return;
+	}
+	for (int i = 0; i < nverified; i++)
+		if (verified[i] == relid)
+			verified[i] = verified[--nverified];
+}
+
+static bool
+is_verified(Oid relid)
+{
+	for (int i = 0; i < nverified; i++)
+		if (verified[i] == relid)
+			return true;
+	return false;
+}
+
+/* Is name one of names, where "%s" in names stands for the table's name? */
+static bool
+known_name(const char *const *names, const char *name, const char *table)
+{
+	for (int i = 0; names[i] != NULL; i++)
+	{
+		const char *pct = strstr(names[i], "%s");
+
+		if (pct == NULL ? strcmp(names[i], name) == 0 :
+			strncmp(name, names[i], pct - names[i]) == 0 &&
+			strncmp(name + (pct - names[i]), table, strlen(table)) == 0 &&
+			strcmp(name + (pct - names[i]) + strlen(table), pct + 2) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void
+refuse(Relation rel, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("%s on payledger.%s was not made by payledger", what,
+					RelationGetRelationName(rel)),
+			 errdetail("payledger writes this table without the executor, so triggers, rules, constraints and indexes it does not know would be bypassed."),
+			 errhint("Drop it; payledger refuses to write the table while it is there.")));
+}
+
+/* the columns, in order, with their types */
+static void
+verify_columns(Relation rel, const PlTableShape *shape, Oid nsp)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			natts = desc->natts;
+
+	/* a 0.2.0 audit log (ALTER EXTENSION UPDATE not yet run) has no db_role */
+	if (shape->columns == audit_columns && natts == Natts_audit_0_2)
+		natts = Natts_audit;
+	if (desc->natts > shape->ncolumns || natts != shape->ncolumns)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("payledger.%s does not have the columns payledger made",
+						RelationGetRelationName(rel)),
+				 errdetail("It has %d columns; payledger writes %d.", desc->natts,
+						   shape->ncolumns)));
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Oid			type = shape->columns[i].type;
+
+		if (!OidIsValid(type))
+			type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+								   CStringGetDatum("payment_state"), ObjectIdGetDatum(nsp));
+		if (att->attisdropped || strcmp(NameStr(att->attname), shape->columns[i].name) != 0 ||
+			att->atttypid != type)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("column %d of payledger.%s is not the column payledger made",
+							i + 1, RelationGetRelationName(rel)),
+					 errdetail("payledger writes column \"%s\" of type %s there.",
+							   shape->columns[i].name, format_type_be(type))));
+	}
+}
+
+/* The first rule on rel, by name (rules are found in pg_rewrite). */
+static void
+refuse_rules(Relation rel)
+{
+	Relation	rewrite;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	if (rel->rd_rules == NULL)
+		return;
+	rewrite = table_open(RewriteRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_rewrite_ev_class, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(RelationGetRelid(rel)));
+	scan = systable_beginscan(rewrite, RewriteRelRulenameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		refuse(rel, psprintf("rule \"%s\"",
+							 NameStr(((Form_pg_rewrite) GETSTRUCT(tup))->rulename)));
+	refuse(rel, "a rule");
+}
+
+/*
+ * Refuses a table payledger would write directly unless it is exactly as
+ * payledger made it: see PlTableShape.  The relcache has what is checked.
+ */
+static void
+verify_table(Relation rel, const PlTableShape *shape, Oid nsp)
+{
+	const char *relname = RelationGetRelationName(rel);
+	List	   *indexes;
+	ListCell   *lc;
+
+	verify_columns(rel, shape, nsp);
+	if (rel->trigdesc != NULL)
+		for (int i = 0; i < rel->trigdesc->numtriggers; i++)
+		{
+			Trigger    *trig = &rel->trigdesc->triggers[i];
+
+			if (!known_name(shape->triggers, trig->tgname, relname) ||
+				get_func_namespace(trig->tgfoid) != nsp)
+				refuse(rel, psprintf("trigger \"%s\"", trig->tgname));
+		}
+	refuse_rules(rel);
+	if (rel->rd_att->constr != NULL)
+		for (int i = 0; i < rel->rd_att->constr->num_check; i++)
+			if (!known_name(shape->checks, rel->rd_att->constr->check[i].ccname, relname))
+				refuse(rel, psprintf("constraint \"%s\"", rel->rd_att->constr->check[i].ccname));
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		char	   *name = get_rel_name(lfirst_oid(lc));
+
+		if (name == NULL || !known_name(shape->indexes, name, relname))
+			refuse(rel, psprintf("index \"%s\"", name ? name : "?"));
+	}
+	list_free(indexes);
+}
+
+/* Verifies rel against shape once per backend and relcache invalidation. */
+static void
+verify_once(Relation rel, const PlTableShape *shape, Oid nsp)
+{
+	if (is_verified(RelationGetRelid(rel)))
+		return;
+	if (!verify_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(forget_verified, (Datum) 0);
+		verify_callback_registered = true;
+	}
+	verify_table(rel, shape, nsp);
+	if (nverified == MAX_VERIFIED)
+		nverified = 0;
+	verified[nverified++] = RelationGetRelid(rel);
+}
+
+/*
+ * Opens a table of the ledger (RowExclusiveLock).  A table payledger writes
+ * directly is verified on its first open in a backend (and after any DDL on
+ * it): see PlTableShape.
+ */
 Relation
 PlOpenTable(const char *relname)
 {
 	Oid			nsp = get_namespace_oid("payledger", false);
 	Oid			relid = get_relname_relid(relname, nsp);
+	Relation	rel;
 
 	if (!OidIsValid(relid))
 		elog(ERROR, "payledger.%s is missing", relname);
-	return table_open(relid, RowExclusiveLock);
+	rel = table_open(relid, RowExclusiveLock);
+	if (!is_verified(relid))
+		for (int i = 0; i < (int) lengthof(shapes); i++)
+			if (strcmp(shapes[i].name, relname) == 0)
+				verify_once(rel, &shapes[i], nsp);
+	return rel;
+}
+
+/* Verifies a month of the audit log before a row is written into it. */
+void
+PlVerifyAuditMonth(Relation rel)
+{
+	if (!is_verified(RelationGetRelid(rel)))
+		verify_once(rel, &month_shape, RelationGetNamespace(rel));
 }
 
 static void
@@ -250,6 +656,9 @@ PlUpdateAccountRow(Relation rel, PlAccountRow *row, TimestampTz now)
 	bool		replace[Natts_accounts] = {false};
 	HeapTuple	newtup;
 
+	/* a row this call locked and changed; holds release what they reserved */
+	Assert(row->tuple != NULL && row->dirty);
+	Assert(row->pending_debits >= 0 && row->pending_credits >= 0);
 	values[Anum_accounts_balance - 1] = Int64GetDatum(row->balance);
 	replace[Anum_accounts_balance - 1] = true;
 	values[Anum_accounts_pending_debits - 1] = Int64GetDatum(row->pending_debits);
@@ -435,19 +844,11 @@ PlDirectUpdate(Relation rel, HeapTuple oldtup, HeapTuple newtup)
 Relation
 PlOpenEntries(void)
 {
-	Relation	rel = PlOpenTable("entries");
-
-	if (RelationGetDescr(rel)->natts != Natts_entries)
-		elog(ERROR, "payledger.entries does not have the expected columns");
-	return rel;
+	return PlOpenTable("entries");
 }
 
 Relation
 PlOpenAccounts(void)
 {
-	Relation	rel = PlOpenTable("accounts");
-
-	if (RelationGetDescr(rel)->natts != Natts_accounts)
-		elog(ERROR, "payledger.accounts does not have the expected columns");
-	return rel;
+	return PlOpenTable("accounts");
 }

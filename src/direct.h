@@ -62,6 +62,7 @@ extern HeapTuple PlIdemFetchLatest(Relation rel, const pg_uuid_t *scope, const c
 								   TupleDesc *desc);
 
 extern Relation PlOpenTable(const char *relname);
+extern void PlVerifyAuditMonth(Relation rel);
 extern Relation PlOpenAccounts(void);
 extern Relation PlOpenEntries(void);
 extern void PlDirectInsert(Relation rel, Datum *values, bool *nulls);

@@ -63,11 +63,7 @@ typedef struct LockedHold
 static Relation
 open_holds(void)
 {
-	Relation	rel = PlOpenTable("holds");
-
-	if (RelationGetDescr(rel)->natts != Natts_holds)
-		elog(ERROR, "payledger.holds does not have the expected columns");
-	return rel;
+	return PlOpenTable("holds");
 }
 
 /* Locks a hold row FOR UPDATE and reads it; false when there is none. */
@@ -264,8 +260,6 @@ PlHoldCreate(const pg_uuid_t *id, const pg_uuid_t *from_id, const pg_uuid_t *to_
 		src->dirty = dst->dirty = true;
 		PlFlushAccounts(accounts, locked, now);
 
-		if (RelationGetDescr(holds)->natts != Natts_holds)
-			elog(ERROR, "payledger.holds does not have the expected columns");
 		values[Anum_holds_id - 1] = UUIDPGetDatum((pg_uuid_t *) id);
 		values[Anum_holds_from_account - 1] = UUIDPGetDatum((pg_uuid_t *) from_id);
 		values[Anum_holds_to_account - 1] = UUIDPGetDatum((pg_uuid_t *) to_id);

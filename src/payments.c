@@ -151,11 +151,7 @@ state_label(Oid typid, Datum d)
 static Relation
 open_payments(void)
 {
-	Relation	rel = PlOpenTable("payments");
-
-	if (RelationGetDescr(rel)->natts != Natts_payments)
-		elog(ERROR, "payledger.payments does not have the expected columns");
-	return rel;
+	return PlOpenTable("payments");
 }
 
 static pg_uuid_t

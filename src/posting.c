@@ -41,6 +41,16 @@
 #include "spi_plans.h"
 #include "ledger.h"
 
+#ifdef USE_ASSERT_CHECKING
+/*
+ * What the entries written since the accounts were last locked add up to,
+ * and their currency: every posting is balanced in one currency when its
+ * account rows are written back (PlFlushAccounts).
+ */
+static int64 posting_sum = 0;
+static const char *posting_currency = NULL;
+#endif
+
 static int
 uuid_cmp_raw(const void *a, const void *b)
 {
@@ -90,6 +100,13 @@ PlLockAccountsFor(Relation rel, const pg_uuid_t *ids, int n, const bool *credit_
 	for (int i = 0; i < n; i++)
 		if (nunique == 0 || uuid_cmp_raw(&sorted[nunique - 1], &sorted[i]) != 0)
 			sorted[nunique++] = sorted[i];
+	/* the lock order: every account once, ascending */
+	for (int i = 1; i < nunique; i++)
+		Assert(uuid_cmp_raw(&sorted[i - 1], &sorted[i]) < 0);
+#ifdef USE_ASSERT_CHECKING
+	posting_sum = 0;
+	posting_currency = NULL;
+#endif
 
 	set->rows = palloc0(sizeof(PlAccountRow) * Max(nunique, 1));
 	set->n = nunique;
@@ -216,6 +233,7 @@ PlDeclineReason(PlAccountRow *src, PlAccountRow *dst, int64 amount)
 {
 	int64		after;
 
+	Assert(src != dst && amount > 0);
 	if (memcmp(src->row_id.data, src->id.data, UUID_LEN) != 0)
 		elog(ERROR, "a sub-balance row cannot be debited");
 	if (src->status[0] == 'c' || dst->status[0] == 'c')
@@ -272,6 +290,12 @@ PlWriteEntry(Relation entries, PlAccountRow *row, const pg_uuid_t *transfer_id,
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("balance of account %s would overflow bigint", PlUuidText(&row->id))));
+#ifdef USE_ASSERT_CHECKING
+	Assert(delta != 0 && row->tuple != NULL);
+	Assert(posting_currency == NULL || strcmp(posting_currency, row->currency) == 0);
+	posting_currency = row->currency;
+	posting_sum += delta;
+#endif
 	row->version++;
 	row->dirty = true;
 	values[Anum_entries_account_id - 1] = UUIDPGetDatum(&row->row_id);
@@ -287,6 +311,8 @@ PlWriteEntry(Relation entries, PlAccountRow *row, const pg_uuid_t *transfer_id,
 void
 PlFlushAccounts(Relation rel, PlLockedSet *set, TimestampTz now)
 {
+	/* every entry has its counter-entry, in the same currency */
+	Assert(posting_sum == 0);
 	for (int i = 0; i < set->n; i++)
 		if (set->rows[i].dirty)
 		{
@@ -307,8 +333,6 @@ PlStoreTransfer(const pg_uuid_t *id, const char *kind, const char *reason,
 	Relation	rel = PlOpenTable("transfers");
 	bytea	   *hash = palloc(VARHDRSZ + PL_SHA256_LEN);
 
-	if (RelationGetDescr(rel)->natts != Natts_transfers)
-		elog(ERROR, "payledger.transfers does not have the expected columns");
 	SET_VARSIZE(hash, VARHDRSZ + PL_SHA256_LEN);
 	memcpy(VARDATA(hash), request_hash, PL_SHA256_LEN);
 
