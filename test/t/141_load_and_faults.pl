@@ -423,7 +423,7 @@ sub client_main
 			($o, $rows) = $call->('capture_payment', $mid, [$k],
 				"SELECT payledger.capture_payment('$pid', '$k', $cap, $splits)", $macc);
 			next unless $o eq 'ack' && $rows->[0] eq 'captured';
-			if (rand() < 0.5)
+			if ($cap >= 3 && rand() < 0.5)
 			{
 				my $ref = 1 + int(rand($cap / 3));
 				$k = $key->('pr');
@@ -431,7 +431,7 @@ sub client_main
 					"SELECT payledger.refund_payment('$pid', $ref, '$k', 'requested_by_customer')", $macc);
 				$cap -= $ref;
 			}
-			if (rand() < 0.3)
+			if ($cap >= 3 && rand() < 0.3)
 			{
 				my $dis = 1 + int(rand($cap / 3));
 				$k = $key->('pd');
