@@ -75,6 +75,12 @@ SELECT * FROM payledger.void_hold(:'hk', 'auth-1');
 SELECT * FROM payledger.hold(:'card', :'shop', 1, 'USD', '0 seconds');
 SELECT * FROM payledger.hold(:'card', :'shop', 1, 'USD', '-1 day');
 SELECT * FROM payledger.hold(:'card', :'shop', 1, 'USD', NULL);
+-- an expiry beyond timestamptz's range is a bad interval too (22023, not 22008)
+\set VERBOSITY sqlstate
+SELECT * FROM payledger.hold(:'card', :'shop', 1, 'USD', '178000000 years');
+SELECT * FROM payledger.hold(:'card', :'shop', 1, 'USD', '-178000000 years');
+SELECT * FROM payledger.hold(:'card', :'shop', 1, 'USD', '2000000000 months');
+\set VERBOSITY terse
 SELECT * FROM payledger.hold(:'card', :'shop', 0, 'USD');
 SELECT * FROM payledger.post_hold(NULL);
 SELECT * FROM payledger.post_hold(:'h2', 0);

@@ -91,6 +91,10 @@ SELECT count(DISTINCT correlation_id) AS correlation_ids FROM payledger.payment_
 
 -- void, fail, decline at authorization, expiry
 SELECT payledger.create_payment(:merchant, :customer, 700, 'USD', :'cust', :'shop', 'p2') AS pay2 \gset
+-- an expiry beyond timestamptz's range: 22023, nothing written, the key stays free
+\set VERBOSITY sqlstate
+SELECT payledger.authorize_payment(:'pay2', 'a-p2', '178000000 years');
+\set VERBOSITY terse
 SELECT payledger.authorize_payment(:'pay2', 'a-p2');
 SELECT payledger.void_payment(:'pay2', 'v-p2');
 SELECT payledger.void_payment(:'pay2', 'v-p2-again');

@@ -13,6 +13,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/htup_details.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -124,4 +126,37 @@ PlCheckKey(const char *key)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("idempotency key must be 1 to %d bytes long", PL_MAX_KEY_LENGTH)));
 	PlRejectPanInText("idempotency key", key);
+}
+
+/*
+ * now + expires_in, for a hold or an authorization: a positive, finite
+ * instant after now, else 22023.  An interval so large that the sum would
+ * leave timestamptz's range is refused here, before the addition could
+ * raise 22008, which the contract does not list.  The bound takes every
+ * month as 31 days and every day as 25 hours, so it errs on the safe side.
+ */
+TimestampTz
+PlExpiryAfter(TimestampTz now, const Interval *expires_in)
+{
+	double		bound;
+	TimestampTz expires_at;
+
+	Assert(!TIMESTAMP_NOT_FINITE(now));
+	bound = fabs((double) expires_in->month) * 31.0 * USECS_PER_DAY +
+		fabs((double) expires_in->day) * 25.0 * USECS_PER_HOUR +
+		fabs((double) expires_in->time);
+	if (bound >= (double) (END_TIMESTAMP - now) ||
+		bound >= (double) (now - MIN_TIMESTAMP))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expires_in must be a positive, finite interval"),
+				 errdetail("The expiry would fall outside the range of timestamptz.")));
+	expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														 TimestampTzGetDatum(now),
+														 IntervalPGetDatum(expires_in)));
+	if (expires_at <= now || TIMESTAMP_NOT_FINITE(expires_at))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expires_in must be a positive, finite interval")));
+	return expires_at;
 }

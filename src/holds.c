@@ -357,13 +357,7 @@ hold(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("from_account and to_account must differ")));
 	now = GetCurrentTimestamp();
-	args.expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-															  TimestampTzGetDatum(now),
-															  IntervalPGetDatum(expires_in)));
-	if (args.expires_at <= now || TIMESTAMP_NOT_FINITE(args.expires_at))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("expires_in must be a positive, finite interval")));
+	args.expires_at = PlExpiryAfter(now, expires_in);
 	PlCheckMetadata("hold metadata", metadata);
 	PlRequestInit(&req, "hold", NULL, PlKeyArg(fcinfo, 5, "hold"), hold_work, &args);
 

@@ -663,13 +663,7 @@ authorize_payment(PG_FUNCTION_ARGS)
 	PlRequireArg(fcinfo, 2, "expires_in");
 	expires_in = PG_GETARG_INTERVAL_P(2);
 	now = GetCurrentTimestamp();
-	call.expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-															  TimestampTzGetDatum(now),
-															  IntervalPGetDatum(expires_in)));
-	if (call.expires_at <= now)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("expires_in must be a positive, finite interval")));
+	call.expires_at = PlExpiryAfter(now, expires_in);
 	PlHashInterval(h, expires_in);
 	return run_payment_call(fcinfo, &call, 1, h);
 }

@@ -15,6 +15,7 @@
 
 #include "fmgr.h"
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 /* uuid_v7.c */
@@ -33,6 +34,7 @@ extern void PlCheckKey(const char *key);
 extern void PlRequireKey(const char *function);
 extern char *PlKeyArg(FunctionCallInfo fcinfo, int argno, const char *function);
 extern Jsonb *PlEmptyJsonb(void);
+extern TimestampTz PlExpiryAfter(TimestampTz now, const Interval *expires_in);
 extern Datum PlTransferResult(FunctionCallInfo fcinfo, const pg_uuid_t *id,
 							  const char *status, const char *reason_code,
 							  bool replayed);
