@@ -9,6 +9,14 @@ ensure_packages make gcc libc6-dev postgresql-$PG_MAJOR postgresql-server-dev-$P
 	postgresql-$PG_MAJOR-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl libfaketime \
 	postgresql-$PG_MAJOR-auto-failover postgresql-$PG_MAJOR-plproxy \
 	postgresql-$PG_MAJOR-cron prometheus-postgres-exporter prometheus git
+ensure_packages pgbouncer python3-psycopg2
+command -v npm >/dev/null || ensure_packages nodejs npm
+# the Node.js example's driver, from the npm registry (examples/node/package-lock.json)
+if [ ! -d "$SRC_DIR/examples/node/node_modules/pg" ]; then
+	log "npm ci in examples/node"
+	(cd "$SRC_DIR/examples/node" && npm ci --no-audit --no-fund --silent) ||
+		echo "npm ci failed: the Node.js client test will fail" >&2
+fi
 build_and_install "-DUSE_ASSERT_CHECKING -Wall -Wextra -Werror -Wno-unused-parameter"
 start_cluster
 
