@@ -30,6 +30,7 @@
 #include "pii.h"
 #include "spi_plans.h"
 #include "audit.h"
+#include "pipeline.h"
 #include "ledger.h"
 
 typedef struct PlAccount
@@ -185,6 +186,164 @@ create_account(PG_FUNCTION_ARGS)
 	PG_RETURN_UUID_P(id);
 }
 
+/* a status change of an account */
+typedef struct StatusChange
+{
+	pg_uuid_t  *id;
+	const char *new_status;
+	const char *event_type;
+	const char *reason;
+	PlAccount	acc;
+	bool		has_sub_balances;
+} StatusChange;
+
+/*
+ * Closing an account with sub-balances: their rows, locked after the
+ * account's own like every other lock of them, count toward its balance.
+ */
+static void
+add_sub_balance_totals(StatusChange *sc)
+{
+	Datum		arg[1];
+
+	arg[0] = UUIDPGetDatum(sc->id);
+	if (PlExec(PLAN_SUB_BALANCES_LOCK, arg, NULL, 0) != SPI_OK_SELECT)
+		elog(ERROR, "sub-balance lookup failed");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		for (int col = 1; col <= 3; col++)
+		{
+			int64		v = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+														SPI_tuptable->tupdesc, col, &isnull));
+			int64	   *sum = col == 1 ? &sc->acc.balance :
+				col == 2 ? &sc->acc.pending_debits : &sc->acc.pending_credits;
+
+			if (pg_add_s64_overflow(*sum, v, sum))
+				ereport(ERROR,
+						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						 errmsg("balance of account %s would overflow bigint",
+								PlUuidText(sc->id))));
+		}
+	}
+}
+
+/* PY001 for a closed account, or for closing one that holds money */
+static void
+check_status_change(const StatusChange *sc)
+{
+	const PlAccount *acc = &sc->acc;
+
+	if (strcmp(acc->status, "closed") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
+				 errmsg("account is closed"),
+				 errdetail("A closed account cannot become %s.", sc->new_status)));
+	if (strcmp(sc->new_status, "closed") == 0 &&
+		(acc->balance != 0 || acc->pending_debits != 0 || acc->pending_credits != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
+				 errmsg("account cannot be closed while it holds money"),
+				 errdetail("Balance is " INT64_FORMAT ", pending debits " INT64_FORMAT ", pending credits " INT64_FORMAT ".",
+						   acc->balance, acc->pending_debits, acc->pending_credits),
+				 errhint("Move the balance out and settle or void its holds first.")));
+}
+
+/* parameters of PLAN_ACCOUNT_SET_STATUS, 0-based */
+enum
+{
+	SET_STATUS_ID, SET_STATUS_STATUS, SET_STATUS_REASON, SET_STATUS_AT, SET_STATUS_NARGS
+};
+
+/* The new status on the account's row (and on its sub-balances' when closed). */
+static void
+write_status(const StatusChange *sc, TimestampTz now)
+{
+	Datum		values[SET_STATUS_NARGS];
+	char		nulls[SET_STATUS_NARGS];
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[SET_STATUS_ID] = UUIDPGetDatum(sc->id);
+	values[SET_STATUS_STATUS] = CStringGetTextDatum(sc->new_status);
+	if (strcmp(sc->new_status, "frozen") == 0 && sc->reason)
+		values[SET_STATUS_REASON] = CStringGetTextDatum(sc->reason);
+	else
+		nulls[SET_STATUS_REASON] = 'n';
+	values[SET_STATUS_AT] = TimestampTzGetDatum(now);
+	if (PlExec(PLAN_ACCOUNT_SET_STATUS, values, nulls, 0) != SPI_OK_UPDATE_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "account status update failed");
+	if (sc->has_sub_balances && strcmp(sc->new_status, "closed") == 0)
+	{
+		Datum		args[2];
+
+		args[0] = UUIDPGetDatum(sc->id);
+		args[1] = TimestampTzGetDatum(now);
+		if (PlExec(PLAN_SUB_BALANCES_CLOSE, args, NULL, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "sub-balance status update failed");
+	}
+}
+
+/* The audit row of a status change; a freeze's reason is its metadata. */
+static void
+audit_status_change(const StatusChange *sc, TimestampTz now)
+{
+	PlAuditEvent ev;
+
+	PlAuditInit(&ev, sc->event_type, now);
+	ev.previous_state = sc->acc.status;
+	ev.new_state = sc->new_status;
+	ev.account_id = sc->id;
+	ev.correlation_id = sc->id;
+	ev.currency = sc->acc.currency;
+	if (sc->reason)
+	{
+		JsonbParseState *state = NULL;
+		JsonbValue	k,
+					v;
+
+		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		k.type = jbvString;
+		k.val.string.val = "reason";
+		k.val.string.len = 6;
+		pushJsonbValue(&state, WJB_KEY, &k);
+		v.type = jbvString;
+		v.val.string.val = (char *) sc->reason;
+		v.val.string.len = strlen(sc->reason);
+		pushJsonbValue(&state, WJB_VALUE, &v);
+		ev.metadata = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+	}
+	PlAuditWrite(&ev);
+}
+
+/*
+ * The work of a status change, a request without a key: the account locked
+ * (PY005), the checks, the new status and its audit row; nothing when the
+ * account already has that status.
+ */
+static void
+change_status_work(PlRequest *req)
+{
+	StatusChange *sc = req->arg;
+	const PlSubBalances *sb;
+	TimestampTz now;
+
+	PlRejectSubBalance(sc->id);
+	if (!fetch_account(PLAN_ACCOUNT_LOCK, sc->id, &sc->acc))
+		raise_not_found(sc->id);
+	sb = PlSubBalancesOf(sc->id);
+	sc->has_sub_balances = (sb != NULL && sb->nall > 0);
+	if (sc->has_sub_balances && strcmp(sc->new_status, "closed") == 0)
+		add_sub_balance_totals(sc);
+	if (strcmp(sc->acc.status, sc->new_status) == 0)
+		return;
+	check_status_change(sc);
+	now = GetCurrentTimestamp();
+	write_status(sc, now);
+	audit_status_change(sc, now);
+}
+
 /*
  * Moves an account to new_status.  Returns quietly when it already has it;
  * PY001 when the move is not allowed.
@@ -193,112 +352,16 @@ static void
 change_status(pg_uuid_t *id, const char *new_status, const char *event_type,
 			  const char *reason)
 {
-	PlPrivState priv;
-	PlAccount	acc;
-	const PlSubBalances *sb;
-	bool		has_sub_balances;
-	TimestampTz now;
-	Datum		values[4];
-	char		nulls[4] = "    ";
+	StatusChange sc;
+	PlRequest	req;
 
-	PlSpiBegin(&priv);
-	PlRejectSubBalance(id);
-	if (!fetch_account(PLAN_ACCOUNT_LOCK, id, &acc))
-		raise_not_found(id);
-	sb = PlSubBalancesOf(id);
-	has_sub_balances = (sb != NULL && sb->nall > 0);
-	if (has_sub_balances && strcmp(new_status, "closed") == 0)
-	{
-		Datum		arg[1];
-
-		/* after the account's own row, like every other lock of them */
-		arg[0] = UUIDPGetDatum(id);
-		if (PlExec(PLAN_SUB_BALANCES_LOCK, arg, NULL, 0) != SPI_OK_SELECT)
-			elog(ERROR, "sub-balance lookup failed");
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			bool		isnull;
-
-			for (int col = 1; col <= 3; col++)
-			{
-				int64		v = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-															SPI_tuptable->tupdesc, col, &isnull));
-				int64	   *sum = col == 1 ? &acc.balance :
-					col == 2 ? &acc.pending_debits : &acc.pending_credits;
-
-				if (pg_add_s64_overflow(*sum, v, sum))
-					ereport(ERROR,
-							(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-							 errmsg("balance of account %s would overflow bigint", PlUuidText(id))));
-			}
-		}
-	}
-	if (strcmp(acc.status, new_status) == 0)
-	{
-		PlSpiEnd(&priv);
-		return;
-	}
-	if (strcmp(acc.status, "closed") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
-				 errmsg("account is closed"),
-				 errdetail("A closed account cannot become %s.", new_status)));
-	if (strcmp(new_status, "closed") == 0 &&
-		(acc.balance != 0 || acc.pending_debits != 0 || acc.pending_credits != 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
-				 errmsg("account cannot be closed while it holds money"),
-				 errdetail("Balance is " INT64_FORMAT ", pending debits " INT64_FORMAT ", pending credits " INT64_FORMAT ".",
-						   acc.balance, acc.pending_debits, acc.pending_credits),
-				 errhint("Move the balance out and settle or void its holds first.")));
-
-	now = GetCurrentTimestamp();
-	values[0] = UUIDPGetDatum(id);
-	values[1] = CStringGetTextDatum(new_status);
-	if (strcmp(new_status, "frozen") == 0 && reason)
-		values[2] = CStringGetTextDatum(reason);
-	else
-		nulls[2] = 'n';
-	values[3] = TimestampTzGetDatum(now);
-	if (PlExec(PLAN_ACCOUNT_SET_STATUS, values, nulls, 0) != SPI_OK_UPDATE_RETURNING ||
-		SPI_processed != 1)
-		elog(ERROR, "account status update failed");
-	if (has_sub_balances && strcmp(new_status, "closed") == 0)
-	{
-		values[1] = TimestampTzGetDatum(now);
-		if (PlExec(PLAN_SUB_BALANCES_CLOSE, values, NULL, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "sub-balance status update failed");
-	}
-
-	{
-		PlAuditEvent ev;
-
-		PlAuditInit(&ev, event_type, now);
-		ev.previous_state = acc.status;
-		ev.new_state = new_status;
-		ev.account_id = id;
-		ev.correlation_id = id;
-		ev.currency = acc.currency;
-		if (reason)
-		{
-			JsonbParseState *state = NULL;
-			JsonbValue	k,
-						v;
-
-			pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-			k.type = jbvString;
-			k.val.string.val = "reason";
-			k.val.string.len = 6;
-			pushJsonbValue(&state, WJB_KEY, &k);
-			v.type = jbvString;
-			v.val.string.val = (char *) reason;
-			v.val.string.len = strlen(reason);
-			pushJsonbValue(&state, WJB_VALUE, &v);
-			ev.metadata = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
-		}
-		PlAuditWrite(&ev);
-	}
-	PlSpiEnd(&priv);
+	memset(&sc, 0, sizeof(sc));
+	sc.id = id;
+	sc.new_status = new_status;
+	sc.event_type = event_type;
+	sc.reason = reason;
+	PlRequestInit(&req, event_type, NULL, NULL, change_status_work, &sc);
+	PlRunRequest(&req);
 }
 
 /*

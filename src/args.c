@@ -23,6 +23,7 @@
 
 #include "payledger.h"
 #include "util.h"
+#include "layouts.h"
 #include "pii.h"
 
 void
@@ -90,28 +91,37 @@ PlEmptyJsonb(void)
 	return empty;
 }
 
+/* the columns of a payledger.transfer_result (Natts_transfer_result each) */
+void
+PlTransferResultValues(Datum *values, bool *nulls, const pg_uuid_t *id,
+					   const char *status, const char *reason_code, bool replayed)
+{
+	pg_uuid_t  *idcopy = palloc(sizeof(pg_uuid_t));
+
+	*idcopy = *id;
+	memset(nulls, 0, sizeof(bool) * Natts_transfer_result);
+	values[Anum_transfer_result_transfer_id - 1] = UUIDPGetDatum(idcopy);
+	values[Anum_transfer_result_status - 1] = CStringGetTextDatum(status);
+	if (reason_code)
+		values[Anum_transfer_result_reason_code - 1] = CStringGetTextDatum(reason_code);
+	else
+		nulls[Anum_transfer_result_reason_code - 1] = true;
+	values[Anum_transfer_result_replayed - 1] = BoolGetDatum(replayed);
+}
+
 /* builds a payledger.transfer_result */
 Datum
 PlTransferResult(FunctionCallInfo fcinfo, const pg_uuid_t *id,
 				 const char *status, const char *reason_code, bool replayed)
 {
 	TupleDesc	tupdesc;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
-	pg_uuid_t  *idcopy = palloc(sizeof(pg_uuid_t));
+	Datum		values[Natts_transfer_result];
+	bool		nulls[Natts_transfer_result];
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	tupdesc = BlessTupleDesc(tupdesc);
-
-	*idcopy = *id;
-	values[0] = UUIDPGetDatum(idcopy);
-	values[1] = CStringGetTextDatum(status);
-	if (reason_code)
-		values[2] = CStringGetTextDatum(reason_code);
-	else
-		nulls[2] = true;
-	values[3] = BoolGetDatum(replayed);
+	PlTransferResultValues(values, nulls, id, status, reason_code, replayed);
 	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
 }
 

@@ -44,6 +44,7 @@
 
 #include "payledger.h"
 #include "util.h"
+#include "layouts.h"
 #include "pii.h"
 #include "spi_plans.h"
 #include "idempotency.h"
@@ -565,8 +566,8 @@ static void
 batch_item(Batch *b, const BatchItem *item)
 {
 	PlRequest	req;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
+	Datum		values[Natts_transfer_result];
+	bool		nulls[Natts_transfer_result];
 
 	PlRequestInit(&req, "transfer", NULL,
 				  item->key ? text_to_cstring(item->key) : NULL, NULL, NULL);
@@ -600,13 +601,8 @@ batch_item(Batch *b, const BatchItem *item)
 		if (req.key != NULL)
 			CommandCounterIncrement();
 	}
-	values[0] = UUIDPGetDatum(&req.result_id);
-	values[1] = CStringGetTextDatum(req.status);
-	if (req.reason)
-		values[2] = CStringGetTextDatum(req.reason);
-	else
-		nulls[2] = true;
-	values[3] = BoolGetDatum(req.replayed);
+	PlTransferResultValues(values, nulls, &req.result_id, req.status, req.reason,
+						   req.replayed);
 	tuplestore_putvalues(b->rsinfo->setResult, b->rsinfo->setDesc, values, nulls);
 }
 

@@ -109,15 +109,19 @@ set_hold_status(LockedHold *hold, const char *status, bool has_posted,
 				int64 posted, TimestampTz now)
 {
 	Relation	rel = open_holds();
-	int			cols[3] = {Anum_holds_status, Anum_holds_posted_amount, Anum_holds_updated_at};
-	Datum		values[3];
-	bool		nulls[3] = {false, !has_posted, false};
+	Datum		values[Natts_holds];
+	bool		nulls[Natts_holds] = {false};
+	bool		replace[Natts_holds] = {false};
 	HeapTuple	newtup;
 
-	values[0] = CStringGetTextDatum(status);
-	values[1] = has_posted ? Int64GetDatum(posted) : (Datum) 0;
-	values[2] = TimestampTzGetDatum(now);
-	newtup = heap_modify_tuple_by_cols(hold->tuple, RelationGetDescr(rel), 3, cols, values, nulls);
+	values[Anum_holds_status - 1] = CStringGetTextDatum(status);
+	replace[Anum_holds_status - 1] = true;
+	values[Anum_holds_posted_amount - 1] = has_posted ? Int64GetDatum(posted) : (Datum) 0;
+	nulls[Anum_holds_posted_amount - 1] = !has_posted;
+	replace[Anum_holds_posted_amount - 1] = true;
+	values[Anum_holds_updated_at - 1] = TimestampTzGetDatum(now);
+	replace[Anum_holds_updated_at - 1] = true;
+	newtup = heap_modify_tuple(hold->tuple, RelationGetDescr(rel), values, nulls, replace);
 	PlDirectUpdate(rel, hold->tuple, newtup);
 	table_close(rel, NoLock);
 	hold->tuple = newtup;

@@ -150,5 +150,11 @@
 #define Anum_transfers_metadata			11
 #define Anum_transfers_created_at		12
 #define Natts_transfers					12
+/* payledger.transfer_result, the composite type transfer functions return */
+#define Anum_transfer_result_transfer_id	1
+#define Anum_transfer_result_status			2
+#define Anum_transfer_result_reason_code	3
+#define Anum_transfer_result_replayed		4
+#define Natts_transfer_result				4
 
 #endif							/* LAYOUTS_H */

@@ -1199,23 +1199,30 @@ audit_direct_change(TupleDesc desc, HeapTuple tup, const char *from, const char 
 	PlSpiEnd(&priv);
 }
 
+/* parameters of PLAN_PAYMENT_DISPUTE, 0-based */
+enum
+{
+	DISPUTE_ID, DISPUTE_STATE, DISPUTE_AMOUNT, DISPUTE_HOLD, DISPUTE_STATE_BEFORE, DISPUTE_NARGS
+};
+
 static void
 store_dispute(Payment *p, const char *state, const char *before)
 {
-	Datum		values[5];
-	char		nulls[5] = "     ";
+	Datum		values[DISPUTE_NARGS];
+	char		nulls[DISPUTE_NARGS];
 
-	values[0] = UUIDPGetDatum(&p->id);
-	values[1] = CStringGetTextDatum(state);
-	values[2] = Int64GetDatum(p->disputed);
+	memset(nulls, ' ', sizeof(nulls));
+	values[DISPUTE_ID] = UUIDPGetDatum(&p->id);
+	values[DISPUTE_STATE] = CStringGetTextDatum(state);
+	values[DISPUTE_AMOUNT] = Int64GetDatum(p->disputed);
 	if (p->has_dispute_hold)
-		values[3] = UUIDPGetDatum(&p->dispute_hold_id);
+		values[DISPUTE_HOLD] = UUIDPGetDatum(&p->dispute_hold_id);
 	else
-		nulls[3] = 'n';
+		nulls[DISPUTE_HOLD] = 'n';
 	if (before)
-		values[4] = CStringGetTextDatum(before);
+		values[DISPUTE_STATE_BEFORE] = CStringGetTextDatum(before);
 	else
-		nulls[4] = 'n';
+		nulls[DISPUTE_STATE_BEFORE] = 'n';
 	if (PlExec(PLAN_PAYMENT_DISPUTE, values, nulls, 0) != SPI_OK_UPDATE || SPI_processed != 1)
 		elog(ERROR, "payment update failed");
 	p->state = state;

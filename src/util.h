@@ -35,6 +35,9 @@ extern void PlRequireKey(const char *function);
 extern char *PlKeyArg(FunctionCallInfo fcinfo, int argno, const char *function);
 extern Jsonb *PlEmptyJsonb(void);
 extern TimestampTz PlExpiryAfter(TimestampTz now, const Interval *expires_in);
+extern void PlTransferResultValues(Datum *values, bool *nulls, const pg_uuid_t *id,
+								   const char *status, const char *reason_code,
+								   bool replayed);
 extern Datum PlTransferResult(FunctionCallInfo fcinfo, const pg_uuid_t *id,
 							  const char *status, const char *reason_code,
 							  bool replayed);
