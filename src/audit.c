@@ -171,7 +171,7 @@ PlAuditWrite(const PlAuditEvent *ev)
 	set_text(values, nulls, Anum_audit_error_message - 1, ev->error_message);
 	values[Anum_audit_metadata - 1] = JsonbPGetDatum(ev->metadata ? ev->metadata : PlEmptyJsonb());
 	values[Anum_audit_created_at - 1] = TimestampTzGetDatum(ev->event_time);
-	values[Anum_audit_txid - 1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	values[Anum_audit_txid - 1] = FullTransactionIdGetDatum(PlEventKey());
 	values[Anum_audit_era - 1] = Int32GetDatum(PlCurrentEra());
 	/* a 0.2.0 log (the library is new, ALTER EXTENSION UPDATE not yet run) has no db_role */
 	if (RelationGetDescr(rel)->natts >= Anum_audit_db_role)

@@ -6,25 +6,49 @@
  *
  * Design note: delivery order.
  *
- * Every audit row is an event and carries the id of the transaction that
- * wrote it (txid).  Ids from the sequence are taken before commit, so a
- * transaction can commit after one that took a later id; reading "id >
- * last acknowledged" would skip it.  Instead, events are delivered in
- * (era, txid, id) order and only once their txid is below the xmin of the
- * reader's snapshot, i.e. once that transaction and every older one have
- * ended.  Any transaction that has not ended has a txid at or above that
- * xmin, and every transaction that starts later gets a larger txid, so the
- * readable events only ever grow at the end of that order: a consumer's
- * position never has to move back, and nothing is skipped.  Delivery is at
- * least once: a consumer that crashes before ack_events() reads the same
- * events again.
+ * Every audit row is an event and carries a delivery key (column txid).
+ * Ids from the sequence are taken before commit, so a transaction can
+ * commit after one that took a later id; reading "id > last acknowledged"
+ * would skip it.  Instead, events are delivered in (era, key, id) order and
+ * only once their key is below the delivery horizon, which guarantees that
+ * no transaction still in progress will ever write an event below it.
+ *
+ * The key of a transaction's events is taken at its first event: the
+ * transaction already holds its lock on payment_audit_log (every event
+ * writer does, until it ends) and its own transaction id, and then takes a
+ * fresh transaction id of an internal subtransaction.  So a key is larger
+ * than its transaction's id and than every transaction id assigned before
+ * the writer began to write events, however old the transaction is.
+ *
+ * The horizon (delivery_horizon) is the next transaction id, lowered to
+ * the transaction id of every transaction that holds a lock on
+ * payment_audit_log that a writer holds (found in the lock table,
+ * prepared transactions included, in any order of their start).  A reader
+ * reads the next transaction id first and the lock holders after it: a
+ * writer that took its key before that read already held its lock and
+ * shows up (or has ended, and its commit is in the snapshot the reader
+ * takes afterwards); a writer that takes its key later gets one at or
+ * above the horizon.  So the readable events only ever grow at the end of
+ * the order: a consumer's position never moves back, and nothing is
+ * skipped.  Transactions that write no events, idle or long, in this
+ * database or another, never lower the horizon; a prepared transaction
+ * lowers it only when it wrote events (it keeps its locks).  A reader in
+ * REPEATABLE READ sees only what its snapshot sees, so its horizon is at
+ * most that snapshot's xmin; on a hot standby, where the primary's locks
+ * are unknown, the horizon is the snapshot's xmin too (a writer's key is
+ * above its transaction id, so that is safe).  A poll reads the index on
+ * (era, txid, id) between the consumer's position and the horizon: its cost
+ * grows with what it returns, not with the backlog behind a writer.
+ * Delivery is at least once: a consumer that crashes before ack_events()
+ * reads the same events again.
  *
  * Transaction ids mean something only on the server that assigned them.
  * The era numbers the servers (by system identifier) a ledger has lived
  * on: a ledger restored onto another server gets a new, larger era there,
  * so everything it writes is delivered after what it brought along, and
  * events of earlier eras are readable at once (their transactions ended
- * on the old server).
+ * on the old server).  Only a writer registers the era; readers, which
+ * may run in a read-only transaction or on a hot standby, never write.
  *
  * Copyright (c) 2026, payledger authors
  *
@@ -35,15 +59,22 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
+#include "access/twophase.h"
 #include "access/xact.h"
-#include "commands/async.h"
-#include "catalog/namespace.h"
-#include "fmgr.h"
-#include "miscadmin.h"
 #include "access/xlog.h"
-#include "utils/lsyscache.h"
+#include "catalog/namespace.h"
+#include "commands/async.h"
+#include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
+#include "storage/sinvaladt.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+#include "utils/xid8.h"
 
 #include "payledger.h"
 #include "util.h"
@@ -55,19 +86,145 @@ static bool notified = false;
 static Oid	era_relid = InvalidOid;	/* payledger.cluster_eras, when era is known */
 static int32 current_era = 0;
 
+/* the delivery key of this transaction's events, and the level that took it */
+static FullTransactionId xact_key = {InvalidTransactionId};
+static int	xact_key_level = 0;
+
 static void
 reset_notified(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
+	{
 		notified = false;
+		xact_key = InvalidFullTransactionId;
+		xact_key_level = 0;
+	}
+}
+
+/*
+ * A subtransaction that took the key and aborts releases the lock on
+ * payment_audit_log that made the key safe: the next event takes a new one.
+ */
+static void
+reset_key_at_subabort(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (!FullTransactionIdIsValid(xact_key) || level > xact_key_level)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		xact_key = InvalidFullTransactionId;
+		xact_key_level = 0;
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		xact_key_level = level - 1;
 }
 
 void
 EventsInit(void)
 {
 	RegisterXactCallback(reset_notified, NULL);
+	RegisterSubXactCallback(reset_key_at_subabort, NULL);
+}
+
+/*
+ * The delivery key of this transaction's events (stored in column txid).
+ * The caller holds its RowExclusiveLock on payledger.payment_audit_log.
+ */
+FullTransactionId
+PlEventKey(void)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	if (FullTransactionIdIsValid(xact_key))
+		return xact_key;
+	(void) GetTopFullTransactionId();
+	BeginInternalSubTransaction(NULL);
+	xact_key = GetCurrentFullTransactionId();
+	ReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	xact_key_level = GetCurrentTransactionNestLevel();
+	return xact_key;
+}
+
+/* a transaction id not after next, widened to 64 bits */
+static FullTransactionId
+widen_xid(TransactionId xid, FullTransactionId next)
+{
+	uint32		epoch = EpochFromFullTransactionId(next);
+
+	if (xid > XidFromFullTransactionId(next))
+		epoch--;
+	return FullTransactionIdFromEpochAndXid(epoch, xid);
+}
+
+static void
+lower_to(FullTransactionId *horizon, TransactionId xid, FullTransactionId next)
+{
+	FullTransactionId full;
+
+	if (!TransactionIdIsNormal(xid))
+		return;
+	full = widen_xid(xid, next);
+	if (FullTransactionIdPrecedes(full, *horizon))
+		*horizon = full;
+}
+
+/*
+ * Events of the current era are readable below this key (see the design
+ * note at the top).  Called before the statement that reads them takes its
+ * snapshot.
+ */
+static FullTransactionId
+delivery_horizon(void)
+{
+	FullTransactionId next = ReadNextFullTransactionId();
+	FullTransactionId horizon = next;
+	Oid			audit = get_relname_relid("payment_audit_log",
+										  get_namespace_oid("payledger", false));
+	LOCKTAG		tag;
+	VirtualTransactionId *holders;
+
+	if (RecoveryInProgress() || IsolationUsesXactSnapshot())
+	{
+		lower_to(&horizon, GetTransactionSnapshot()->xmin, next);
+		if (RecoveryInProgress())
+			return horizon;
+	}
+
+	/* this transaction's own events are not readable to it before it ends */
+	lower_to(&horizon, GetTopTransactionIdIfAny(), next);
+
+	SET_LOCKTAG_RELATION(tag, MyDatabaseId, audit);
+	holders = GetLockConflicts(&tag, ShareLock, NULL);
+	for (VirtualTransactionId *v = holders; VirtualTransactionIdIsValid(*v); v++)
+	{
+		TransactionId xid;
+		TransactionId xmin;
+		bool		more;
+
+		if (VirtualTransactionIdIsRecoveredPreparedXact(*v))
+		{
+			lower_to(&horizon, (TransactionId) v->localTransactionId, next);
+			continue;
+		}
+
+		/*
+		 * A transaction prepared since startup keeps the virtual id of the
+		 * session that prepared it, which has moved on: lower to both.
+		 */
+		BackendIdGetTransactionIds(v->backendId, &xid, &xmin);
+		lower_to(&horizon, xid, next);
+		lower_to(&horizon, TwoPhaseGetXidByVirtualXID(*v, &more), next);
+	}
+	pfree(holders);
+	return horizon;
 }
 
 /*
@@ -110,9 +267,39 @@ PlCurrentEra(void)
 }
 
 /*
+ * The era of this server for a reader (inside PlSpiBegin), without
+ * registering it: until this server writes, it is the era it would get.
+ */
+static int32
+reader_era(void)
+{
+	Oid			relid = get_relname_relid("cluster_eras", get_namespace_oid("payledger", false));
+	char		sysid[32];
+	Datum		values[1];
+	bool		isnull;
+
+	if (relid == era_relid && current_era > 0)
+		return current_era;
+	snprintf(sysid, sizeof(sysid), UINT64_FORMAT, GetSystemIdentifier());
+	values[0] = CStringGetTextDatum(sysid);
+	if (PlExec(PLAN_ERA_GET, values, NULL, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up this server's era");
+	if (SPI_processed == 1)
+	{
+		current_era = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		era_relid = relid;
+		return current_era;
+	}
+	if (PlExec(PLAN_ERA_NEXT, NULL, NULL, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not look up the next era");
+	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
  * payledger.delivery_era() RETURNS integer
  *
- * The era of this server in the outbox's delivery order.
+ * The era of this server in the outbox's delivery order.  Writes nothing,
+ * so it works in a read-only transaction and on a hot standby.
  */
 PG_FUNCTION_INFO_V1(delivery_era);
 Datum
@@ -122,7 +309,7 @@ delivery_era(PG_FUNCTION_ARGS)
 	int32		era;
 
 	PlSpiBegin(&priv);
-	era = PlCurrentEra();
+	era = reader_era();
 	PlSpiEnd(&priv);
 	PG_RETURN_INT32(era);
 }
@@ -155,7 +342,9 @@ read_events(PG_FUNCTION_ARGS)
 	char	   *consumer = consumer_arg(fcinfo);
 	int32		max_events = PG_ARGISNULL(1) ? 1000 : PG_GETARG_INT32(1);
 	PlPrivState priv;
-	Datum		values[3];
+	Datum		values[6];
+	Datum		key;
+	bool		isnull;
 
 	if (max_events <= 0)
 		ereport(ERROR,
@@ -163,10 +352,26 @@ read_events(PG_FUNCTION_ARGS)
 				 errmsg("max_events must be positive")));
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
-	values[0] = CStringGetTextDatum(consumer);
-	values[1] = Int32GetDatum(max_events);
 	PlSpiBegin(&priv);
-	values[2] = Int32GetDatum(PlCurrentEra());
+	/* from the consumer's position (a new one starts before everything) */
+	key = CStringGetTextDatum(consumer);
+	if (PlExec(PLAN_CONSUMER_POSITION, &key, NULL, 1) != SPI_OK_SELECT)
+		elog(ERROR, "consumer lookup failed");
+	if (SPI_processed == 1)
+	{
+		for (int i = 0; i < 3; i++)
+			values[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull);
+	}
+	else
+	{
+		values[0] = Int32GetDatum(0);
+		values[1] = FullTransactionIdGetDatum(InvalidFullTransactionId);
+		values[2] = Int64GetDatum(0);
+	}
+	/* to the horizon */
+	values[3] = Int32GetDatum(reader_era());
+	values[4] = FullTransactionIdGetDatum(delivery_horizon());
+	values[5] = Int32GetDatum(max_events);
 	if (PlExec(PLAN_EVENTS_READ, values, NULL, 0) != SPI_OK_SELECT)
 		elog(ERROR, "event read failed");
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -187,7 +392,7 @@ ack_events(PG_FUNCTION_ARGS)
 {
 	char	   *consumer = consumer_arg(fcinfo);
 	PlPrivState priv;
-	Datum		values[3];
+	Datum		values[4];
 	bool		isnull;
 	bool		readable;
 
@@ -195,7 +400,8 @@ ack_events(PG_FUNCTION_ARGS)
 	values[0] = CStringGetTextDatum(consumer);
 	values[1] = PG_GETARG_DATUM(1);
 	PlSpiBegin(&priv);
-	values[2] = Int32GetDatum(PlCurrentEra());
+	values[2] = Int32GetDatum(reader_era());
+	values[3] = FullTransactionIdGetDatum(delivery_horizon());
 	if (PlExec(PLAN_EVENT_READABLE, &values[1], NULL, 1) != SPI_OK_SELECT)
 		elog(ERROR, "event lookup failed");
 	if (SPI_processed == 0)

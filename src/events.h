@@ -13,8 +13,11 @@
 #ifndef EVENTS_H
 #define EVENTS_H
 
+#include "access/transam.h"
+
 extern void EventsInit(void);
 extern void PlNotifyEvents(void);
 extern int32 PlCurrentEra(void);
+extern FullTransactionId PlEventKey(void);
 
 #endif							/* EVENTS_H */

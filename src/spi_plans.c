@@ -119,20 +119,20 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		" WHERE to_account = $1 AND status = 'pending' AND expires_at <= $2",
 		2, {UUIDOID, TIMESTAMPTZOID}
 	},
-	/* see events.c: readable = an earlier era, or a transaction below our xmin */
+	[PLAN_CONSUMER_POSITION] = {
+		"SELECT last_era, last_txid, last_id FROM payledger.event_consumers WHERE consumer = $1",
+		1, {TEXTOID}
+	},
+	/* see events.c: from the consumer's position to the delivery horizon */
 	[PLAN_EVENTS_READ] = {
 		"SELECT a.* FROM payledger.payment_audit_log a"
-		" LEFT JOIN payledger.event_consumers c ON c.consumer = $1"
-		" WHERE (a.era < $3 OR a.txid < pg_snapshot_xmin(pg_current_snapshot()))"
-		" AND (a.era, a.txid, a.id) > (coalesce(c.last_era, 0), coalesce(c.last_txid, '0'::xid8),"
-		" coalesce(c.last_id, 0))"
-		" ORDER BY a.era, a.txid, a.id LIMIT $2",
-		3, {TEXTOID, INT4OID, INT4OID}
+		" WHERE (a.era, a.txid, a.id) > ($1, $2, $3) AND (a.era, a.txid) < ($4, $5)"
+		" ORDER BY a.era, a.txid, a.id LIMIT $6",
+		6, {INT4OID, XID8OID, INT8OID, INT4OID, XID8OID, INT4OID}
 	},
 	[PLAN_EVENT_READABLE] = {
-		"SELECT era < $2 OR txid < pg_snapshot_xmin(pg_current_snapshot())"
-		" FROM payledger.payment_audit_log WHERE event_id = $1",
-		2, {UUIDOID, INT4OID}
+		"SELECT (era, txid) < ($2, $3) FROM payledger.payment_audit_log WHERE event_id = $1",
+		3, {UUIDOID, INT4OID, XID8OID}
 	},
 	[PLAN_EVENTS_ACK] = {
 		"INSERT INTO payledger.event_consumers AS c (consumer, last_era, last_txid, last_id, updated_at)"
@@ -153,6 +153,10 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 	[PLAN_ERA_GET] = {
 		"SELECT era FROM payledger.cluster_eras WHERE system_identifier = $1",
 		1, {TEXTOID}
+	},
+	[PLAN_ERA_NEXT] = {
+		"SELECT coalesce(max(era), 0) + 1 FROM payledger.cluster_eras",
+		0, {InvalidOid}
 	},
 	[PLAN_COUNT_REPLAYS] = {
 		"INSERT INTO payledger.replay_counts AS r (backend, replays) VALUES ($1, $2)"
