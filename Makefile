@@ -80,6 +80,7 @@ ISOLATION = \
 	transfer_repeatable_read \
 	hold_expiry_race \
 	hot_account \
+	hot_account_legs_many \
 	transfer_many_same_keys \
 	audit_partition_routing \
 	risk_hook_lock_timeout

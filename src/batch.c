@@ -256,6 +256,7 @@ legs_work(PlRequest *req)
 	LegsArgs   *args = req->arg;
 	pg_uuid_t	id;
 	pg_uuid_t  *ids;
+	bool	   *credit_only;
 	Relation	accounts;
 	PlLockedSet *locked;
 	const char *reason;
@@ -266,12 +267,16 @@ legs_work(PlRequest *req)
 	PlUuidV7(&id);
 	accounts = PlOpenAccounts();
 	ids = palloc(sizeof(pg_uuid_t) * args->nlegs * 2);
+	credit_only = palloc(sizeof(bool) * args->nlegs * 2);
 	for (int i = 0; i < args->nlegs; i++)
 	{
 		ids[2 * i] = args->legs[i].from_id;
+		credit_only[2 * i] = false;
 		ids[2 * i + 1] = args->legs[i].to_id;
+		credit_only[2 * i + 1] = true;
 	}
-	locked = PlLockAccounts(accounts, ids, args->nlegs * 2);
+	/* an account only credited by the legs takes one of its sub-balances */
+	locked = PlLockAccountsFor(accounts, ids, args->nlegs * 2, credit_only);
 	for (int i = 0; i < locked->n; i++)
 		PlCheckAccountCurrency(&locked->rows[i], args->currency);
 
@@ -444,10 +449,18 @@ typedef struct Batch
 	Relation	accounts;
 	Relation	entries;
 	pg_uuid_t  *ids;			/* the accounts the batch touches, each once */
+	bool	   *credit_only;	/* ids[i] is only credited by the batch */
 	int			nids;
 	PlLockedSet *locked;
 	int			nreplayed;
 } Batch;
+
+/* an account of a batch, and whether any item debits it */
+typedef struct BatchAccount
+{
+	pg_uuid_t	id;
+	bool		debited;
+} BatchAccount;
 
 /* (1) every item well formed; collects the accounts the batch touches */
 static void
@@ -456,11 +469,13 @@ batch_check_items(Batch *b)
 	HASHCTL		ctl;
 	HTAB	   *account_set;
 	HASH_SEQ_STATUS seq;
-	pg_uuid_t  *next_id;
+	BatchAccount *account;
+	bool		found;
+	int			n = 0;
 	BatchItem	item;
 
 	ctl.keysize = sizeof(pg_uuid_t);
-	ctl.entrysize = sizeof(pg_uuid_t);
+	ctl.entrysize = sizeof(BatchAccount);
 	ctl.hcxt = CurrentMemoryContext;
 	account_set = hash_create("payledger transfer_many accounts", 1024, &ctl,
 							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
@@ -492,16 +507,22 @@ batch_check_items(Batch *b)
 			MemoryContextSwitchTo(oldcxt);
 			MemoryContextReset(b->scratch);
 		}
-		(void) hash_search(account_set, item.from_id, HASH_ENTER, NULL);
-		(void) hash_search(account_set, item.to_id, HASH_ENTER, NULL);
+		account = hash_search(account_set, item.from_id, HASH_ENTER, NULL);
+		account->debited = true;
+		account = hash_search(account_set, item.to_id, HASH_ENTER, &found);
+		if (!found)
+			account->debited = false;
 	}
 
 	b->nids = hash_get_num_entries(account_set);
 	b->ids = palloc(sizeof(pg_uuid_t) * Max(b->nids, 1));
-	next_id = b->ids;
+	b->credit_only = palloc(sizeof(bool) * Max(b->nids, 1));
 	hash_seq_init(&seq, account_set);
-	for (pg_uuid_t *id = hash_seq_search(&seq); id != NULL; id = hash_seq_search(&seq))
-		*next_id++ = *id;
+	while ((account = hash_seq_search(&seq)) != NULL)
+	{
+		b->ids[n] = account->id;
+		b->credit_only[n++] = !account->debited;
+	}
 	hash_destroy(account_set);
 }
 
@@ -620,7 +641,8 @@ batch_work(PlRequest *req)
 	batch_lock_keys(b);
 	b->accounts = PlOpenAccounts();
 	b->entries = PlOpenEntries();
-	b->locked = PlLockAccounts(b->accounts, b->ids, b->nids);
+	/* an account the batch only credits takes one of its sub-balances */
+	b->locked = PlLockAccountsFor(b->accounts, b->ids, b->nids, b->credit_only);
 	for (int i = 0; i < b->locked->n; i++)
 		PlCheckAccountCurrency(&b->locked->rows[i], b->currency);
 
