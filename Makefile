@@ -61,6 +61,7 @@ REGRESS = \
 	context_settings \
 	state_machine_cache \
 	risk_hook
+REGRESS += shard_id
 REGRESS_OPTS = --load-extension=payledger
 
 ISOLATION = \

@@ -46,6 +46,7 @@ extern char *pl_correlation_id;
 extern char *pl_audit_signing_key;
 extern bool pl_notify_events;
 extern int	pl_max_metadata_bytes;
+extern int	pl_shard_id;
 
 extern void SettingsInit(void);
 extern void PlCheckContext(void);

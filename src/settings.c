@@ -46,6 +46,7 @@ char	   *pl_audit_signing_key = NULL;
 bool		pl_notify_events = true;
 int			pl_max_metadata_bytes = 16384;
 int			pl_notify_delay = 10;
+int			pl_shard_id = -1;
 
 static Interval *retention_interval = NULL;
 
@@ -284,6 +285,12 @@ SettingsInit(void)
 							gettext_noop("Largest metadata, as jsonb text, that any payledger call accepts."),
 							NULL, &pl_max_metadata_bytes, 16384, 2, 64 * 1024 * 1024,
 							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payledger.shard_id",
+							gettext_noop("Shard number stamped into the last byte of every id this database makes (-1: none)."),
+							gettext_noop("Set per shard database (ALTER DATABASE ... SET) so that a router finds the shard that owns an id from the id alone."),
+							&pl_shard_id, -1, -1, 255,
+							PGC_SUSET, 0, NULL, NULL, NULL);
 
 	define_context_string("payledger.actor_type",
 						  gettext_noop("Kind of actor behind this transaction: CUSTOMER, SYSTEM, OPERATOR or API."),

@@ -7,6 +7,12 @@
  * millisecond in this backend (so ids made by one backend sort in the order
  * they were made), then 62 random bits.
  *
+ * On a shard (payledger.shard_id set, 0-255) the last of those random bytes
+ * is the shard number instead: a router (scaleout/) sends any call about an
+ * id to the shard that made it without looking anything up.  That leaves 54
+ * random bits, which with the millisecond and the counter is still far more
+ * than one backend can exhaust.
+ *
  * Copyright (c) 2026, payledger authors
  *
  * IDENTIFICATION
@@ -69,6 +75,8 @@ PlUuidV7(pg_uuid_t *out)
 	out->data[6] = 0x70 | (uint8) (seq >> 8);
 	out->data[7] = (uint8) seq;
 	out->data[8] = 0x80 | (out->data[8] & 0x3F);
+	if (pl_shard_id >= 0)
+		out->data[15] = (uint8) pl_shard_id;
 }
 
 Datum
