@@ -262,6 +262,10 @@ wait_for('node2 to be promoted', sub {
 });
 note(sprintf('failover took %.1f s', time - $killed_at));
 is(sql('node2', 'SELECT pg_is_in_recovery()'), 'f', 'node2 is the primary now');
+like(node_states(), qr/node2:wait_primary\/wait_primary/,
+	'alone, the new primary waits for a standby (wait_primary)');
+is(sql('node2', 'SHOW synchronous_standby_names'), '',
+	'and meanwhile commits without one: one copy of each commit until a standby is back');
 
 my $all_done = 1;
 for my $h (@harness)
