@@ -20,7 +20,10 @@
 -- be posted.  Every step is an idempotent payledger call, so a step
 -- repeated by a retry or by recovery replays instead of moving money twice.
 -- Each shard balances on its own; the clearing accounts of all shards sum
--- to zero once no saga is half done.
+-- to zero once no saga is half done.  The steps carry the caller's metadata
+-- unchanged: ids and keys stay out of it, where a run of their digits could
+-- pass for a card number (PY006); the keys and payledger_shard tie them
+-- together.
 
 \set ON_ERROR_STOP 1
 
@@ -127,8 +130,7 @@ BEGIN
 	PERFORM pg_catalog.set_config('payledger.correlation_id', correlation_id::text, true);
 	r := payledger.hold(from_account, payledger_shard.clearing_account(currency), amount,
 						currency, expires_in, saga_key OPERATOR(pg_catalog.||) ':reserve',
-						metadata OPERATOR(pg_catalog.||)
-						pg_catalog.jsonb_build_object('saga', saga_key, 'saga_to', to_account));
+						metadata);
 	INSERT INTO payledger_shard.sagas AS s
 		(saga_key, from_account, to_account, amount, currency, metadata, expires_in,
 		 correlation_id, hold_id, state, reason_code)
@@ -154,9 +156,7 @@ DECLARE
 BEGIN
 	PERFORM pg_catalog.set_config('payledger.correlation_id', correlation_id::text, true);
 	r := payledger.transfer(payledger_shard.clearing_account(currency), to_account, amount,
-							currency, saga_key OPERATOR(pg_catalog.||) ':credit',
-							metadata OPERATOR(pg_catalog.||)
-							pg_catalog.jsonb_build_object('saga', saga_key, 'saga_from', from_account));
+							currency, saga_key OPERATOR(pg_catalog.||) ':credit', metadata);
 	PERFORM payledger_shard.record_step(saga_key, 'credit', r);
 	RETURN r;
 END
@@ -186,9 +186,7 @@ BEGIN
 	PERFORM pg_catalog.set_config('payledger.correlation_id', correlation_id::text, true);
 	r := payledger.transfer(to_account, payledger_shard.clearing_account(currency), amount,
 							currency, saga_key OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) step,
-							metadata OPERATOR(pg_catalog.||)
-							pg_catalog.jsonb_build_object('saga', saga_key, 'saga_from', from_account,
-														  'saga_step', 'reverse'));
+							metadata);
 	PERFORM payledger_shard.record_step(saga_key, step, r);
 	RETURN r;
 END
