@@ -335,5 +335,19 @@ is(scalar(grep { !$seen{$_} } @all), 0,
 	'every event is either acknowledged before the failover or delivered after it');
 cmp_ok(scalar(@after), '>', 0, 'the consumer has events written after its last acknowledgement');
 
+# listeners: LISTEN does not move with a failover; a listener that
+# reconnects to the new primary is woken by its commits again, through the
+# notify worker that the first event-writing commit there starts
+my ($lout, $lerr);
+IPC::Run::run([ 'psql', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', conn('node2'),
+		'-c', 'LISTEN payledger_events',
+		'-c', "SELECT status FROM payledger.transfer('$wallet[1]', '$shop', 7, 'USD', 'after-failover')",
+		'-c', 'SELECT pg_sleep(1)' ],
+	'>', \$lout, '2>', \$lerr);
+like($lout, qr/Asynchronous notification "payledger_events" received/,
+	'a listener on the new primary is woken after an event-writing commit');
+is(sql('node2', q{SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'payledger notify'}),
+	't', 'by the notify worker running on the new primary');
+
 stop_all();
 done_testing();
