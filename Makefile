@@ -60,7 +60,8 @@ REGRESS = \
 	upgrade \
 	context_settings \
 	state_machine_cache \
-	risk_hook
+	risk_hook \
+	submit_transfer
 REGRESS += shard_id
 REGRESS_OPTS = --load-extension=payledger
 

@@ -65,6 +65,28 @@ ALTER TABLE payledger.holds ENABLE ALWAYS TRIGGER holds_guard;
 
 /* ---- throughput: notify worker, group commit ---- */
 
+/*
+ * submit_transfer: transfer() for callers that commit each call on their
+ * own.  Always keyed; refused inside a transaction block (25001) and on a
+ * server that does not preload payledger (55000).  This release applies the
+ * transfer in the calling backend; see the README's caveats.
+ */
+CREATE FUNCTION payledger.submit_transfer(
+	from_account uuid,
+	to_account uuid,
+	amount bigint,
+	currency text,
+	idempotency_key text,
+	metadata jsonb DEFAULT '{}')
+	RETURNS payledger.transfer_result
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'submit_transfer';
+COMMENT ON FUNCTION payledger.submit_transfer(uuid, uuid, bigint, text, text, jsonb) IS
+	'transfer() committed on its own: always keyed, never inside a transaction block, needs payledger preloaded';
+REVOKE ALL ON FUNCTION payledger.submit_transfer(uuid, uuid, bigint, text, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION payledger.submit_transfer(uuid, uuid, bigint, text, text, jsonb)
+	TO payledger_app;
+
 /* ---- privileges: nothing for PUBLIC, each role what section 13 grants ---- */
 
 -- A hand-written INSERT into any table of the ledger raises PY003, for every

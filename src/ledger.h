@@ -75,6 +75,7 @@ typedef struct PlTransferArgs
 	const char *key;			/* NULL: none */
 	Jsonb	   *metadata;		/* as sent; NULL: {} */
 	const pg_uuid_t *transfer_id;	/* caller-supplied, or NULL */
+	bool		always_keyed;	/* PY008 without a key, whatever the setting */
 } PlTransferArgs;
 
 typedef struct PlTransferOutcome

@@ -19,6 +19,7 @@
 
 #include "access/xact.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -44,6 +45,7 @@ char	   *pl_device_id = NULL;
 char	   *pl_correlation_id = NULL;
 char	   *pl_audit_signing_key = NULL;
 bool		pl_notify_events = true;
+bool		pl_preloaded = false;
 int			pl_max_metadata_bytes = 16384;
 int			pl_notify_delay = 10;
 int			pl_shard_id = -1;
@@ -241,6 +243,7 @@ define_context_string(const char *name, const char *desc, char **var,
 void
 SettingsInit(void)
 {
+	pl_preloaded = process_shared_preload_libraries_in_progress;
 	DefineCustomBoolVariable("payledger.require_idempotency_key",
 							 gettext_noop("Refuses money-moving calls that carry no idempotency key."),
 							 NULL, &pl_require_idempotency_key, true,

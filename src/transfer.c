@@ -214,6 +214,11 @@ PlTransferRequest(const PlTransferArgs *args, PlTransferOutcome *out)
 		PlCheckKey(args->key);
 
 	/* (2) a key is required, unless the caller's own transfer_id serves */
+	if (args->key == NULL && args->always_keyed)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_IDEMPOTENCY_KEY_REQUIRED),
+				 errmsg("submit_transfer requires an idempotency key"),
+				 errhint("A submission is always keyed, whatever payledger.require_idempotency_key says.")));
 	if (args->key == NULL && args->transfer_id == NULL)
 		PlRequireKey("transfer");
 
@@ -260,6 +265,54 @@ transfer(PG_FUNCTION_ARGS)
 	args.key = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
 	args.metadata = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
 	args.transfer_id = PG_ARGISNULL(6) ? NULL : PG_GETARG_UUID_P(6);
+	args.always_keyed = false;
+
+	PlTransferRequest(&args, &out);
+	return PlTransferResult(fcinfo, &out.transfer_id, out.status, out.reason_code,
+							out.replayed);
+}
+
+/*
+ * payledger.submit_transfer(from_account uuid, to_account uuid,
+ *		amount bigint, currency text, idempotency_key text,
+ *		metadata jsonb DEFAULT '{}') RETURNS payledger.transfer_result
+ *
+ * transfer() for callers that commit every call on its own: the same
+ * checks, declines, audit rows and idempotency (a submission and a
+ * transfer() with one key and the same parameters replay each other), but
+ * always keyed, refused inside a transaction block (25001), and only on a
+ * server that preloads payledger (55000), the deployment the group-commit
+ * writer needs.  This release applies the transfer in the calling backend,
+ * as a group of one, and its statement's commit makes it durable; the
+ * ledger writer that batches many submissions per transaction is not built
+ * yet, so PY009 and 40003 do not occur.
+ */
+PG_FUNCTION_INFO_V1(submit_transfer);
+Datum
+submit_transfer(PG_FUNCTION_ARGS)
+{
+	PlTransferArgs args;
+	PlTransferOutcome out;
+
+	if (!pl_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("submit_transfer needs payledger in shared_preload_libraries"),
+				 errhint("Add payledger to shared_preload_libraries and restart the server, or call transfer().")));
+	PreventInTransactionBlock(true, "submit_transfer");
+
+	PlRequireArg(fcinfo, 0, "from_account");
+	PlRequireArg(fcinfo, 1, "to_account");
+	PlRequireArg(fcinfo, 2, "amount");
+	PlRequireArg(fcinfo, 3, "currency");
+	args.from_id = *PG_GETARG_UUID_P(0);
+	args.to_id = *PG_GETARG_UUID_P(1);
+	args.amount = PG_GETARG_INT64(2);
+	args.currency = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	args.key = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
+	args.metadata = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
+	args.transfer_id = NULL;
+	args.always_keyed = true;
 
 	PlTransferRequest(&args, &out);
 	return PlTransferResult(fcinfo, &out.transfer_id, out.status, out.reason_code,

@@ -27,6 +27,7 @@ SELECT f::regprocedure, r::text[] FROM (VALUES
 	('payledger.uuid_v7()', '{app}'),
 	('payledger.create_account(text, text, bigint, jsonb, uuid)', '{app}'),
 	('payledger.transfer(uuid, uuid, bigint, text, text, jsonb, uuid)', '{app}'),
+	('payledger.submit_transfer(uuid, uuid, bigint, text, text, jsonb)', '{app}'),
 	('payledger.hold(uuid, uuid, bigint, text, interval, text, jsonb)', '{app}'),
 	('payledger.post_hold(uuid, bigint, text)', '{app}'),
 	('payledger.void_hold(uuid, text)', '{app}'),
