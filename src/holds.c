@@ -448,6 +448,9 @@ PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount, int64 amount,
 		reason = "EXCEEDS_AVAILABLE_AMOUNT";
 		audit_decline(&hold, reason, key, posted, now);
 	}
+	/* posting moves money: not from or to a frozen or closed account */
+	if (reason == NULL && post && (reason = PlStatusDecline(locked)) != NULL)
+		audit_decline(&hold, reason, key, posted, now);
 	if (reason != NULL)
 		return reason;
 

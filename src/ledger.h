@@ -33,6 +33,7 @@ extern PlLockedSet *PlLockAccountsFor(Relation rel, const pg_uuid_t *ids, int n,
 extern PlAccountRow *PlFindAccount(PlLockedSet *set, const pg_uuid_t *id);
 extern void PlCheckAccountCurrency(const PlAccountRow *row, const char *currency);
 extern const char *PlDeclineReason(PlAccountRow *src, PlAccountRow *dst, int64 amount);
+extern const char *PlStatusDecline(const PlLockedSet *set);
 extern void PlWriteEntry(Relation entries, PlAccountRow *row, const pg_uuid_t *transfer_id,
 						 int64 delta, TimestampTz now);
 extern void PlFlushAccounts(Relation rel, PlLockedSet *set, TimestampTz now);

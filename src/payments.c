@@ -807,6 +807,14 @@ capture_work(PlRequest *req)
 	now = GetCurrentTimestamp();
 	reason = PlHoldSettle(&p.hold_id, true, true, captured, req->key, req->hash, now,
 						  split_ids, call->nsplits);
+	if (reason != NULL && strncmp(reason, "ACCOUNT_", 8) == 0)
+	{
+		/* a frozen or closed account: declined, the authorization stands */
+		payment_event(&p, "PAYMENT_CAPTURED", "authorized", "authorized", captured, false, reason,
+					  req->key, now);
+		payment_outcome(call, "authorized", reason, now);
+		return;
+	}
 	if (reason != NULL)
 	{
 		/* the authorization ran out: the payment expires */
@@ -1329,6 +1337,14 @@ resolve_work(PlRequest *req)
 		if (p.has_dispute_hold)
 			declined = PlHoldSettle(&p.dispute_hold_id, true, false, 0, req->key, req->hash,
 									now, NULL, 0);
+		if (declined != NULL && strncmp(declined, "ACCOUNT_", 8) == 0)
+		{
+			/* a frozen or closed account: declined, the dispute stays open */
+			payment_event(&p, "PAYMENT_CHARGED_BACK", "disputed", "disputed", p.disputed, false,
+						  declined, req->key, now);
+			payment_outcome(call, "disputed", declined, now);
+			return;
+		}
 		if (declined != NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),

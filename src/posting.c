@@ -223,6 +223,27 @@ over_limit(const pg_uuid_t *account, int64 amount)
 }
 
 /*
+ * ACCOUNT_CLOSED or ACCOUNT_FROZEN when any account of a locked set may be
+ * neither debited nor credited (closed decides over frozen), else NULL.
+ * For calls that move money between accounts they locked earlier (posting
+ * a hold, a capture and its splits).
+ */
+const char *
+PlStatusDecline(const PlLockedSet *set)
+{
+	const char *reason = NULL;
+
+	for (int i = 0; i < set->n; i++)
+	{
+		if (set->rows[i].status[0] == 'c')
+			return "ACCOUNT_CLOSED";
+		if (set->rows[i].status[0] == 'f')
+			reason = "ACCOUNT_FROZEN";
+	}
+	return reason;
+}
+
+/*
  * Why moving amount from src to dst is declined, or NULL.  Reserving
  * (a hold) and posting check the same floor: what is available is the
  * balance less open holds, where holds past their expiry no longer count.

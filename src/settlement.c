@@ -179,19 +179,47 @@ collect_candidates(Settlement *st)
 	}
 }
 
-/* every merchant account and the payout account, in one sorted pass */
-static void
+/*
+ * Every merchant account and the payout account, in one sorted pass;
+ * returns ACCOUNT_FROZEN or ACCOUNT_CLOSED when one of them is.
+ */
+static const char *
 lock_settlement_accounts(Settlement *st)
 {
+	const char *frozen;
 	pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * (st->n + 1));
 	Relation	accounts = PlOpenAccounts();
 
 	for (int i = 0; i < st->n; i++)
 		ids[i] = st->cands[i].merchant_account;
 	ids[st->n] = *st->payout;
-	(void) PlLockAccounts(accounts, ids, st->n + 1);
+	frozen = PlStatusDecline(PlLockAccounts(accounts, ids, st->n + 1));
 	table_close(accounts, NoLock);
 	pfree(ids);
+	return frozen;
+}
+
+/*
+ * A frozen or closed merchant or payout account declines the whole batch:
+ * a rejected payout in the transfers and the audit log, nothing settled.
+ */
+static void
+decline_settlement(PlRequest *req, Settlement *st, const char *reason, TimestampTz now)
+{
+	pg_uuid_t	transfer_id;
+	PlAuditEvent ev;
+	int64		net = st->gross - st->fees - st->refunds;
+
+	PlUuidV7(&transfer_id);
+	PlStoreTransfer(&transfer_id, "payout", reason, st->currency, net,
+					&st->cands[0].merchant_account, st->payout, req->key, req->hash,
+					PlEmptyJsonb(), now);
+	PlAuditMovement(&ev, "TRANSFER_REJECTED", NULL, reason, &transfer_id,
+					&st->cands[0].merchant_account, st->payout, net, st->currency, req->key,
+					NULL, NULL, now);
+	ev.merchant_id = st->merchant;
+	PlAuditWrite(&ev);
+	PlRequestOutcome(req, &transfer_id, "rejected", reason, now);
 }
 
 /* One payout per merchant account of the net it is owed; all or nothing. */
@@ -302,13 +330,19 @@ settle_work(PlRequest *req)
 {
 	Settlement *st = req->arg;
 	TimestampTz now;
+	const char *frozen = NULL;
 
 	check_payout_account(st->payout);
 	collect_candidates(st);
 	if (st->n > 0)
-		lock_settlement_accounts(st);
+		frozen = lock_settlement_accounts(st);
 	PlUuidV7(&st->id);
 	now = GetCurrentTimestamp();
+	if (frozen != NULL)
+	{
+		decline_settlement(req, st, frozen, now);
+		return;
+	}
 	pay_out(st, req->hash);
 	mark_settled(st, req->key, now);
 	insert_settlement(st);
@@ -318,6 +352,10 @@ settle_work(PlRequest *req)
 /*
  * payledger.settle_merchant(merchant_id uuid, cutoff timestamptz,
  *		payout_account uuid, idempotency_key text) RETURNS uuid
+ *
+ * A frozen or closed merchant or payout account declines the whole batch
+ * (ACCOUNT_FROZEN / ACCOUNT_CLOSED): nothing is settled and the call
+ * returns NULL, also when replayed.
  */
 PG_FUNCTION_INFO_V1(settle_merchant);
 Datum
@@ -343,6 +381,8 @@ settle_merchant(PG_FUNCTION_ARGS)
 	PlHashEnd(h, req.hash);
 
 	PlRunRequest(&req);
+	if (req.reason != NULL)
+		PG_RETURN_NULL();
 	*result = req.result_id;
 	PG_RETURN_UUID_P(result);
 }
