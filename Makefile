@@ -32,6 +32,7 @@ OBJS = \
 	src/metrics.o \
 	src/check.o \
 	src/sub_balances.o \
+	src/access.o \
 	src/notify_worker.o
 
 DATA = $(wildcard sql/payledger--*.sql)
@@ -58,6 +59,7 @@ REGRESS = \
 	sub_balances \
 	audit_partitions \
 	upgrade \
+	upgrade_0_2_0 \
 	context_settings \
 	state_machine_cache \
 	risk_hook \

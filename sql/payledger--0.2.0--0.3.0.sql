@@ -40,6 +40,66 @@ CREATE FUNCTION payledger.guard_insert()
 COMMENT ON FUNCTION payledger.guard_insert() IS
 	'Trigger: rows enter payledger''s tables only through its functions or a restore (INSERT raises PY003)';
 
+/*
+ * Merchant scope.  An account may belong to a merchant (or customer):
+ * owner_id.  payledger.role_scopes binds roles to merchants
+ * (scope_role/unscope_role); a role with the privileges of a bound role
+ * debits (transfer, hold, transfer_legs, transfer_many) only accounts its
+ * merchants own, creates payments only for them, and sees only their
+ * payments, settlements and accounts (src/access.c).  Accounts made before
+ * 0.3.0 have no owner: no scoped role can debit or see them until an
+ * operator gives them one.
+ */
+ALTER TABLE payledger.accounts ADD COLUMN owner_id uuid;
+
+DROP FUNCTION payledger.create_account(text, text, bigint, jsonb, uuid);
+CREATE FUNCTION payledger.create_account(
+	currency text,
+	kind text DEFAULT 'generic',
+	min_balance bigint DEFAULT 0,
+	metadata jsonb DEFAULT '{}',
+	account_id uuid DEFAULT NULL,
+	owner_id uuid DEFAULT NULL)
+	RETURNS uuid
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'create_account';
+COMMENT ON FUNCTION payledger.create_account(text, text, bigint, jsonb, uuid, uuid) IS
+	'Opens an account in one currency with a floor (NULL: no floor), owned by owner_id; idempotent on a caller-supplied id';
+
+CREATE TABLE payledger.role_scopes (
+	role regrole NOT NULL,
+	merchant_id uuid NOT NULL,
+	created_at timestamptz NOT NULL,
+	PRIMARY KEY (role, merchant_id)
+);
+COMMENT ON TABLE payledger.role_scopes IS
+	'Roles bound to merchants (scope_role): such a role debits, sees and acts on only its merchants'' accounts and payments';
+SELECT pg_catalog.pg_extension_config_dump('payledger.role_scopes', '');
+
+CREATE FUNCTION payledger.guard_scopes()
+	RETURNS trigger
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'guard_scopes';
+COMMENT ON FUNCTION payledger.guard_scopes() IS
+	'Trigger: role_scopes changes only through scope_role() and unscope_role() (PY003)';
+CREATE TRIGGER role_scopes_guard
+	BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.role_scopes
+	FOR EACH STATEMENT EXECUTE FUNCTION payledger.guard_scopes();
+ALTER TABLE payledger.role_scopes ENABLE ALWAYS TRIGGER role_scopes_guard;
+
+CREATE FUNCTION payledger.scope_role(role regrole, merchant_id uuid)
+	RETURNS void
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'scope_role';
+COMMENT ON FUNCTION payledger.scope_role(regrole, uuid) IS
+	'Binds a role to a merchant: it (and every role with its privileges) then debits, sees and acts on only its merchants'' accounts and payments';
+CREATE FUNCTION payledger.unscope_role(role regrole, merchant_id uuid)
+	RETURNS void
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'unscope_role';
+COMMENT ON FUNCTION payledger.unscope_role(regrole, uuid) IS
+	'Removes the binding of a role to a merchant; a role left with none acts platform-wide again';
+
 /* ---- correctness findings ---- */
 
 /*
@@ -130,7 +190,7 @@ TO payledger_reader;
 GRANT payledger_reader TO payledger_app;
 GRANT EXECUTE ON FUNCTION
 	payledger.uuid_v7(),
-	payledger.create_account(text, text, bigint, jsonb, uuid),
+	payledger.create_account(text, text, bigint, jsonb, uuid, uuid),
 	payledger.transfer(uuid, uuid, bigint, text, text, jsonb, uuid),
 	payledger.hold(uuid, uuid, bigint, text, interval, text, jsonb),
 	payledger.post_hold(uuid, bigint, text),
@@ -175,6 +235,8 @@ GRANT EXECUTE ON FUNCTION
 	payledger.forbid_mutation(),
 	payledger.purge_idempotency_keys(),
 	payledger.check_ledger(),
+	payledger.scope_role(regrole, uuid),
+	payledger.unscope_role(regrole, uuid),
 	payledger.read_events(text, integer),
 	payledger.ack_events(text, uuid),
 	payledger.delivery_era(),

@@ -20,6 +20,7 @@
 #include "common/int.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -32,6 +33,7 @@
 #include "audit.h"
 #include "pipeline.h"
 #include "ledger.h"
+#include "access.h"
 
 typedef struct PlAccount
 {
@@ -82,6 +84,8 @@ fetch_account(PlPlanId plan, pg_uuid_t *id, PlAccount *acc)
 	acc->pending_credits = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
 	acc->version = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
 	acc->metadata = DatumGetJsonbP(SPI_getbinval(tup, desc, 9, &isnull));
+	/* another merchant's account is unknown to a scoped role */
+	PlCheckAccountVisible(id);
 	return true;
 }
 
@@ -95,8 +99,10 @@ jsonb_equal(Jsonb *a, Jsonb *b)
 /*
  * payledger.create_account(currency text, kind text DEFAULT 'generic',
  *		min_balance bigint DEFAULT 0, metadata jsonb DEFAULT '{}',
- *		account_id uuid DEFAULT NULL) RETURNS uuid
+ *		account_id uuid DEFAULT NULL, owner_id uuid DEFAULT NULL) RETURNS uuid
  *
+ * owner_id is the merchant (or customer) the account belongs to; a role
+ * scoped to merchants may create accounts only for them (42501).
  * min_balance NULL means no floor (system accounts); a negative floor is a
  * credit line; a floor above zero is refused since a new account holds
  * zero.  A caller-supplied id makes the call idempotent: the same id with
@@ -114,8 +120,10 @@ create_account(PG_FUNCTION_ARGS)
 	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
 	TimestampTz now;
 	PlPrivState priv;
-	Datum		values[6];
-	char		nulls[6] = "      ";
+	Datum		values[7];
+	char		nulls[7] = "       ";
+	pg_uuid_t  *owner = (PG_NARGS() > 5 && !PG_ARGISNULL(5)) ? PG_GETARG_UUID_P(5) : NULL;
+	PlPlanId	insert = PLAN_ACCOUNT_INSERT;
 
 	PlRequireArg(fcinfo, 0, "currency");
 	PlRequireArg(fcinfo, 1, "kind");
@@ -151,9 +159,24 @@ create_account(PG_FUNCTION_ARGS)
 		nulls[3] = 'n';
 	values[4] = JsonbPGetDatum(metadata);
 	values[5] = TimestampTzGetDatum(now);
+	if (owner != NULL)
+		values[6] = UUIDPGetDatum(owner);
+	else
+		nulls[6] = 'n';
 
 	PlSpiBegin(&priv);
-	if (PlExec(PLAN_ACCOUNT_INSERT, values, nulls, 0) != SPI_OK_INSERT)
+	if (PG_NARGS() > 5)
+	{
+		/* 0.3.0's signature: the table has owner_id (see the upgrade script) */
+		insert = PLAN_ACCOUNT_INSERT_OWNED;
+		if (PlCallerScoped() && (owner == NULL || !PlMerchantVisible(owner)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("role \"%s\" may create accounts only for its merchants",
+							GetUserNameFromId(PlCallerUserId(), false)),
+					 errhint("Pass owner_id: one of the merchants the role is scoped to.")));
+	}
+	if (PlExec(insert, values, nulls, 0) != SPI_OK_INSERT)
 		elog(ERROR, "account insert failed");
 	if (SPI_processed == 0)
 	{
@@ -177,6 +200,7 @@ create_account(PG_FUNCTION_ARGS)
 		PlAuditInit(&ev, "ACCOUNT_CREATED", now);
 		ev.new_state = "active";
 		ev.account_id = id;
+		ev.merchant_id = owner;
 		ev.correlation_id = id;
 		ev.currency = currency;
 		ev.metadata = metadata;

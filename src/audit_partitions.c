@@ -42,6 +42,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "parser/parse_func.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/inval.h"
@@ -350,11 +351,17 @@ create_audit_partitions(PG_FUNCTION_ARGS)
 				SPI_OK_UTILITY);
 			run(psprintf("ALTER TABLE payledger.%s ENABLE ALWAYS TRIGGER audit_append_only", name),
 				SPI_OK_UTILITY);
-			run(psprintf("CREATE TRIGGER payledger_insert_guard BEFORE INSERT ON payledger.%s"
-						 " FOR EACH STATEMENT EXECUTE FUNCTION payledger.guard_insert()", name),
-				SPI_OK_UTILITY);
-			run(psprintf("ALTER TABLE payledger.%s ENABLE ALWAYS TRIGGER payledger_insert_guard",
-						 name), SPI_OK_UTILITY);
+			/* a 0.2.0 ledger gets it from ALTER EXTENSION UPDATE */
+			if (OidIsValid(LookupFuncName(list_make2(makeString("payledger"),
+													 makeString("guard_insert")),
+										  0, NULL, true)))
+			{
+				run(psprintf("CREATE TRIGGER payledger_insert_guard BEFORE INSERT ON payledger.%s"
+							 " FOR EACH STATEMENT EXECUTE FUNCTION payledger.guard_insert()", name),
+					SPI_OK_UTILITY);
+				run(psprintf("ALTER TABLE payledger.%s ENABLE ALWAYS TRIGGER payledger_insert_guard",
+							 name), SPI_OK_UTILITY);
+			}
 			run(psprintf("INSERT INTO payledger.audit_partitions VALUES ('%s', '%s', '%s', '%s', '%s',"
 						 " pg_catalog.clock_timestamp())",
 						 name, lo_text, hi_text, ts_text(from), ts_text(to)), SPI_OK_INSERT);

@@ -334,6 +334,7 @@ transfer_legs(PG_FUNCTION_ARGS)
 	/* stored with e-mail addresses masked; the hash covers what was sent */
 	args.metadata = PlMaskJsonb(metadata);
 
+	req.scoped_debits = true;
 	PlRunRequest(&req);
 	return PlTransferResult(fcinfo, &req.result_id, req.status, req.reason, req.replayed);
 }
@@ -732,6 +733,7 @@ transfer_many(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 
 	PlRequestInit(&req, "transfer_many", NULL, NULL, batch_work, &b);
+	req.scoped_debits = true;
 	PlRunRequest(&req);
 	MemoryContextDelete(b.scratch);
 	return (Datum) 0;

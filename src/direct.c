@@ -93,6 +93,7 @@ static const PlColumn accounts_columns[] = {
 	{"created_at", TIMESTAMPTZOID},
 	{"updated_at", TIMESTAMPTZOID},
 	{"has_limits", BOOLOID},
+	{"owner_id", UUIDOID},
 };
 
 static const PlColumn entries_columns[] = {
@@ -333,6 +334,9 @@ verify_columns(Relation rel, const PlTableShape *shape, Oid nsp)
 	/* a 0.2.0 audit log (ALTER EXTENSION UPDATE not yet run) has no db_role */
 	if (shape->columns == audit_columns && natts == Natts_audit_0_2)
 		natts = Natts_audit;
+	/* nor do its accounts have owner_id */
+	if (shape->columns == accounts_columns && natts == Natts_accounts_0_2)
+		natts = Natts_accounts;
 	if (desc->natts > shape->ncolumns || natts != shape->ncolumns)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -551,6 +555,15 @@ read_account_columns(Relation rel, const pg_uuid_t *id, PlAccountRow *row)
 	row->pending_credits = DatumGetInt64(heap_getattr(row->tuple, Anum_accounts_pending_credits, desc, &isnull));
 	row->version = DatumGetInt64(heap_getattr(row->tuple, Anum_accounts_version, desc, &isnull));
 	row->has_limits = DatumGetBool(heap_getattr(row->tuple, Anum_accounts_has_limits, desc, &isnull));
+	row->has_owner = false;
+	if (desc->natts >= Anum_accounts_owner_id)
+	{
+		Datum		owner = heap_getattr(row->tuple, Anum_accounts_owner_id, desc, &isnull);
+
+		row->has_owner = !isnull;
+		if (!isnull)
+			row->owner_id = *DatumGetUUIDP(owner);
+	}
 }
 
 /*

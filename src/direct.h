@@ -39,6 +39,8 @@ typedef struct PlAccountRow
 	int64		call_debits;	/* debits this call decided but not yet wrote */
 	bool		dirty;			/* changed in memory, not yet written */
 	bool		has_sub_balances;	/* committed sub-balances count toward its floor */
+	bool		has_owner;		/* owner_id is set: the merchant it belongs to */
+	pg_uuid_t	owner_id;
 } PlAccountRow;
 
 typedef enum PlRowMode

@@ -376,6 +376,7 @@ hold(PG_FUNCTION_ARGS)
 	/* stored with e-mail addresses masked; the hash covers what was sent */
 	args.metadata = PlMaskJsonb(metadata);
 
+	req.scoped_debits = true;
 	PlRunRequest(&req);
 	return PlTransferResult(fcinfo, &req.result_id, req.status, req.reason, req.replayed);
 }

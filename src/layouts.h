@@ -35,7 +35,9 @@
 #define Anum_accounts_created_at		12
 #define Anum_accounts_updated_at		13
 #define Anum_accounts_has_limits		14
-#define Natts_accounts					14
+#define Anum_accounts_owner_id			15	/* since 0.3.0 */
+#define Natts_accounts					15
+#define Natts_accounts_0_2				14	/* before 0.3.0 added owner_id */
 
 /* payledger.entries */
 #define Anum_entries_account_id			1

@@ -18,6 +18,7 @@
 #include "fmgr.h"
 
 #include "payledger.h"
+#include "access.h"
 #include "audit.h"
 #include "events.h"
 #include "ledger.h"
@@ -40,5 +41,6 @@ _PG_init(void)
 	AuditPartitionsInit();
 	EventsInit();
 	MetricsInit();
+	AccessInit();
 	NotifyWorkerInit();
 }

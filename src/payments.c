@@ -67,6 +67,7 @@
 #include "audit.h"
 #include "state_machine.h"
 #include "pipeline.h"
+#include "access.h"
 #include "ledger.h"
 #include "risk.h"
 
@@ -393,6 +394,11 @@ find_payment_scope(PlRequest *req)
 	PaymentCall *call = req->arg;
 
 	call->merchant = payment_merchant(&call->payment_id);
+	/* another merchant's payment does not exist for a scoped role */
+	if (!PlMerchantVisible(&call->merchant))
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+				 errmsg("payment %s does not exist", PlUuidText(&call->payment_id))));
 }
 
 static void
@@ -566,6 +572,7 @@ create_payment(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("source_account and merchant_account must differ")));
 	PlCheckMetadata("payment metadata", np.metadata);
+	PlRequireMerchant(np.merchant, "create payments");
 	PlRequestInit(&req, "create_payment", np.merchant, PlKeyArg(fcinfo, 6, "create_payment"),
 				  create_payment_work, &np);
 

@@ -47,6 +47,7 @@
 #include "idempotency.h"
 #include "metrics.h"
 #include "pipeline.h"
+#include "access.h"
 
 /* scope of the locks of caller-supplied result ids: not a merchant, not the ledger */
 static const pg_uuid_t result_id_scope = {{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
@@ -160,7 +161,9 @@ PlRunRequest(PlRequest *req)
 	}
 	else
 	{
+		PlScopeDebits(req->scoped_debits);
 		req->work(req);
+		PlScopeDebits(false);
 		PlRequestRecord(req);
 	}
 	PlSpiEnd(&priv);

@@ -44,6 +44,8 @@ struct PlRequest
 	PlRequestStep work;			/* does the work and sets the outcome */
 	PlRequestStep replay;		/* optional: runs when the key replays */
 	void	   *arg;			/* the steps' own state */
+	bool		scoped_debits;	/* a scoped caller debits only its merchants'
+								 * accounts (transfer, hold, legs, batches) */
 
 	/* the outcome */
 	bool		replayed;		/* from the idempotency store, or the id's */

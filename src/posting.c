@@ -40,6 +40,7 @@
 #include "layouts.h"
 #include "spi_plans.h"
 #include "ledger.h"
+#include "access.h"
 
 #ifdef USE_ASSERT_CHECKING
 /*
@@ -257,6 +258,7 @@ PlDeclineReason(PlAccountRow *src, PlAccountRow *dst, int64 amount)
 	Assert(src != dst && amount > 0);
 	if (memcmp(src->row_id.data, src->id.data, UUID_LEN) != 0)
 		elog(ERROR, "a sub-balance row cannot be debited");
+	PlCheckDebitScope(&src->id, src->has_owner, &src->owner_id);
 	if (src->status[0] == 'c' || dst->status[0] == 'c')
 		return "ACCOUNT_CLOSED";
 	if (src->status[0] == 'f' || dst->status[0] == 'f')

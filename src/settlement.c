@@ -38,6 +38,7 @@
 #include "idempotency.h"
 #include "audit.h"
 #include "pipeline.h"
+#include "access.h"
 #include "ledger.h"
 
 /* columns of PLAN_SETTLE_CANDIDATES */
@@ -373,6 +374,7 @@ settle_merchant(PG_FUNCTION_ARGS)
 	st.merchant = PG_GETARG_UUID_P(0);
 	st.cutoff = PG_GETARG_TIMESTAMPTZ(1);
 	st.payout = PG_GETARG_UUID_P(2);
+	PlRequireMerchant(st.merchant, "settle");
 	PlRequestInit(&req, "settle_merchant", st.merchant,
 				  PlKeyArg(fcinfo, 3, "settle_merchant"), settle_work, &st);
 	h = PlHashBegin("settle_merchant");
@@ -493,12 +495,14 @@ find_settlement_scope(PlRequest *req)
 	values[0] = UUIDPGetDatum(rc->settlement);
 	if (PlExec(PLAN_SETTLEMENT_GET, values, NULL, 1) != SPI_OK_SELECT)
 		elog(ERROR, "settlement lookup failed");
-	if (SPI_processed == 0)
+	if (SPI_processed > 0)
+		rc->merchant = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+													1, &isnull));
+	/* another merchant's settlement does not exist for a scoped role */
+	if (SPI_processed == 0 || !PlMerchantVisible(&rc->merchant))
 		ereport(ERROR,
 				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
 				 errmsg("settlement %s does not exist", PlUuidText(rc->settlement))));
-	rc->merchant = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-												1, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 }
 

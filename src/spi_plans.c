@@ -56,6 +56,12 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		"VALUES ($1, $2, $3, $4, 'active', 1, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
 		6, {UUIDOID, TEXTOID, TEXTOID, INT8OID, JSONBOID, TIMESTAMPTZOID}
 	},
+	[PLAN_ACCOUNT_INSERT_OWNED] = {
+		"INSERT INTO payledger.accounts (id, currency, kind, min_balance, status, "
+		"version, metadata, created_at, updated_at, owner_id) "
+		"VALUES ($1, $2, $3, $4, 'active', 1, $5, $6, $6, $7) ON CONFLICT (id) DO NOTHING",
+		7, {UUIDOID, TEXTOID, TEXTOID, INT8OID, JSONBOID, TIMESTAMPTZOID, UUIDOID}
+	},
 	[PLAN_ACCOUNT_GET] = {
 		"SELECT currency, kind, min_balance, status, balance, pending_debits, "
 		"pending_credits, version, metadata FROM payledger.accounts WHERE id = $1",

@@ -230,6 +230,7 @@ PlTransferRequest(const PlTransferArgs *args, PlTransferOutcome *out)
 	work_args.metadata = PlMaskJsonb(work_args.metadata);
 
 	/* (3) replay or PY002, then the work */
+	req.scoped_debits = true;
 	PlRunRequest(&req);
 	out->transfer_id = req.result_id;
 	out->status = req.status;

@@ -25,7 +25,7 @@ SELECT f::regprocedure, r::text[] FROM (VALUES
 	('payledger.balance_at(uuid, timestamptz)', '{reader}'),
 	('payledger.account_entries(uuid, timestamptz, timestamptz)', '{reader}'),
 	('payledger.uuid_v7()', '{app}'),
-	('payledger.create_account(text, text, bigint, jsonb, uuid)', '{app}'),
+	('payledger.create_account(text, text, bigint, jsonb, uuid, uuid)', '{app}'),
 	('payledger.transfer(uuid, uuid, bigint, text, text, jsonb, uuid)', '{app}'),
 	('payledger.submit_transfer(uuid, uuid, bigint, text, text, jsonb)', '{app}'),
 	('payledger.hold(uuid, uuid, bigint, text, interval, text, jsonb)', '{app}'),
@@ -61,6 +61,8 @@ SELECT f::regprocedure, r::text[] FROM (VALUES
 	('payledger.forbid_mutation()', '{operator}'),
 	('payledger.purge_idempotency_keys()', '{operator}'),
 	('payledger.check_ledger()', '{operator}'),
+	('payledger.scope_role(regrole, uuid)', '{operator}'),
+	('payledger.unscope_role(regrole, uuid)', '{operator}'),
 	('payledger.read_events(text, integer)', '{operator}'),
 	('payledger.ack_events(text, uuid)', '{operator}'),
 	('payledger.delivery_era()', '{operator,monitor}'),
@@ -69,6 +71,7 @@ SELECT f::regprocedure, r::text[] FROM (VALUES
 	('payledger.guard_internal()', '{}'),
 	('payledger.guard_payments()', '{}'),
 	('payledger.guard_insert()', '{}'),
+	('payledger.guard_scopes()', '{}'),
 	('payledger.protect_ddl()', '{}')
 ) m(f, r);
 
