@@ -33,6 +33,7 @@ OBJS = \
 	src/check.o \
 	src/sub_balances.o \
 	src/access.o \
+	src/reads.o \
 	src/notify_worker.o
 
 DATA = $(wildcard sql/payledger--*.sql)

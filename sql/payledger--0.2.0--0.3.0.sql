@@ -100,6 +100,52 @@ CREATE FUNCTION payledger.unscope_role(role regrole, merchant_id uuid)
 COMMENT ON FUNCTION payledger.unscope_role(regrole, uuid) IS
 	'Removes the binding of a role to a merchant; a role left with none acts platform-wide again';
 
+/*
+ * The read API (src/reads.c): keyset pages in id order, every one served by
+ * an index.  A merchant's payments by (merchant_id, id), which also serves
+ * settle_merchant's scan (it replaces the index on merchant_id alone), an
+ * owner's accounts by (owner_id, id), metadata containment by GIN.  None
+ * of their columns ever changes, so payments and accounts keep their HOT
+ * updates, and the transfer path writes none of them.
+ */
+DROP INDEX payledger.payments_merchant;
+CREATE INDEX payments_merchant ON payledger.payments (merchant_id, id);
+CREATE INDEX payments_metadata ON payledger.payments USING gin (metadata jsonb_path_ops);
+CREATE INDEX accounts_owner ON payledger.accounts (owner_id, id) WHERE owner_id IS NOT NULL;
+
+CREATE FUNCTION payledger.get_payment(payment_id uuid)
+	RETURNS SETOF payledger.payments
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'get_payment';
+COMMENT ON FUNCTION payledger.get_payment(uuid) IS
+	'One payment (PY005 when unknown, or another merchant''s to a scoped role)';
+CREATE FUNCTION payledger.list_payments(
+	merchant_id uuid DEFAULT NULL,
+	state payledger.payment_state DEFAULT NULL,
+	since timestamptz DEFAULT '-infinity',
+	until timestamptz DEFAULT 'infinity',
+	metadata_contains jsonb DEFAULT NULL,
+	after_id uuid DEFAULT NULL,
+	max_rows integer DEFAULT 100)
+	RETURNS SETOF payledger.payments
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'list_payments';
+COMMENT ON FUNCTION payledger.list_payments(uuid, payledger.payment_state, timestamptz, timestamptz, jsonb, uuid, integer) IS
+	'A page of payments, oldest first, after after_id (max_rows 1..1000), within the caller''s merchant scope';
+CREATE FUNCTION payledger.list_accounts(
+	owner_id uuid DEFAULT NULL,
+	kind text DEFAULT NULL,
+	currency text DEFAULT NULL,
+	after_id uuid DEFAULT NULL,
+	max_rows integer DEFAULT 100)
+	RETURNS TABLE(account_id uuid, currency text, kind text, owner_id uuid, status text,
+				  balance bigint, pending_debits bigint, available bigint, min_balance bigint,
+				  metadata jsonb, created_at timestamptz)
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'list_accounts';
+COMMENT ON FUNCTION payledger.list_accounts(uuid, text, text, uuid, integer) IS
+	'A page of accounts in id order, after after_id (max_rows 1..1000), within the caller''s merchant scope';
+
 /* ---- correctness findings ---- */
 
 /*
@@ -183,7 +229,10 @@ GRANT USAGE ON SCHEMA payledger TO payledger_app, payledger_reader, payledger_au
 GRANT EXECUTE ON FUNCTION
 	payledger.get_balance(uuid),
 	payledger.balance_at(uuid, timestamptz),
-	payledger.account_entries(uuid, timestamptz, timestamptz)
+	payledger.account_entries(uuid, timestamptz, timestamptz),
+	payledger.get_payment(uuid),
+	payledger.list_payments(uuid, payledger.payment_state, timestamptz, timestamptz, jsonb, uuid, integer),
+	payledger.list_accounts(uuid, text, text, uuid, integer)
 TO payledger_reader;
 
 -- payledger_app: what the reader may, accounts, money and payments

@@ -51,6 +51,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -202,6 +203,27 @@ PlMerchantVisible(const pg_uuid_t *merchant)
 		if (memcmp(scope_merchants[i].data, merchant->data, UUID_LEN) == 0)
 			return true;
 	return false;
+}
+
+/* The caller's merchants as uuid[], or NULL (*isnull) when it is unscoped. */
+Datum
+PlScopeMerchants(bool *isnull)
+{
+	Datum	   *elems;
+
+	*isnull = !PlCallerScoped();
+	if (*isnull)
+		return (Datum) 0;
+	elems = palloc(sizeof(Datum) * Max(scope_n, 1));
+	for (int i = 0; i < scope_n; i++)
+	{
+		pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
+
+		*u = scope_merchants[i];
+		elems[i] = UUIDPGetDatum(u);
+	}
+	return PointerGetDatum(construct_array(elems, scope_n, UUIDOID, UUID_LEN, false,
+										   TYPALIGN_CHAR));
 }
 
 /* 42501 unless the caller may act for merchant (create a payment, settle) */

@@ -26,5 +26,6 @@ extern bool PlMerchantVisible(const pg_uuid_t *merchant);
 extern void PlRequireMerchant(const pg_uuid_t *merchant, const char *what);
 extern void PlCheckDebitScope(const pg_uuid_t *account, bool has_owner, const pg_uuid_t *owner);
 extern void PlCheckAccountVisible(const pg_uuid_t *account);
+extern Datum PlScopeMerchants(bool *isnull);
 
 #endif							/* PAYLEDGER_ACCESS_H */

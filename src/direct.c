@@ -211,7 +211,7 @@ static const PlColumn transfers_columns[] = {
 static const char *const no_names[] = {NULL};
 
 static const char *const accounts_triggers[] = {"accounts_guard", "payledger_insert_guard", NULL};
-static const char *const accounts_indexes[] = {"accounts_pkey", NULL};
+static const char *const accounts_indexes[] = {"accounts_owner", "accounts_pkey", NULL};
 static const char *const entries_triggers[] = {"entries_append_only", "payledger_insert_guard", NULL};
 static const char *const entries_indexes[] = {"entries_pkey", NULL};
 static const char *const holds_triggers[] = {"holds_guard", "payledger_insert_guard", NULL};
@@ -233,7 +233,7 @@ static const char *const payments_triggers[] = {
 	"payledger_insert_guard", "payments_1_state", "payments_2_guard", "payments_no_delete", NULL
 };
 static const char *const payments_indexes[] = {
-	"payments_merchant", "payments_pkey", "payments_settlement", NULL
+	"payments_merchant", "payments_metadata", "payments_pkey", "payments_settlement", NULL
 };
 static const char *const transfers_triggers[] = {"payledger_insert_guard", "transfers_append_only", NULL};
 static const char *const transfers_indexes[] = {"transfers_pkey", NULL};

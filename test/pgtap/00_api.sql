@@ -11,9 +11,9 @@ SELECT has_schema('payledger', 'schema payledger exists');
 CREATE FUNCTION pg_temp.signature(p_fn regprocedure) RETURNS text LANGUAGE sql STABLE
 	AS $$ SELECT pg_get_function_arguments(p_fn) || ' -> ' || pg_get_function_result(p_fn) $$;
 
-SELECT is(pg_temp.signature('payledger.create_account(text, text, bigint, jsonb, uuid)'),
-	$$currency text, kind text DEFAULT 'generic'::text, min_balance bigint DEFAULT 0, metadata jsonb DEFAULT '{}'::jsonb, account_id uuid DEFAULT NULL::uuid -> uuid$$,
-	'create_account(currency, kind, min_balance, metadata, account_id) RETURNS uuid');
+SELECT is(pg_temp.signature('payledger.create_account(text, text, bigint, jsonb, uuid, uuid)'),
+	$$currency text, kind text DEFAULT 'generic'::text, min_balance bigint DEFAULT 0, metadata jsonb DEFAULT '{}'::jsonb, account_id uuid DEFAULT NULL::uuid, owner_id uuid DEFAULT NULL::uuid -> uuid$$,
+	'create_account(currency, kind, min_balance, metadata, account_id, owner_id) RETURNS uuid');
 SELECT is(pg_temp.signature('payledger.freeze_account(uuid, text)'),
 	'account_id uuid, reason text -> void', 'freeze_account(account_id, reason)');
 SELECT is(pg_temp.signature('payledger.unfreeze_account(uuid)'),
