@@ -296,7 +296,7 @@ change_scope(FunctionCallInfo fcinfo, const char *sql)
 	values[1] = PG_GETARG_DATUM(1);
 	if (!SearchSysCacheExists1(AUTHOID, values[0]))
 		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("role with OID %u does not exist", DatumGetObjectId(values[0]))));
 	PlSpiBegin(&priv);
 	if (SPI_execute_with_args(sql, 2, types, values, NULL, false, 0) < 0)

@@ -9,7 +9,7 @@
 BEGIN;
 \ir helpers.psql
 
-SELECT plan(44);
+SELECT plan(45);
 
 \set m1 '''00000000-0000-7000-8000-0000000000a1'''
 \set m2 '''00000000-0000-7000-8000-0000000000a2'''
@@ -144,6 +144,8 @@ RESET ROLE;
 SELECT throws_ok($$DELETE FROM payledger.role_scopes$$, 'PY003', NULL, 'a hand-written DELETE of role_scopes: PY003');
 SELECT throws_ok(format($$INSERT INTO payledger.role_scopes VALUES ('regress_m2', %L, now())$$, :m1), 'PY003', NULL,
 	'a hand-written INSERT into role_scopes: PY003');
+SELECT throws_ok(format($$SELECT payledger.scope_role(0::regrole, %L)$$, :m1), '22023', 'role with OID 0 does not exist',
+	'scope_role of no role: 22023');
 SELECT lives_ok(format($$SELECT payledger.unscope_role('regress_m1', %L)$$, :m1), 'unscope_role removes M1''s binding');
 SET LOCAL ROLE regress_m1;
 SELECT is(pg_temp.xfer('m1-free', 'shop2', 'shop1', 10), 'posted', 'regress_m1 without bindings acts platform-wide again');
