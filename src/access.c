@@ -255,18 +255,15 @@ PlCheckDebitScope(const pg_uuid_t *account, bool has_owner, const pg_uuid_t *own
 				 errdetail("The account's owner is not one of the merchants the role is scoped to.")));
 }
 
-/* PY005, as for an account that does not exist, when the caller may not see it */
-void
-PlCheckAccountVisible(const pg_uuid_t *account)
+/* Does account exist (*exists), and does one of the caller's merchants own it? */
+static bool
+account_in_scope(const pg_uuid_t *account, bool *exists)
 {
-	Relation	rel;
-	HeapTuple	tup;
+	Relation	rel = PlOpenAccounts();
+	HeapTuple	tup = PlFetchRow(rel, account);
 	bool		visible = false;
 
-	if (!PlCallerScoped())
-		return;
-	rel = PlOpenAccounts();
-	tup = PlFetchRow(rel, account);
+	*exists = (tup != NULL);
 	if (tup != NULL && RelationGetDescr(rel)->natts >= Anum_accounts_owner_id)
 	{
 		bool		isnull;
@@ -275,10 +272,36 @@ PlCheckAccountVisible(const pg_uuid_t *account)
 		visible = !isnull && PlMerchantVisible(DatumGetUUIDP(owner));
 	}
 	table_close(rel, NoLock);
-	if (tup != NULL && !visible)
+	return visible;
+}
+
+/* PY005, as for an account that does not exist, when the caller may not see it */
+void
+PlCheckAccountVisible(const pg_uuid_t *account)
+{
+	bool		exists;
+
+	if (PlCallerScoped() && !account_in_scope(account, &exists) && exists)
 		ereport(ERROR,
 				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
 				 errmsg("account %s does not exist", PlUuidText(account))));
+}
+
+/*
+ * PY005, as for an id that does not exist, when a scoped caller names a
+ * transfer or hold touching none of its merchants' accounts.
+ */
+void
+PlCheckTransferVisible(const char *what, const pg_uuid_t *id, const pg_uuid_t *from,
+					   const pg_uuid_t *to)
+{
+	bool		exists;
+
+	if (!PlCallerScoped() || account_in_scope(from, &exists) || account_in_scope(to, &exists))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+			 errmsg("%s %s does not exist", what, PlUuidText(id))));
 }
 
 /* binds or unbinds a role and a merchant; every backend rereads the table */

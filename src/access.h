@@ -26,6 +26,8 @@ extern bool PlMerchantVisible(const pg_uuid_t *merchant);
 extern void PlRequireMerchant(const pg_uuid_t *merchant, const char *what);
 extern void PlCheckDebitScope(const pg_uuid_t *account, bool has_owner, const pg_uuid_t *owner);
 extern void PlCheckAccountVisible(const pg_uuid_t *account);
+extern void PlCheckTransferVisible(const char *what, const pg_uuid_t *id,
+								   const pg_uuid_t *from, const pg_uuid_t *to);
 extern Datum PlScopeMerchants(bool *isnull);
 
 #endif							/* PAYLEDGER_ACCESS_H */

@@ -45,6 +45,7 @@
 #include "idempotency.h"
 #include "audit.h"
 #include "pipeline.h"
+#include "access.h"
 #include "ledger.h"
 
 typedef struct LockedHold
@@ -489,14 +490,17 @@ hold_call_work(PlRequest *req)
 	LockedHold	locked;
 	const char *reason;
 	TimestampTz now;
+	bool		found = lock_hold(args->hold_id, &locked);
 
 	/* a payment's holds move with the payment, never on their own */
-	if (lock_hold(args->hold_id, &locked) &&
-		memcmp(locked.correlation_id.data, args->hold_id->data, UUID_LEN) != 0)
+	if (found && memcmp(locked.correlation_id.data, args->hold_id->data, UUID_LEN) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
 				 errmsg("hold %s belongs to a payment", PlUuidText(args->hold_id)),
 				 errhint("Use capture_payment(), void_payment() or resolve_dispute().")));
+	/* another merchant's hold does not exist for a scoped role */
+	if (found)
+		PlCheckTransferVisible("hold", args->hold_id, &locked.from_id, &locked.to_id);
 	now = GetCurrentTimestamp();
 	reason = PlHoldSettle(args->hold_id, args->post, args->has_amount, args->amount, req->key,
 						  req->hash, now, NULL, 0);

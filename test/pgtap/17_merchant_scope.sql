@@ -9,7 +9,7 @@
 BEGIN;
 \ir helpers.psql
 
-SELECT plan(45);
+SELECT plan(47);
 
 \set m1 '''00000000-0000-7000-8000-0000000000a1'''
 \set m2 '''00000000-0000-7000-8000-0000000000a2'''
@@ -111,13 +111,21 @@ SELECT results_eq($$SELECT c, s FROM (VALUES
 	$$SELECT c, 'PY005' FROM unnest('{authorize,capture,void,refund,fail,dispute,resolve}'::text[]) c ORDER BY 1$$,
 	'every payment function on M2''s payment: PY005, as if it did not exist');
 RESET ROLE;
+-- a hold between M2's accounts and the customer's
+INSERT INTO pay SELECT 'h2', transfer_id FROM payledger.hold(pg_temp.acct('shop2'), pg_temp.acct('cust'), 5, 'USD', '1 day', 'h2');
+SET LOCAL ROLE regress_m1;
+SELECT throws_ok(format($$SELECT payledger.post_hold(%L, NULL, 'm1-post-h2')$$, (SELECT id FROM pay WHERE name = 'h2')),
+	'PY005', 'hold ' || (SELECT id FROM pay WHERE name = 'h2') || ' does not exist', 'post_hold of M2''s hold: PY005');
+SELECT throws_ok(format($$SELECT payledger.void_hold(%L, 'm1-void-h2')$$, (SELECT id FROM pay WHERE name = 'h2')),
+	'PY005', NULL, 'void_hold of M2''s hold: PY005');
+RESET ROLE;
 
 SELECT results_eq($$SELECT balance FROM payledger.accounts a JOIN pg_temp.fx f ON f.id = a.id
 				   WHERE f.name IN ('shop1', 'shop1b', 'shop2') ORDER BY f.name$$,
 	$$VALUES (980::bigint), (10::bigint), (1010::bigint)$$,
 	'nothing but the two allowed transfers moved money');
 SELECT is((SELECT count(*) FROM payledger.transfers) - :transfers_before, 2::bigint,
-	'the refused calls wrote no transfer row');
+	'the refused calls wrote no transfer row (the hold made as the superuser is in holds)');
 
 ------------------------------------------------------------------------------
 -- M2 acts on its own payment; a member of regress_m1 is scoped like it
