@@ -259,8 +259,12 @@ CREATE FUNCTION payledger_router.all_list_payments(merchant_id uuid,
 RETURNS SETOF payledger.payments AS $$
 	CLUSTER 'payledger_shards';
 	RUN ON ALL;
-	SELECT * FROM payledger.list_payments(merchant_id, state, since, until, metadata_contains,
-										  after_id, max_rows);
+	SELECT p.id, p.merchant_id, p.customer_id, p.amount, p.currency, p.state,
+		   p.source_account, p.merchant_account, p.captured_amount, p.refunded_amount,
+		   p.disputed_amount, p.correlation_id, p.version, p.metadata, p.created_at,
+		   p.updated_at
+	  FROM payledger.list_payments(merchant_id, state, since, until, metadata_contains,
+								   after_id, max_rows) p;
 $$ LANGUAGE plproxy;
 
 CREATE FUNCTION payledger_router.all_list_accounts(owner_id uuid, kind text, currency text,
