@@ -239,6 +239,26 @@ PlTransferRequest(const PlTransferArgs *args, PlTransferOutcome *out)
 }
 
 /*
+ * The arguments transfer() and submit_transfer() share, in the same
+ * positions: the accounts, amount and currency (22004 when NULL), the key
+ * and the metadata.
+ */
+static void
+transfer_args_from(FunctionCallInfo fcinfo, PlTransferArgs *args)
+{
+	PlRequireArg(fcinfo, 0, "from_account");
+	PlRequireArg(fcinfo, 1, "to_account");
+	PlRequireArg(fcinfo, 2, "amount");
+	PlRequireArg(fcinfo, 3, "currency");
+	args->from_id = *PG_GETARG_UUID_P(0);
+	args->to_id = *PG_GETARG_UUID_P(1);
+	args->amount = PG_GETARG_INT64(2);
+	args->currency = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	args->key = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
+	args->metadata = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
+}
+
+/*
  * payledger.transfer(from_account uuid, to_account uuid, amount bigint,
  *		currency text, idempotency_key text DEFAULT NULL,
  *		metadata jsonb DEFAULT '{}', transfer_id uuid DEFAULT NULL)
@@ -255,16 +275,7 @@ transfer(PG_FUNCTION_ARGS)
 	PlTransferArgs args;
 	PlTransferOutcome out;
 
-	PlRequireArg(fcinfo, 0, "from_account");
-	PlRequireArg(fcinfo, 1, "to_account");
-	PlRequireArg(fcinfo, 2, "amount");
-	PlRequireArg(fcinfo, 3, "currency");
-	args.from_id = *PG_GETARG_UUID_P(0);
-	args.to_id = *PG_GETARG_UUID_P(1);
-	args.amount = PG_GETARG_INT64(2);
-	args.currency = text_to_cstring(PG_GETARG_TEXT_PP(3));
-	args.key = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
-	args.metadata = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
+	transfer_args_from(fcinfo, &args);
 	args.transfer_id = PG_ARGISNULL(6) ? NULL : PG_GETARG_UUID_P(6);
 	args.always_keyed = false;
 
@@ -302,16 +313,7 @@ submit_transfer(PG_FUNCTION_ARGS)
 				 errhint("Add payledger to shared_preload_libraries and restart the server, or call transfer().")));
 	PreventInTransactionBlock(true, "submit_transfer");
 
-	PlRequireArg(fcinfo, 0, "from_account");
-	PlRequireArg(fcinfo, 1, "to_account");
-	PlRequireArg(fcinfo, 2, "amount");
-	PlRequireArg(fcinfo, 3, "currency");
-	args.from_id = *PG_GETARG_UUID_P(0);
-	args.to_id = *PG_GETARG_UUID_P(1);
-	args.amount = PG_GETARG_INT64(2);
-	args.currency = text_to_cstring(PG_GETARG_TEXT_PP(3));
-	args.key = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
-	args.metadata = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
+	transfer_args_from(fcinfo, &args);
 	args.transfer_id = NULL;
 	args.always_keyed = true;
 
