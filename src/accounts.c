@@ -455,7 +455,7 @@ get_balance(PG_FUNCTION_ARGS)
 	PlRequireArg(fcinfo, 0, "account_id");
 	InitMaterializedSRF(fcinfo, 0);
 
-	PlSpiBegin(&priv);
+	PlSpiBeginRead(&priv);
 	if (!fetch_account(PLAN_ACCOUNT_GET, PG_GETARG_UUID_P(0), &acc))
 		raise_not_found(PG_GETARG_UUID_P(0));
 	{
@@ -509,7 +509,7 @@ balance_at(PG_FUNCTION_ARGS)
 	PlRequireArg(fcinfo, 0, "account_id");
 	PlRequireArg(fcinfo, 1, "at");
 
-	PlSpiBegin(&priv);
+	PlSpiBeginRead(&priv);
 	if (!fetch_account(PLAN_ACCOUNT_GET, PG_GETARG_UUID_P(0), &acc))
 		raise_not_found(PG_GETARG_UUID_P(0));
 	values[0] = PG_GETARG_DATUM(0);
@@ -573,7 +573,7 @@ account_entries(PG_FUNCTION_ARGS)
 	else
 		args[2] = PG_GETARG_DATUM(2);
 
-	PlSpiBegin(&priv);
+	PlSpiBeginRead(&priv);
 	if (!fetch_account(PLAN_ACCOUNT_GET, PG_GETARG_UUID_P(0), &acc))
 		raise_not_found(PG_GETARG_UUID_P(0));
 	sb = PlSubBalancesOf(PG_GETARG_UUID_P(0));

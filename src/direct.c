@@ -52,6 +52,7 @@
 #include "payledger.h"
 #include "layouts.h"
 #include "direct.h"
+#include "spi_plans.h"
 
 /*
  * The shape of every table payledger writes without the executor, exactly
@@ -568,7 +569,8 @@ read_account_columns(Relation rel, const pg_uuid_t *id, PlAccountRow *row)
 
 /*
  * Finds an account row through the primary key with the transaction's
- * snapshot (a new one per statement under READ COMMITTED) and, unless wait
+ * snapshot (a new one per statement under READ COMMITTED; for PL_ROW_READ
+ * inside a read function, the calling statement's) and, unless wait
  * is PL_ROW_READ, locks it FOR NO KEY UPDATE as SELECT ... FOR NO KEY UPDATE
  * would: a row updated after our snapshot is followed to its newest version
  * under READ COMMITTED, and is a serialization failure under REPEATABLE
@@ -583,7 +585,8 @@ PlFetchAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row, PlRowMod
 	SysScanDesc scan;
 	HeapTuple	found;
 	ItemPointerData tid;
-	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
+	Snapshot	snap = RegisterSnapshot(mode == PL_ROW_READ ? PlReadSnapshot() :
+										GetTransactionSnapshot());
 	TupleTableSlot *slot;
 	TM_FailureData tmfd;
 	TM_Result	res;
@@ -766,12 +769,13 @@ probe_uuid_pkey(Relation rel, const pg_uuid_t *id, Snapshot snap, ItemPointer ti
 
 /*
  * The row of rel whose primary key is id, as a statement of this
- * transaction would see it now (no lock); a palloc'd copy or NULL.
+ * transaction would see it now, or inside a read function as the calling
+ * statement sees it (no lock); a palloc'd copy or NULL.
  */
 HeapTuple
 PlFetchRow(Relation rel, const pg_uuid_t *id)
 {
-	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
+	Snapshot	snap = RegisterSnapshot(PlReadSnapshot());
 	ItemPointerData tid;
 	HeapTuple	copy = NULL;
 

@@ -35,6 +35,7 @@
 #include "utils/lsyscache.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "payledger.h"
@@ -307,6 +308,13 @@ static SPIPlanPtr plans[PLAN_COUNT];
 /* raised while payledger itself writes; see guard_internal() */
 static int	internal_depth = 0;
 
+/*
+ * Inside a read function (PlSpiBeginRead): statements and row reads use the
+ * calling statement's snapshot, so that every call of one statement sees
+ * the same ledger.
+ */
+static bool statement_reads = false;
+
 /* who called the outermost payledger function: the audit log's actor */
 static Oid	caller_userid = InvalidOid;
 
@@ -315,6 +323,7 @@ typedef struct SubDepth
 {
 	SubTransactionId subid;
 	int			depth;
+	bool		reads;
 	struct SubDepth *next;
 } SubDepth;
 
@@ -324,7 +333,10 @@ static void
 reset_on_abort(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
 		internal_depth = 0;
+		statement_reads = false;
+	}
 	/* the list lives in TopTransactionContext, which goes away now */
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
@@ -348,6 +360,7 @@ reset_on_subabort(SubXactEvent event, SubTransactionId mySubid,
 
 				d->subid = mySubid;
 				d->depth = internal_depth;
+				d->reads = statement_reads;
 				d->next = sub_depths;
 				sub_depths = d;
 			}
@@ -357,7 +370,10 @@ reset_on_subabort(SubXactEvent event, SubTransactionId mySubid,
 			while (sub_depths != NULL && sub_depths->subid >= mySubid)
 			{
 				if (event == SUBXACT_EVENT_ABORT_SUB && sub_depths->subid == mySubid)
+				{
 					internal_depth = sub_depths->depth;
+					statement_reads = sub_depths->reads;
+				}
 				sub_depths = sub_depths->next;
 			}
 			break;
@@ -478,6 +494,7 @@ PlSpiBegin(PlPrivState *state)
 	SetUserIdAndSecContext(state->owner,
 						   state->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	internal_depth++;
+	state->save_reads = statement_reads;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 }
@@ -500,7 +517,35 @@ PlSpiEnd(PlPrivState *state)
 	}
 #endif
 	AtEOXact_GUC(false, state->save_nestlevel);
+	statement_reads = state->save_reads;
 	SetUserIdAndSecContext(state->save_userid, state->save_sec_context);
+}
+
+/*
+ * PlSpiBegin for a read function (get_balance, balance_at, ...): until
+ * PlSpiEnd, kept plans run read-only with the active snapshot and row reads
+ * use it too (PlReadSnapshot), so a statement that calls the function for
+ * many accounts sees them all as of its own snapshot, as a plain SELECT
+ * would, rather than each call taking a newer one under READ COMMITTED.
+ */
+void
+PlSpiBeginRead(PlPrivState *state)
+{
+	PlSpiBegin(state);
+	statement_reads = true;
+}
+
+/*
+ * The snapshot for reading rows without locking them: the calling
+ * statement's inside a read function, else the transaction snapshot (a new
+ * one per call under READ COMMITTED).
+ */
+Snapshot
+PlReadSnapshot(void)
+{
+	if (statement_reads && ActiveSnapshotSet())
+		return GetActiveSnapshot();
+	return GetTransactionSnapshot();
 }
 
 /*
@@ -531,7 +576,7 @@ PlExec(PlPlanId id, Datum *values, const char *nulls, long count)
 			elog(ERROR, "SPI_keepplan failed for payledger plan %d", (int) id);
 		plans[id] = plan;
 	}
-	rc = SPI_execute_plan(plans[id], values, nulls, false, count);
+	rc = SPI_execute_plan(plans[id], values, nulls, statement_reads, count);
 	if (rc < 0)
 		elog(ERROR, "payledger plan %d failed: %s", (int) id,
 			 SPI_result_code_string(rc));

@@ -14,6 +14,7 @@
 #define SPI_PLANS_H
 
 #include "executor/spi.h"
+#include "utils/snapshot.h"
 
 typedef enum PlPlanId
 {
@@ -66,10 +67,13 @@ typedef struct PlPrivState
 	int			save_internal;
 	int			save_nestlevel; /* GUC nest level of the call */
 	Oid			owner;			/* the ledger's owner, the call's user */
+	bool		save_reads;
 } PlPrivState;
 
 extern void PlSpiBegin(PlPrivState *state);
 extern void PlSpiEnd(PlPrivState *state);
+extern void PlSpiBeginRead(PlPrivState *state);
+extern Snapshot PlReadSnapshot(void);
 extern int	PlExec(PlPlanId id, Datum *values, const char *nulls, long count);
 extern bool PlInternalWrite(void);
 extern Oid	PlCallerUserId(void);
