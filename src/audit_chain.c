@@ -44,6 +44,8 @@
  */
 #include "postgres.h"
 
+#include <sys/stat.h>
+
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/xact.h"
@@ -56,6 +58,7 @@
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/fd.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -265,6 +268,7 @@ typedef struct ArchiveRecord
 	char	   *signature;
 	CheckpointChain *chains;
 	int			nchains;
+	bool		listed;			/* the checkpoint being verified lists it */
 } ArchiveRecord;
 
 typedef struct ArchiveSet
@@ -462,7 +466,10 @@ load_archives(VerifyState *st, ArchiveSet *set)
 /*
  * Chains of the checkpoint that are not in the log any more are fine when
  * an archived month took them: its checkpoint has them, at or past the
- * head this checkpoint saw.
+ * head this checkpoint saw.  Only a record that the checkpoint itself lists
+ * may vouch: anything written into the database after the checkpoint, a
+ * forged archive record for a month detached by hand included, cannot
+ * account for rows missing from the log.
  */
 static void
 match_archived_chains(VerifyState *st, const ArchiveSet *set,
@@ -472,6 +479,8 @@ match_archived_chains(VerifyState *st, const ArchiveSet *set,
 	{
 		const ArchiveRecord *rec = &set->records[r];
 
+		if (!rec->listed)
+			continue;
 		for (int i = 0; i < cp_n; i++)
 		{
 			CheckpointChain *a;
@@ -494,10 +503,10 @@ match_archived_chains(VerifyState *st, const ArchiveSet *set,
 
 /*
  * Every archive record a checkpoint lists ("archives", since 0.2.0) must
- * still be there with the signature it had.
+ * still be there with the signature it had; those are marked listed.
  */
 static void
-match_checkpoint_archives(VerifyState *st, const ArchiveSet *set, Jsonb *checkpoint)
+match_checkpoint_archives(VerifyState *st, ArchiveSet *set, Jsonb *checkpoint)
 {
 	JsonbValue *arr = json_field(checkpoint, "archives");
 	int			n;
@@ -529,9 +538,13 @@ match_checkpoint_archives(VerifyState *st, const ArchiveSet *set, Jsonb *checkpo
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("checkpoint archive %d has no partition or signature", i)));
 		for (int r = 0; r < set->n && !found; r++)
+		{
 			found = strcmp(set->records[r].partition, partition) == 0 &&
 				set->records[r].signature != NULL &&
 				pg_strcasecmp(set->records[r].signature, signature) == 0;
+			if (found)
+				set->records[r].listed = true;
+		}
 		if (!found)
 			fail(st, (Datum) 0, true, psprintf("the archive record of %s that the checkpoint lists is missing or was replaced",
 											   partition));
@@ -667,18 +680,64 @@ verify(VerifyState *st, const char *source, Jsonb *checkpoint, const ArchiveSet 
 	}
 }
 
+/*
+ * The signing key: the contents of payledger.audit_signing_key_file (a
+ * file the server's user alone may read, its trailing newline dropped),
+ * else payledger.audit_signing_key; NULL without either.
+ */
+static char *
+signing_key(void)
+{
+	const char *path = pl_audit_signing_key_file;
+	FILE	   *f;
+	struct stat st;
+	StringInfoData buf;
+	char		chunk[1024];
+	size_t		n;
+
+	if (path == NULL || path[0] == '\0')
+		return (pl_audit_signing_key && pl_audit_signing_key[0]) ? pl_audit_signing_key : NULL;
+	f = AllocateFile(path, PG_BINARY_R);
+	if (f == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open audit signing key file \"%s\": %m", path)));
+	if (fstat(fileno(f), &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat audit signing key file \"%s\": %m", path)));
+	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("audit signing key file \"%s\" is accessible to other users", path),
+				 errdetail("It must be readable by the server's operating system user only (mode 0600 or 0400).")));
+	initStringInfo(&buf);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		appendBinaryStringInfo(&buf, chunk, n);
+	FreeFile(f);
+	while (buf.len > 0 && (buf.data[buf.len - 1] == '\n' || buf.data[buf.len - 1] == '\r'))
+		buf.data[--buf.len] = '\0';
+	if (buf.len == 0 || memchr(buf.data, '\0', buf.len) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("audit signing key file \"%s\" holds no usable key", path),
+				 errdetail("The key is the file's text without its trailing newline, and may not contain NUL bytes.")));
+	return buf.data;
+}
+
 /* HMAC-SHA256 (or SHA-256 without a key) of a checkpoint's canonical text */
 static void
 sign_checkpoint(Jsonb *body, char *hex)
 {
 	char	   *text = JsonbToCString(NULL, &body->root, VARSIZE(body));
 	uint8		sig[PL_SHA256_LEN];
+	char	   *key = signing_key();
 
-	if (pl_audit_signing_key && pl_audit_signing_key[0])
+	if (key != NULL)
 	{
 		pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
 
-		if (pg_hmac_init(ctx, (const uint8 *) pl_audit_signing_key, strlen(pl_audit_signing_key)) < 0 ||
+		if (pg_hmac_init(ctx, (const uint8 *) key, strlen(key)) < 0 ||
 			pg_hmac_update(ctx, (const uint8 *) text, strlen(text)) < 0 ||
 			pg_hmac_final(ctx, sig, sizeof(sig)) < 0)
 			elog(ERROR, "could not sign the checkpoint");
@@ -754,9 +813,9 @@ verify_result(FunctionCallInfo fcinfo, const char *source, Jsonb *checkpoint, bo
 
 		verify_init(&records);
 		load_archives(&records, &set);
-		verify(&st, source, checkpoint, &set);
 		if (checkpoint)
 			match_checkpoint_archives(&records, &set, checkpoint);
+		verify(&st, source, checkpoint, &set);
 		/* a bad archive record explains the chains it no longer vouches for */
 		if (!records.ok)
 		{

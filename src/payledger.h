@@ -44,6 +44,7 @@ extern char *pl_user_agent;
 extern char *pl_device_id;
 extern char *pl_correlation_id;
 extern char *pl_audit_signing_key;
+extern char *pl_audit_signing_key_file;
 extern bool pl_notify_events;
 extern bool pl_preloaded;		/* loaded by shared_preload_libraries */
 extern int	pl_max_metadata_bytes;

@@ -44,6 +44,7 @@ char	   *pl_user_agent = NULL;
 char	   *pl_device_id = NULL;
 char	   *pl_correlation_id = NULL;
 char	   *pl_audit_signing_key = NULL;
+char	   *pl_audit_signing_key_file = NULL;
 bool		pl_notify_events = true;
 bool		pl_preloaded = false;
 int			pl_max_metadata_bytes = 16384;
@@ -51,6 +52,32 @@ int			pl_notify_delay = 10;
 int			pl_shard_id = -1;
 
 static Interval *retention_interval = NULL;
+
+/*
+ * The signing key may be set only where other roles cannot read it: the
+ * server's configuration files (or ALTER SYSTEM), or a superuser's SET.
+ * ALTER DATABASE/ROLE SET and a function's SET clause would store it in
+ * catalogs every role can read (pg_db_role_setting, pg_proc.proconfig);
+ * their checks run with PGC_S_TEST, and the stored values with the sources
+ * below.  Better still, payledger.audit_signing_key_file names a file only
+ * the server can read.
+ */
+static bool
+check_signing_key(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (source == PGC_S_TEST || source == PGC_S_GLOBAL || source == PGC_S_DATABASE ||
+		source == PGC_S_USER || source == PGC_S_DATABASE_USER)
+	{
+		GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+		GUC_check_errmsg("payledger.audit_signing_key can be set only in the server's configuration");
+		GUC_check_errdetail("Per-database, per-role and per-function settings are readable by every role.");
+		GUC_check_errhint("Set it in postgresql.conf or with ALTER SYSTEM, or use payledger.audit_signing_key_file.");
+		return false;
+	}
+	return true;
+}
 
 /*
  * The retention must be a positive, finite interval; it is parsed once here
@@ -272,7 +299,13 @@ SettingsInit(void)
 	DefineCustomStringVariable("payledger.audit_signing_key",
 							   gettext_noop("Secret for the HMAC that signs audit_checkpoint() results."),
 							   NULL, &pl_audit_signing_key, "",
-							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
+							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, check_signing_key,
+							   NULL, NULL);
+
+	DefineCustomStringVariable("payledger.audit_signing_key_file",
+							   gettext_noop("File holding the secret for the HMAC that signs audit checkpoints; it must be readable by the server's user only. Takes precedence over payledger.audit_signing_key."),
+							   NULL, &pl_audit_signing_key_file, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("payledger.notify_events",
 							 gettext_noop("Sends NOTIFY payledger_events on commit of every transaction that wrote events."),
