@@ -89,10 +89,9 @@ lock_hold(const pg_uuid_t *id, LockedHold *hold)
 	hold->from_id = *DatumGetUUIDP(heap_getattr(tup, Anum_holds_from_account, desc, &isnull));
 	hold->to_id = *DatumGetUUIDP(heap_getattr(tup, Anum_holds_to_account, desc, &isnull));
 	hold->amount = DatumGetInt64(heap_getattr(tup, Anum_holds_amount, desc, &isnull));
-	hold->currency = MemoryContextStrdup(TopTransactionContext,
-										 TextDatumGetCString(heap_getattr(tup, Anum_holds_currency, desc, &isnull)));
-	hold->status = MemoryContextStrdup(TopTransactionContext,
-									   TextDatumGetCString(heap_getattr(tup, Anum_holds_status, desc, &isnull)));
+	/* for this call only: a sweep or a long transaction must not pile them up */
+	hold->currency = TextDatumGetCString(heap_getattr(tup, Anum_holds_currency, desc, &isnull));
+	hold->status = TextDatumGetCString(heap_getattr(tup, Anum_holds_status, desc, &isnull));
 	hold->expires_at = DatumGetTimestampTz(heap_getattr(tup, Anum_holds_expires_at, desc, &isnull));
 	d = heap_getattr(tup, Anum_holds_correlation_id, desc, &isnull);
 	hold->correlation_id = *DatumGetUUIDP(isnull ? heap_getattr(tup, Anum_holds_id, desc, &isnull) : d);

@@ -210,12 +210,17 @@ over_limit(const pg_uuid_t *account, int64 amount)
 	if (PlExec(PLAN_LIMITS_CHECK, values, NULL, 1) != SPI_OK_SELECT)
 		elog(ERROR, "limit lookup failed");
 	if (SPI_processed == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
 		return false;
+	}
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	max_per = DatumGetInt64(SPI_getbinval(tup, desc, 1, &per_null));
 	max_daily = DatumGetInt64(SPI_getbinval(tup, desc, 2, &daily_null));
 	today = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+	/* batches check every item: do not let SPI results pile up */
+	SPI_freetuptable(SPI_tuptable);
 	if (!per_null && amount > max_per)
 		return true;
 	if (!daily_null && (today > max_daily - amount))

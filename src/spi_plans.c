@@ -555,6 +555,7 @@ PlReadSnapshot(void)
 int
 PlExec(PlPlanId id, Datum *values, const char *nulls, long count)
 {
+	MemoryContext oldcxt;
 	int			rc;
 
 	if (plans[id] == NULL)
@@ -576,7 +577,14 @@ PlExec(PlPlanId id, Datum *values, const char *nulls, long count)
 			elog(ERROR, "SPI_keepplan failed for payledger plan %d", (int) id);
 		plans[id] = plan;
 	}
+	/*
+	 * SPI leaves CurrentMemoryContext at its procedure context, which lives
+	 * until PlSpiEnd; put back the caller's (transfer_many's per-item
+	 * context) so that what the caller allocates next goes with it.
+	 */
+	oldcxt = CurrentMemoryContext;
 	rc = SPI_execute_plan(plans[id], values, nulls, statement_reads, count);
+	MemoryContextSwitchTo(oldcxt);
 	if (rc < 0)
 		elog(ERROR, "payledger plan %d failed: %s", (int) id,
 			 SPI_result_code_string(rc));
