@@ -169,6 +169,114 @@ UPDATE payledger.holds h
    AND h.status OPERATOR(pg_catalog.=) 'pending';
 ALTER TABLE payledger.holds ENABLE ALWAYS TRIGGER holds_guard;
 
+/*
+ * Metrics kept, not recounted: a scrape costs the same whatever the
+ * history.  The money path adds what each call did to its backend slot's
+ * rows (src/metrics.c): no two live sessions share a row, so no contention.
+ * The counts of the ledger as it stands are the starting point.
+ */
+CREATE TABLE payledger.metric_counters (
+	backend integer NOT NULL,
+	metric text NOT NULL,
+	labels jsonb NOT NULL,
+	value bigint NOT NULL,
+	PRIMARY KEY (backend, metric, labels)
+);
+COMMENT ON TABLE payledger.metric_counters IS
+	'Cumulative counters of payledger.metrics, one row per backend slot, metric and labels';
+SELECT pg_catalog.pg_extension_config_dump('payledger.metric_counters', '');
+CREATE TRIGGER metric_counters_guard
+	BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.metric_counters
+	FOR EACH STATEMENT EXECUTE FUNCTION payledger.guard_internal();
+ALTER TABLE payledger.metric_counters ENABLE ALWAYS TRIGGER metric_counters_guard;
+
+INSERT INTO payledger.metric_counters (backend, metric, labels, value)
+SELECT 0, 'payledger_transfers_total',
+	   pg_catalog.jsonb_build_object('status', t.status, 'reason_code', COALESCE(t.reason_code, '')),
+	   pg_catalog.count(*)
+  FROM (SELECT status, reason_code FROM payledger.transfers
+		UNION ALL
+		SELECT 'pending', NULL FROM payledger.holds
+		UNION ALL
+		SELECT status, NULL FROM payledger.holds
+		 WHERE status OPERATOR(pg_catalog.=) ANY (ARRAY['voided', 'expired'])) t
+ GROUP BY t.status, t.reason_code;
+INSERT INTO payledger.metric_counters (backend, metric, labels, value)
+SELECT 0, 'hold_currencies', pg_catalog.jsonb_build_object('currency', currency), pg_catalog.count(*)
+  FROM payledger.holds GROUP BY currency;
+INSERT INTO payledger.metric_counters (backend, metric, labels, value)
+SELECT 0, m.metric, m.labels, pg_catalog.sum(m.n)
+  FROM (SELECT c.event_type, c.success, c.n
+		  FROM (SELECT l.event_type, l.success, pg_catalog.count(*) AS n
+				  FROM payledger.payment_audit_log l GROUP BY l.event_type, l.success
+				UNION ALL
+				SELECT r.event_type, r.success, r.n
+				  FROM payledger.audit_archives a,
+					   pg_catalog.jsonb_to_recordset(a.event_counts)
+						 AS r(event_type text, success boolean, n bigint)) c) e,
+	   LATERAL (SELECT 'payledger_audit_rows_total'::text AS metric, '{}'::jsonb AS labels, e.n
+				UNION ALL
+				SELECT 'payledger_payments_total',
+					   pg_catalog.jsonb_build_object('event_type', e.event_type, 'success', e.success), e.n
+				 WHERE e.event_type OPERATOR(pg_catalog.~~) 'PAYMENT%'
+					OR e.event_type OPERATOR(pg_catalog.=) 'DISPUTE_WON') m
+ GROUP BY m.metric, m.labels;
+
+CREATE OR REPLACE VIEW payledger.metrics AS
+	WITH c AS (
+		SELECT k.metric, k.labels, pg_catalog.sum(k.value) AS value
+		  FROM payledger.metric_counters k
+		 GROUP BY k.metric, k.labels
+	), pending AS (
+		SELECT h.currency, pg_catalog.count(*) AS n, pg_catalog.sum(h.amount) AS amount,
+			   pg_catalog.min(h.created_at) AS oldest
+		  FROM payledger.holds h
+		 WHERE h.status OPERATOR(pg_catalog.=) 'pending'
+		 GROUP BY h.currency
+	)
+	SELECT c.metric, c.labels, c.value::double precision AS value
+	  FROM c
+	 WHERE c.metric OPERATOR(pg_catalog.=) ANY (ARRAY['payledger_transfers_total',
+		   'payledger_payments_total', 'payledger_audit_rows_total'])
+	UNION ALL
+	SELECT 'payledger_payment_success_ratio', '{}'::jsonb,
+		   COALESCE(pg_catalog.sum(c.value) FILTER (WHERE (c.labels OPERATOR(pg_catalog.->>) 'success')::boolean)
+					OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(c.value), 0), 1.0)::double precision
+	  FROM c
+	 WHERE c.metric OPERATOR(pg_catalog.=) 'payledger_payments_total'
+	   AND c.labels OPERATOR(pg_catalog.->>) 'event_type' OPERATOR(pg_catalog.=) ANY (ARRAY['PAYMENT_AUTHORIZED', 'PAYMENT_FAILED'])
+	UNION ALL
+	SELECT 'payledger_idempotent_replays_total', '{}'::jsonb,
+		   COALESCE(pg_catalog.sum(replays), 0)::double precision
+	  FROM payledger.replay_counts
+	UNION ALL
+	SELECT 'payledger_holds_pending', pg_catalog.jsonb_build_object('currency', k.currency),
+		   COALESCE(p.n, 0)::double precision
+	  FROM (SELECT c.labels OPERATOR(pg_catalog.->>) 'currency' AS currency FROM c
+			 WHERE c.metric OPERATOR(pg_catalog.=) 'hold_currencies') k
+	  LEFT JOIN pending p ON p.currency OPERATOR(pg_catalog.=) k.currency
+	UNION ALL
+	SELECT 'payledger_holds_pending_amount', pg_catalog.jsonb_build_object('currency', k.currency),
+		   COALESCE(p.amount, 0)::double precision
+	  FROM (SELECT c.labels OPERATOR(pg_catalog.->>) 'currency' AS currency FROM c
+			 WHERE c.metric OPERATOR(pg_catalog.=) 'hold_currencies') k
+	  LEFT JOIN pending p ON p.currency OPERATOR(pg_catalog.=) k.currency
+	UNION ALL
+	SELECT 'payledger_oldest_pending_hold_seconds', '{}'::jsonb,
+		   COALESCE(EXTRACT(epoch FROM pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) pg_catalog.min(p.oldest)), 0)::double precision
+	  FROM pending p
+	UNION ALL
+	SELECT 'payledger_events_unacked', pg_catalog.jsonb_build_object('consumer', c.consumer),
+		   (SELECT pg_catalog.count(*) FROM payledger.payment_audit_log a
+			 WHERE (a.era, a.txid, a.id) OPERATOR(pg_catalog.>) (c.last_era, c.last_txid, c.last_id)
+			   AND (a.era OPERATOR(pg_catalog.<) payledger.delivery_era()
+					OR a.txid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())))::double precision
+	  FROM payledger.event_consumers c
+	UNION ALL
+	SELECT 'payledger_errors_total', pg_catalog.jsonb_build_object('sqlstate', e.sqlstate),
+		   e.errors::double precision
+	  FROM payledger.error_counts() e;
+
 /* ---- throughput: notify worker, group commit ---- */
 
 /*

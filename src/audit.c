@@ -41,6 +41,7 @@
 #include "pii.h"
 #include "layouts.h"
 #include "spi_plans.h"
+#include "metrics.h"
 #include "direct.h"
 #include "audit.h"
 #include "events.h"
@@ -179,6 +180,7 @@ PlAuditWrite(const PlAuditEvent *ev)
 	PlAuditChainFill(RelationGetRelid(rel), RelationGetDescr(rel), values, nulls);
 
 	PlDirectInsert(rel, values, nulls);
+	PlCountAudit(ev->event_type, ev->success);
 	PlNotifyEvents();
 	if (rel != parent)
 		table_close(rel, NoLock);

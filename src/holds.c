@@ -42,6 +42,7 @@
 #include "pii.h"
 #include "layouts.h"
 #include "spi_plans.h"
+#include "metrics.h"
 #include "idempotency.h"
 #include "audit.h"
 #include "pipeline.h"
@@ -164,6 +165,9 @@ settle_hold(LockedHold *hold, const char *status, int64 posted, TimestampTz now,
 
 	src->pending_debits -= hold->amount;
 	dst->pending_credits -= hold->amount;
+	/* a posting is counted as the transfer row it writes */
+	if (strcmp(status, "posted") != 0)
+		PlCountHold(status, hold->currency);
 	if (posted > 0)
 	{
 		Relation	entries = PlOpenEntries();
@@ -284,6 +288,7 @@ PlHoldCreate(const pg_uuid_t *id, const pg_uuid_t *from_id, const pg_uuid_t *to_
 		else
 			nulls[Anum_holds_correlation_id - 1] = true;
 		PlDirectInsert(holds, values, nulls);
+		PlCountHold("pending", currency);
 		table_close(holds, NoLock);
 	}
 	else

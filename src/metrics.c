@@ -3,17 +3,29 @@
  * metrics.c
  *	  Counters for payledger.metrics that tables cannot give.
  *
- * Most metrics are derived from the ledger's own tables by the view
- * payledger.metrics, so the money path updates no shared counter.  Two
- * are not in the tables:
+ * A scrape must cost the same whatever the ledger's history, so the
+ * cumulative counters are kept, not recounted from the tables:
  *
- *	- replays write nothing, so each backend counts its replays in its own
- *	  row of payledger.replay_counts (keyed by backend slot: no two live
- *	  sessions share a row, so the count adds no contention);
+ *	- transfers by status and reason, holds made, voided and expired, audit
+ *	  rows and payment events are counted as a call makes them, in memory,
+ *	  and added at the end of the outermost call to this backend's rows of
+ *	  payledger.metric_counters, in one statement, in the same transaction
+ *	  as the rows they count (so a rollback takes both back).  Rows are
+ *	  keyed by backend slot: no two live sessions share a row, so counting
+ *	  adds no contention; the view sums a backend's rows, whose number is
+ *	  bounded by max_connections times the label sets;
+ *	- replays write nothing else, so each backend counts its replays in its
+ *	  own row of payledger.replay_counts, likewise;
  *	- errors roll back whatever they would have written, so when payledger
- *	  is in shared_preload_libraries an emit_log_hook counts the errors that
- *	  payledger raises, by SQLSTATE, in a small table in shared memory.
- *	  Without preloading that counter is simply absent.
+ *	  is in shared_preload_libraries an emit_log_hook counts, by SQLSTATE
+ *	  in a small table in shared memory, every error raised inside a
+ *	  payledger call (whoever raises it: PostgreSQL's lock manager, a
+ *	  statement_timeout) or by payledger's own code, and the risk hook
+ *	  counts the errors of the hook that it turns into a decline.  Without
+ *	  preloading that counter is simply absent.
+ *
+ * Gauges (holds pending now, the oldest one) read only the pending holds,
+ * through their partial indexes.
  *
  * Copyright (c) 2026, payledger authors
  *
@@ -32,8 +44,12 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/elog.h"
+#include "utils/lsyscache.h"
 
 #include "payledger.h"
 #include "spi_plans.h"
@@ -58,6 +74,20 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
+/* counts of the running outermost call, not yet in metric_counters */
+#define PENDING_SLOTS 16
+#define LABELS_LEN 128
+
+typedef struct PendingCount
+{
+	const char *metric;
+	char		labels[LABELS_LEN];
+	int64		delta;
+} PendingCount;
+
+static PendingCount pending[PENDING_SLOTS];
+static int	npending = 0;
+
 /*
  * payledger's own source files: errors raised there are ours.  elog.c keeps
  * only the base name of __FILE__.
@@ -66,11 +96,12 @@ static bool
 raised_by_payledger(const char *filename)
 {
 	static const char *const ours[] = {
-		"accounts.c", "args.c", "audit.c", "audit_chain.c", "batch.c",
-		"check.c", "currency.c", "direct.c", "events.c", "holds.c",
-		"idempotency.c", "metrics.c", "payledger.c", "payments.c", "pii.c", "posting.c",
-		"protect.c", "settlement.c", "spi_plans.c", "state_machine.c", "transfer.c",
-		"uuid_v7.c"
+		"accounts.c", "args.c", "audit.c", "audit_chain.c", "audit_partitions.c",
+		"batch.c", "check.c", "currency.c", "direct.c", "events.c", "holds.c",
+		"idempotency.c", "metrics.c", "payledger.c", "payments.c", "pii.c",
+		"pipeline.c", "posting.c", "protect.c", "risk.c", "settings.c",
+		"settlement.c", "spi_plans.c", "state_machine.c", "sub_balances.c",
+		"transfer.c", "uuid_v7.c"
 	};
 	const char *base;
 
@@ -84,19 +115,19 @@ raised_by_payledger(const char *filename)
 	return false;
 }
 
+/* adds one to the shared counter of sqlstate */
 static void
-count_error(ErrorData *edata)
+count_sqlstate(int sqlstate)
 {
-	if (counters != NULL && edata->elevel >= ERROR &&
-		raised_by_payledger(edata->filename))
+	if (counters != NULL)
 	{
-		int			start = (uint32) edata->sqlerrcode % ERROR_SLOTS;
+		int			start = (uint32) sqlstate % ERROR_SLOTS;
 
 		for (int i = 0; i < ERROR_SLOTS; i++)
 		{
 			ErrorSlot  *slot = &counters->slots[(start + i) % ERROR_SLOTS];
 
-			if (slot->sqlstate == edata->sqlerrcode)
+			if (slot->sqlstate == sqlstate)
 			{
 				pg_atomic_fetch_add_u64(&slot->count, 1);
 				break;
@@ -108,11 +139,11 @@ count_error(ErrorData *edata)
 				SpinLockAcquire(&counters->mutex);
 				if (slot->sqlstate == 0)
 				{
-					slot->sqlstate = edata->sqlerrcode;
+					slot->sqlstate = sqlstate;
 					mine = true;
 				}
 				SpinLockRelease(&counters->mutex);
-				if (mine || slot->sqlstate == edata->sqlerrcode)
+				if (mine || slot->sqlstate == sqlstate)
 				{
 					pg_atomic_fetch_add_u64(&slot->count, 1);
 					break;
@@ -120,6 +151,19 @@ count_error(ErrorData *edata)
 			}
 		}
 	}
+}
+
+/*
+ * emit_log_hook: an error raised inside a payledger call (the internal-write
+ * depth is up until the transaction aborts, which comes after the report) or
+ * by payledger's own code.
+ */
+static void
+count_error(ErrorData *edata)
+{
+	if (edata->elevel >= ERROR &&
+		(PlInternalWrite() || raised_by_payledger(edata->filename)))
+		count_sqlstate(edata->sqlerrcode);
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
 }
@@ -153,9 +197,118 @@ metrics_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
+/* Adds the running call's counts to this backend's rows (inside SPI). */
+static void
+flush_counts(void)
+{
+	Datum		metrics[PENDING_SLOTS];
+	Datum		labels[PENDING_SLOTS];
+	Datum		deltas[PENDING_SLOTS];
+	Datum		values[4];
+
+	if (npending == 0)
+		return;
+	/* a schema not yet updated to 0.3.0 counts from its tables */
+	if (!OidIsValid(get_relname_relid("metric_counters", get_namespace_oid("payledger", false))))
+	{
+		npending = 0;
+		return;
+	}
+	for (int i = 0; i < npending; i++)
+	{
+		metrics[i] = CStringGetTextDatum(pending[i].metric);
+		labels[i] = CStringGetTextDatum(pending[i].labels);
+		deltas[i] = Int64GetDatum(pending[i].delta);
+	}
+	values[0] = Int32GetDatum(MyBackendId);
+	values[1] = PointerGetDatum(construct_array(metrics, npending, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(labels, npending, TEXTOID, -1, false, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_array(deltas, npending, INT8OID, 8, FLOAT8PASSBYVAL,
+												TYPALIGN_DOUBLE));
+	npending = 0;
+	if (PlExec(PLAN_COUNTERS_ADD, values, NULL, 0) != SPI_OK_INSERT)
+		elog(ERROR, "metric counters update failed");
+}
+
+/* a new outermost call: what a failed one left is not to be counted */
+static void
+forget_counts(void)
+{
+	npending = 0;
+}
+
+static void
+count(const char *metric, const char *labels)
+{
+	for (int i = 0; i < npending; i++)
+		if (strcmp(pending[i].metric, metric) == 0 && strcmp(pending[i].labels, labels) == 0)
+		{
+			pending[i].delta++;
+			return;
+		}
+	if (npending == PENDING_SLOTS)
+		flush_counts();
+	pending[npending].metric = metric;
+	strlcpy(pending[npending].labels, labels, LABELS_LEN);
+	pending[npending].delta = 1;
+	npending++;
+}
+
+/* A transfer row: posted, or rejected with its reason. */
+void
+PlCountTransfer(const char *reason)
+{
+	char		labels[LABELS_LEN];
+
+	snprintf(labels, sizeof(labels), "{\"status\": \"%s\", \"reason_code\": \"%s\"}",
+			 reason ? "rejected" : "posted", reason ? reason : "");
+	count("payledger_transfers_total", labels);
+}
+
+/*
+ * A hold made (pending) or ended without a posting (voided, expired); a
+ * made hold also records its currency, for the holds gauges.
+ */
+void
+PlCountHold(const char *status, const char *currency)
+{
+	char		labels[LABELS_LEN];
+
+	snprintf(labels, sizeof(labels), "{\"status\": \"%s\", \"reason_code\": \"\"}", status);
+	count("payledger_transfers_total", labels);
+	if (strcmp(status, "pending") == 0)
+	{
+		snprintf(labels, sizeof(labels), "{\"currency\": \"%s\"}", currency);
+		count("hold_currencies", labels);
+	}
+}
+
+/* An audit row, and the payment event it may be. */
+void
+PlCountAudit(const char *event_type, bool success)
+{
+	count("payledger_audit_rows_total", "{}");
+	if (strncmp(event_type, "PAYMENT", 7) == 0 || strcmp(event_type, "DISPUTE_WON") == 0)
+	{
+		char		labels[LABELS_LEN];
+
+		snprintf(labels, sizeof(labels), "{\"event_type\": \"%s\", \"success\": %s}",
+				 event_type, success ? "true" : "false");
+		count("payledger_payments_total", labels);
+	}
+}
+
+/* An error payledger caught and turned into an outcome (the risk hook's). */
+void
+PlCountError(int sqlstate)
+{
+	count_sqlstate(sqlstate);
+}
+
 void
 MetricsInit(void)
 {
+	PlSetCallHooks(forget_counts, flush_counts);
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 	prev_shmem_request_hook = shmem_request_hook;

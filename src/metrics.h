@@ -15,5 +15,9 @@
 
 extern void MetricsInit(void);
 extern void PlCountReplays(int n);
+extern void PlCountTransfer(const char *reason);
+extern void PlCountHold(const char *status, const char *currency);
+extern void PlCountAudit(const char *event_type, bool success);
+extern void PlCountError(int sqlstate);
 
 #endif							/* METRICS_H */

@@ -39,6 +39,7 @@
 #include "util.h"
 #include "layouts.h"
 #include "spi_plans.h"
+#include "metrics.h"
 #include "ledger.h"
 #include "access.h"
 
@@ -389,6 +390,7 @@ PlStoreTransfer(const pg_uuid_t *id, const char *kind, const char *reason,
 	values[Anum_transfers_metadata - 1] = JsonbPGetDatum(metadata);
 	values[Anum_transfers_created_at - 1] = TimestampTzGetDatum(now);
 	PlDirectInsert(rel, values, nulls);
+	PlCountTransfer(reason);
 	table_close(rel, NoLock);
 	pfree(hash);
 }

@@ -56,6 +56,7 @@
 
 #include "payledger.h"
 #include "spi_plans.h"
+#include "metrics.h"
 #include "risk.h"
 
 /*
@@ -207,6 +208,7 @@ PlRiskSaysNo(HeapTuple payment, TupleDesc desc)
 	{
 		if (risk_error_propagates(edata->sqlerrcode))
 			ReThrowError(edata);
+		PlCountError(edata->sqlerrcode);
 		ereport(WARNING,
 				(errmsg("risk function failed, payment declined: %s", edata->message)));
 		FreeErrorData(edata);

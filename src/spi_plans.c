@@ -170,6 +170,13 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		" ON CONFLICT (backend) DO UPDATE SET replays = r.replays + excluded.replays",
 		2, {INT4OID, INT8OID}
 	},
+	/* see metrics.c: one row per backend slot, metric and labels */
+	[PLAN_COUNTERS_ADD] = {
+		"INSERT INTO payledger.metric_counters AS c (backend, metric, labels, value)"
+		" SELECT $1, u.m, u.l::jsonb, u.d FROM unnest($2::text[], $3::text[], $4::bigint[]) AS u(m, l, d)"
+		" ON CONFLICT (backend, metric, labels) DO UPDATE SET value = c.value + excluded.value",
+		4, {INT4OID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID}
+	},
 	[PLAN_MACHINE_GET] = {
 		"SELECT transitions FROM payledger.state_machines WHERE name = $1",
 		1, {TEXTOID}
@@ -314,6 +321,10 @@ static int	internal_depth = 0;
  * the same ledger.
  */
 static bool statement_reads = false;
+
+/* run when the outermost call begins, and before it ends (metrics.c) */
+static void (*call_begin_hook) (void) = NULL;
+static void (*call_end_hook) (void) = NULL;
 
 /* who called the outermost payledger function: the audit log's actor */
 static Oid	caller_userid = InvalidOid;
@@ -484,6 +495,8 @@ PlSpiBegin(PlPrivState *state)
 	{
 		caller_userid = state->save_userid;
 		caller_search_path = namespace_search_path;
+		if (call_begin_hook)
+			call_begin_hook();
 	}
 	state->save_internal = internal_depth;
 	state->save_nestlevel = NewGUCNestLevel();
@@ -502,6 +515,8 @@ PlSpiBegin(PlPrivState *state)
 void
 PlSpiEnd(PlPrivState *state)
 {
+	if (internal_depth == 1 && call_end_hook)
+		call_end_hook();
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
 	/* what ran inside gave back every user switch and flag it took */
@@ -519,6 +534,17 @@ PlSpiEnd(PlPrivState *state)
 	AtEOXact_GUC(false, state->save_nestlevel);
 	statement_reads = state->save_reads;
 	SetUserIdAndSecContext(state->save_userid, state->save_sec_context);
+}
+
+/*
+ * Hooks around the outermost payledger call: on_begin as it starts, on_end
+ * inside SPI, as the ledger's owner, just before it ends (not when it fails).
+ */
+void
+PlSetCallHooks(void (*on_begin) (void), void (*on_end) (void))
+{
+	call_begin_hook = on_begin;
+	call_end_hook = on_end;
 }
 
 /*

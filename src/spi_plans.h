@@ -35,6 +35,7 @@ typedef enum PlPlanId
 	PLAN_ERA_GET,
 	PLAN_ERA_NEXT,
 	PLAN_COUNT_REPLAYS,
+	PLAN_COUNTERS_ADD,
 	PLAN_MACHINE_GET,
 	PLAN_MACHINE_PUT,
 	PLAN_AUTHS_OVERDUE,
@@ -73,6 +74,7 @@ typedef struct PlPrivState
 extern void PlSpiBegin(PlPrivState *state);
 extern void PlSpiEnd(PlPrivState *state);
 extern void PlSpiBeginRead(PlPrivState *state);
+extern void PlSetCallHooks(void (*on_begin) (void), void (*on_end) (void));
 extern Snapshot PlReadSnapshot(void);
 extern int	PlExec(PlPlanId id, Datum *values, const char *nulls, long count);
 extern bool PlInternalWrite(void);

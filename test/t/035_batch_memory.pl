@@ -3,7 +3,8 @@
 # once per item; the backend's peak private memory (RssAnon, sampled while
 # the call runs) must not grow with the number of items beyond a small
 # per-item allowance.  And strings payledger keeps for a call must not pile
-# up in TopTransactionContext over many calls of one transaction.
+# up in TopTransactionContext over many calls of one transaction (before
+# the fix: 541 kB over these 6000 calls).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -104,7 +105,9 @@ my $growth = q1(qq{
 });
 ($growth) = $growth =~ /(-?\d+)\s*$/;
 note "TopTransactionContext grew by $growth bytes over 6000 calls";
-cmp_ok($growth, '<', 65536, 'TopTransactionContext does not grow with the number of calls');
+# what is left is PostgreSQL's own: a combo command id (8 bytes and its hash
+# entry) for each row a transaction updates again, such as a counter row
+cmp_ok($growth, '<', 200 * 1024, 'TopTransactionContext does not keep what the calls read');
 
 $node->stop;
 done_testing();
