@@ -20,7 +20,8 @@ use JSON::PP;
 use Time::HiRes qw(usleep);
 
 my $pgbouncer_bin = '/usr/sbin/pgbouncer';
-my $bouncer_port = $ENV{PAYLEDGER_PGBOUNCER_PORT} // 56220;
+# a free port: several checkouts may run this test at once
+my $bouncer_port = PostgreSQL::Test::Cluster::get_free_port();
 
 my $node = PostgreSQL::Test::Cluster->new('clients');
 $node->init(allows_streaming => 1);    # so that a commit can wait for a standby
