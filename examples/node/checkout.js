@@ -6,6 +6,7 @@
 //   checkout.js DSN pay ORDER MERCHANT CUSTOMER SOURCE_ACCOUNT MERCHANT_ACCOUNT AMOUNT
 //   checkout.js DSN capture ORDER PAYMENT AMOUNT FEE_ACCOUNT FEE
 //   checkout.js DSN refund ORDER PAYMENT AMOUNT
+//   checkout.js DSN show PAYMENT
 //   checkout.js DSN balances ACCOUNT...
 //   checkout.js DSN flow ORDER MERCHANT CUSTOMER SOURCE_ACCOUNT MERCHANT_ACCOUNT FEE_ACCOUNT
 //
@@ -118,6 +119,16 @@ function refund(dsn, order, payment, amount) {
   }));
 }
 
+function show(dsn, payment) {
+  return request(dsn, 'checkout:show', async (c) => {
+    const res = await c.query(
+      `SELECT state::text, amount::int, captured_amount::int, refunded_amount::int,
+              fee_amount::int, version::int
+         FROM payledger.get_payment($1)`, [payment]);
+    return { ...res.rows[0], payment };
+  });
+}
+
 function balances(dsn, accounts) {
   return request(dsn, 'checkout:balances', async (c) => {
     const result = {};
@@ -143,6 +154,9 @@ async function main(argv) {
     case 'refund':
       out = await refund(dsn, args[0], args[1], Number(args[2]));
       break;
+    case 'show':
+      out = await show(dsn, args[0]);
+      break;
     case 'balances':
       out = await balances(dsn, args);
       break;
@@ -152,13 +166,14 @@ async function main(argv) {
       const { payment } = steps[0].result;
       steps.push(await capture(dsn, order, payment, 2000, feeAccount, 60));
       steps.push(await refund(dsn, order, payment, 500));
+      steps.push(await show(dsn, payment));
       steps.push(await balances(dsn, [merchantAccount, feeAccount]));
       out = { result: { steps: steps.map((s) => s.result) },
               attempts: Math.max(...steps.map((s) => s.attempts)) };
       break;
     }
     default:
-      console.error('usage: checkout.js DSN pay|capture|refund|balances|flow ...');
+      console.error('usage: checkout.js DSN pay|capture|refund|show|balances|flow ...');
       return 1;
   }
   console.log(JSON.stringify({ ...out.result, attempts: out.attempts }));

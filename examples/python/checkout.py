@@ -9,11 +9,13 @@ Each command is one request of the service, as an HTTP endpoint would be:
       capture AMOUNT, of which FEE goes to the platform's fee account
   checkout.py DSN refund ORDER PAYMENT AMOUNT
       refund part of it
+  checkout.py DSN show PAYMENT
+      read the payment back (payledger.get_payment)
   checkout.py DSN balances ACCOUNT...
       read the accounts' balances back (payledger.get_balance)
   checkout.py DSN flow ORDER MERCHANT CUSTOMER SOURCE_ACCOUNT MERCHANT_ACCOUNT FEE_ACCOUNT
       all of the above: 25.00 authorized, 20.00 captured with a 0.60 fee, 5.00
-      refunded, then the merchant's and the platform's balances
+      refunded, then the payment and the merchant's and the platform's balances
 
 Every request
   * runs in one transaction that first sets who is acting with
@@ -122,6 +124,16 @@ def refund(dsn, order, payment, amount):
     return request(dsn, "checkout:" + order, work)
 
 
+def show(dsn, payment):
+    def work(cur):
+        cur.execute(
+            "SELECT state::text, amount, captured_amount, refunded_amount, fee_amount, version"
+            "  FROM payledger.get_payment(%s)", (payment,))
+        keys = ("state", "amount", "captured_amount", "refunded_amount", "fee_amount", "version")
+        return dict(zip(keys, cur.fetchone()), payment=payment)
+    return request(dsn, "checkout:show", work)
+
+
 def balances(dsn, accounts):
     def work(cur):
         result = {}
@@ -144,6 +156,8 @@ def main(argv):
             result, attempts = capture(dsn, args[0], args[1], int(args[2]), args[3], int(args[4]))
         elif command == "refund":
             result, attempts = refund(dsn, args[0], args[1], int(args[2]))
+        elif command == "show":
+            result, attempts = show(dsn, args[0])
         elif command == "balances":
             result, attempts = balances(dsn, args)
         elif command == "flow":
@@ -152,6 +166,7 @@ def main(argv):
             payment = steps[0][0]["payment"]
             steps.append(capture(dsn, order, payment, 2000, fee_account, 60))
             steps.append(refund(dsn, order, payment, 500))
+            steps.append(show(dsn, payment))
             steps.append(balances(dsn, [merchant_account, fee_account]))
             result = {"steps": [s[0] for s in steps]}
             attempts = max(s[1] for s in steps)

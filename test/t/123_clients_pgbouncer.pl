@@ -2,8 +2,9 @@
 # examples/python/checkout.py (psycopg2) and examples/node/checkout.js
 # (node-postgres), run the checkout flow against the server directly and
 # through PgBouncer in transaction pooling mode:
-#  - create, authorize, capture with a fee split, refund part, read the
-#    balances back; the actor set per transaction reaches the audit log;
+#  - create, authorize, capture with a fee split, refund part, read back with
+#    the read API (get_payment) and get_balance; the actor set per
+#    transaction reaches the audit log;
 #  - a capture whose connection is cut (pg_terminate_backend) after its
 #    commit is durable but before the client heard of it is retried with the
 #    same key and replayed: captured once, never twice;
@@ -121,7 +122,10 @@ foreach my $route (qw(direct pgbouncer))
 		is($rc, 0, "$t: the checkout flow ran");
 		is(join(',', map { $_->{state} // '' } @{ $r->{steps} }[ 0 .. 2 ]),
 			'authorized,captured,partially_refunded', "$t: authorized, captured, partly refunded");
-		my $bal = $r->{steps}[3]{balances} // {};
+		my $shown = $r->{steps}[3] // {};
+		is(join(',', map { $shown->{$_} // '?' } qw(state amount captured_amount refunded_amount fee_amount)),
+			'partially_refunded,2500,2000,500,60', "$t: read back with get_payment");
+		my $bal = $r->{steps}[4]{balances} // {};
 		is(join(',', map { $bal->{$_}{balance} // '?' } ($shop, $fees)), '1440,60',
 			"$t: read back: the merchant keeps 20.00 - 0.60 fee - 5.00 refund, the platform 0.60");
 		my $pay = $r->{steps}[0]{payment} // '';
@@ -167,7 +171,9 @@ foreach my $route (qw(direct pgbouncer))
 		($rc, $r) = run_client($client, $route, 'capture', $order, $pay, 2000, $fees, 90);
 		is("$rc $r->{error} $r->{status}", '2 PY002 409', "$t: the capture key with another amount is PY002");
 		($rc, $r) = run_client($client, $route, 'refund', $order, '00000000-0000-7000-8000-00000000dead', 100);
-		is("$rc $r->{error} $r->{status}", '2 PY005 404', "$t: an unknown payment is PY005");
+		is("$rc $r->{error} $r->{status}", '2 PY005 404', "$t: refunding an unknown payment is PY005");
+		($rc, $r) = run_client($client, $route, 'show', '00000000-0000-7000-8000-00000000dead');
+		is("$rc $r->{error} $r->{status}", '2 PY005 404', "$t: get_payment of an unknown payment is PY005");
 	}
 }
 
