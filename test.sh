@@ -2,6 +2,8 @@
 # test.sh: runs every test of payledger (pg_regress, isolation, TAP, pgTAP)
 # against a throwaway cluster and ends with "N passed, M failed".
 # Run as root on Debian bookworm; it installs what it needs.
+# TEST_STEPS="regress isolation tap pgtap dist" and PROVE_TESTS="test/t/NNN_x.pl"
+# run a part of it, for a quicker loop while working.
 set -uo pipefail
 . "$(dirname "$0")/test/common.sh"
 
@@ -67,19 +69,31 @@ run_step() {
 	return $rc
 }
 
-run_step regress "make installcheck ISOLATION= TAP_TESTS="
-count_regress "$WORK_DIR/regress.out"
-run_step isolation "make installcheck REGRESS= TAP_TESTS="
-count_regress "$WORK_DIR/isolation.out"
-run_step tap "make installcheck REGRESS= ISOLATION= PROVE_FLAGS=-v"
-count_tap "$WORK_DIR/tap.out"
-run_step pgtap "make pgtap"
-count_tap "$WORK_DIR/pgtap.out"
+# TEST_STEPS picks steps for a quicker loop (default: all); PROVE_TESTS picks TAP files.
+steps=" ${TEST_STEPS:-regress isolation tap pgtap dist} "
+want() { case "$steps" in *" $1 "*) return 0 ;; esac; return 1; }
+
+if want regress; then
+	run_step regress "make installcheck ISOLATION= TAP_TESTS="
+	count_regress "$WORK_DIR/regress.out"
+fi
+if want isolation; then
+	run_step isolation "make installcheck REGRESS= TAP_TESTS="
+	count_regress "$WORK_DIR/isolation.out"
+fi
+if want tap; then
+	run_step tap "make installcheck REGRESS= ISOLATION= PROVE_FLAGS=-v ${PROVE_TESTS:+PROVE_TESTS='$PROVE_TESTS'}"
+	count_tap "$WORK_DIR/tap.out"
+fi
+if want pgtap; then
+	run_step pgtap "make pgtap"
+	count_tap "$WORK_DIR/pgtap.out"
+fi
 
 # The release tarball: make dist in the checkout, then unpack, build, install
 # and installcheck (pg_regress) it.  Its files must include what META.json
 # names.  Skipped outside a git checkout (e.g. in an unpacked tarball).
-if git -C "$SRC_DIR" rev-parse --git-dir >/dev/null 2>&1; then
+if want dist && git -C "$SRC_DIR" rev-parse --git-dir >/dev/null 2>&1; then
 	log dist
 	dist_ok=1
 	make -s -C "$SRC_DIR" PG_CONFIG="$PG_BIN/pg_config" dist >"$WORK_DIR/dist.out" 2>&1 || dist_ok=0
