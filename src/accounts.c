@@ -96,6 +96,124 @@ jsonb_equal(Jsonb *a, Jsonb *b)
 											JsonbPGetDatum(b)));
 }
 
+/* what create_account() is asked to open */
+typedef struct NewAccount
+{
+	pg_uuid_t  *id;
+	char	   *currency;
+	char	   *kind;
+	bool		has_floor;
+	int64		min_balance;
+	Jsonb	   *metadata;
+	pg_uuid_t  *owner;			/* NULL: none */
+	TimestampTz now;
+} NewAccount;
+
+/* 22023 for a bad kind or floor; the currency, PAN and metadata checks */
+static void
+check_new_account(NewAccount *na)
+{
+	PlCheckCurrency(na->currency);
+	if (na->kind[0] == '\0' || strlen(na->kind) > 64)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("account kind must be 1 to 64 bytes long")));
+	if (na->has_floor && na->min_balance > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("min_balance must not be above zero"),
+				 errdetail("A new account starts at zero, so a floor of " INT64_FORMAT " would leave it below its floor.",
+						   na->min_balance),
+				 errhint("Use 0 for no overdraft, a negative floor for a credit line, or NULL for no floor.")));
+	PlRejectPanInText("account kind", na->kind);
+	PlCheckMetadata("account metadata", na->metadata);
+	na->metadata = PlMaskJsonb(na->metadata);
+}
+
+/* A role scoped to merchants creates accounts only for them (42501). */
+static void
+check_owner_scope(const NewAccount *na)
+{
+	if (PlCallerScoped() && (na->owner == NULL || !PlMerchantVisible(na->owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" may create accounts only for its merchants",
+						GetUserNameFromId(PlCallerUserId(), false)),
+				 errhint("Pass owner_id: one of the merchants the role is scoped to.")));
+}
+
+/*
+ * parameters of PLAN_ACCOUNT_INSERT_OWNED, 0-based; PLAN_ACCOUNT_INSERT
+ * takes all but the owner
+ */
+enum
+{
+	INSERT_ID, INSERT_CURRENCY, INSERT_KIND, INSERT_MIN_BALANCE, INSERT_METADATA,
+	INSERT_AT, INSERT_OWNER, INSERT_NARGS
+};
+
+/*
+ * Inserts the account, with its owner when owned (0.3.0's table); false
+ * when an account with its id exists already.
+ */
+static bool
+insert_account(const NewAccount *na, bool owned)
+{
+	Datum		values[INSERT_NARGS];
+	char		nulls[INSERT_NARGS];
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[INSERT_ID] = UUIDPGetDatum(na->id);
+	values[INSERT_CURRENCY] = CStringGetTextDatum(na->currency);
+	values[INSERT_KIND] = CStringGetTextDatum(na->kind);
+	values[INSERT_MIN_BALANCE] = Int64GetDatum(na->min_balance);
+	if (!na->has_floor)
+		nulls[INSERT_MIN_BALANCE] = 'n';
+	values[INSERT_METADATA] = JsonbPGetDatum(na->metadata);
+	values[INSERT_AT] = TimestampTzGetDatum(na->now);
+	if (na->owner != NULL)
+		values[INSERT_OWNER] = UUIDPGetDatum(na->owner);
+	else
+		nulls[INSERT_OWNER] = 'n';
+	if (PlExec(owned ? PLAN_ACCOUNT_INSERT_OWNED : PLAN_ACCOUNT_INSERT,
+			   values, nulls, 0) != SPI_OK_INSERT)
+		elog(ERROR, "account insert failed");
+	return SPI_processed > 0;
+}
+
+/* A caller-supplied id given again must come with the same attributes (PY002). */
+static void
+check_same_account(const NewAccount *na)
+{
+	PlAccount	acc;
+
+	if (!fetch_account(PLAN_ACCOUNT_GET, na->id, &acc))
+		elog(ERROR, "account vanished after a conflicting insert");
+	if (strcmp(acc.currency, na->currency) != 0 || strcmp(acc.kind, na->kind) != 0 ||
+		acc.has_floor != na->has_floor || (na->has_floor && acc.min_balance != na->min_balance) ||
+		!jsonb_equal(acc.metadata, na->metadata))
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_IDEMPOTENCY_KEY_REUSED),
+				 errmsg("account %s already exists with other attributes",
+						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(na->id)))),
+				 errhint("A caller-supplied account id must be repeated with the same currency, kind, floor and metadata.")));
+}
+
+static void
+audit_account_created(const NewAccount *na)
+{
+	PlAuditEvent ev;
+
+	PlAuditInit(&ev, "ACCOUNT_CREATED", na->now);
+	ev.new_state = "active";
+	ev.account_id = na->id;
+	ev.merchant_id = na->owner;
+	ev.correlation_id = na->id;
+	ev.currency = na->currency;
+	ev.metadata = na->metadata;
+	PlAuditWrite(&ev);
+}
+
 /*
  * payledger.create_account(currency text, kind text DEFAULT 'generic',
  *		min_balance bigint DEFAULT 0, metadata jsonb DEFAULT '{}',
@@ -112,102 +230,36 @@ PG_FUNCTION_INFO_V1(create_account);
 Datum
 create_account(PG_FUNCTION_ARGS)
 {
-	char	   *currency;
-	char	   *kind;
-	bool		has_floor = !PG_ARGISNULL(2);
-	int64		min_balance = has_floor ? PG_GETARG_INT64(2) : 0;
-	Jsonb	   *metadata = PG_ARGISNULL(3) ? PlEmptyJsonb() : PG_GETARG_JSONB_P(3);
-	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
-	TimestampTz now;
+	NewAccount	na;
 	PlPrivState priv;
-	Datum		values[7];
-	char		nulls[7] = "       ";
-	pg_uuid_t  *owner = (PG_NARGS() > 5 && !PG_ARGISNULL(5)) ? PG_GETARG_UUID_P(5) : NULL;
-	PlPlanId	insert = PLAN_ACCOUNT_INSERT;
+	/* 0.3.0's signature: the table has owner_id (see the upgrade script) */
+	bool		owned = PG_NARGS() > 5;
 
 	PlRequireArg(fcinfo, 0, "currency");
 	PlRequireArg(fcinfo, 1, "kind");
-	currency = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	kind = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	PlCheckCurrency(currency);
-	if (kind[0] == '\0' || strlen(kind) > 64)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("account kind must be 1 to 64 bytes long")));
-	if (has_floor && min_balance > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("min_balance must not be above zero"),
-				 errdetail("A new account starts at zero, so a floor of " INT64_FORMAT " would leave it below its floor.",
-						   min_balance),
-				 errhint("Use 0 for no overdraft, a negative floor for a credit line, or NULL for no floor.")));
-	PlRejectPanInText("account kind", kind);
-	PlCheckMetadata("account metadata", metadata);
-	metadata = PlMaskJsonb(metadata);
-
+	na.currency = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	na.kind = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	na.has_floor = !PG_ARGISNULL(2);
+	na.min_balance = na.has_floor ? PG_GETARG_INT64(2) : 0;
+	na.metadata = PG_ARGISNULL(3) ? PlEmptyJsonb() : PG_GETARG_JSONB_P(3);
+	na.owner = (owned && !PG_ARGISNULL(5)) ? PG_GETARG_UUID_P(5) : NULL;
+	check_new_account(&na);
+	na.id = palloc(sizeof(pg_uuid_t));
 	if (PG_ARGISNULL(4))
-		PlUuidV7(id);
+		PlUuidV7(na.id);
 	else
-		*id = *PG_GETARG_UUID_P(4);
-	now = GetCurrentTimestamp();
-
-	values[0] = UUIDPGetDatum(id);
-	values[1] = CStringGetTextDatum(currency);
-	values[2] = CStringGetTextDatum(kind);
-	values[3] = Int64GetDatum(min_balance);
-	if (!has_floor)
-		nulls[3] = 'n';
-	values[4] = JsonbPGetDatum(metadata);
-	values[5] = TimestampTzGetDatum(now);
-	if (owner != NULL)
-		values[6] = UUIDPGetDatum(owner);
-	else
-		nulls[6] = 'n';
+		*na.id = *PG_GETARG_UUID_P(4);
+	na.now = GetCurrentTimestamp();
 
 	PlSpiBegin(&priv);
-	if (PG_NARGS() > 5)
-	{
-		/* 0.3.0's signature: the table has owner_id (see the upgrade script) */
-		insert = PLAN_ACCOUNT_INSERT_OWNED;
-		if (PlCallerScoped() && (owner == NULL || !PlMerchantVisible(owner)))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("role \"%s\" may create accounts only for its merchants",
-							GetUserNameFromId(PlCallerUserId(), false)),
-					 errhint("Pass owner_id: one of the merchants the role is scoped to.")));
-	}
-	if (PlExec(insert, values, nulls, 0) != SPI_OK_INSERT)
-		elog(ERROR, "account insert failed");
-	if (SPI_processed == 0)
-	{
-		PlAccount	acc;
-
-		if (!fetch_account(PLAN_ACCOUNT_GET, id, &acc))
-			elog(ERROR, "account vanished after a conflicting insert");
-		if (strcmp(acc.currency, currency) != 0 || strcmp(acc.kind, kind) != 0 ||
-			acc.has_floor != has_floor || (has_floor && acc.min_balance != min_balance) ||
-			!jsonb_equal(acc.metadata, metadata))
-			ereport(ERROR,
-					(errcode(ERRCODE_PAYLEDGER_IDEMPOTENCY_KEY_REUSED),
-					 errmsg("account %s already exists with other attributes",
-							DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)))),
-					 errhint("A caller-supplied account id must be repeated with the same currency, kind, floor and metadata.")));
-	}
+	if (owned)
+		check_owner_scope(&na);
+	if (insert_account(&na, owned))
+		audit_account_created(&na);
 	else
-	{
-		PlAuditEvent ev;
-
-		PlAuditInit(&ev, "ACCOUNT_CREATED", now);
-		ev.new_state = "active";
-		ev.account_id = id;
-		ev.merchant_id = owner;
-		ev.correlation_id = id;
-		ev.currency = currency;
-		ev.metadata = metadata;
-		PlAuditWrite(&ev);
-	}
+		check_same_account(&na);
 	PlSpiEnd(&priv);
-	PG_RETURN_UUID_P(id);
+	PG_RETURN_UUID_P(na.id);
 }
 
 /* a status change of an account */

@@ -551,6 +551,148 @@ match_checkpoint_archives(VerifyState *st, ArchiveSet *set, Jsonb *checkpoint)
 	}
 }
 
+/* where verify() is in its walk over the rows of one source */
+typedef struct ChainWalk
+{
+	const char *source;
+	Jsonb	   *checkpoint;		/* NULL without one */
+	CheckpointChain *cp_chains;
+	int			cp_n;
+	int64		cp_max_id;
+	bool		in_chain;		/* cur_chain, prev_seq, prev_hash are set */
+	pg_uuid_t	cur_chain;
+	int64		prev_seq;
+	uint8		prev_hash[PL_SHA256_LEN];
+} ChainWalk;
+
+/* The chain walked so far ends here: it must reach the checkpoint's head. */
+static void
+walk_end_chain(VerifyState *st, ChainWalk *w)
+{
+	CheckpointChain *c;
+
+	if (!w->in_chain || w->checkpoint == NULL)
+		return;
+	c = find_chain(w->cp_chains, w->cp_n, &w->cur_chain);
+	if (c && w->prev_seq < c->seq)
+		fail(st, (Datum) 0, true, psprintf("chain %s was cut after row %lld; the checkpoint has %lld",
+										   PlUuidText(&w->cur_chain), (long long) w->prev_seq,
+										   (long long) c->seq));
+}
+
+/* A row of chain follows: when it starts another chain, end the one before. */
+static void
+walk_enter_chain(VerifyState *st, ChainWalk *w, const pg_uuid_t *chain)
+{
+	if (w->in_chain && memcmp(w->cur_chain.data, chain->data, UUID_LEN) == 0)
+		return;
+	walk_end_chain(st, w);
+	w->cur_chain = *chain;
+	w->in_chain = true;
+	w->prev_seq = 0;
+	memset(w->prev_hash, 0, sizeof(w->prev_hash));
+}
+
+/*
+ * A row (chain, seq, id, its recomputed hash expect) against the
+ * checkpoint: a row the checkpoint covers belongs to one of its chains, and
+ * the row at a chain's head in the checkpoint still has that hash.
+ */
+static void
+walk_check_checkpoint(VerifyState *st, ChainWalk *w, Datum event_id,
+					  const pg_uuid_t *chain, int64 seq, int64 id, const uint8 *expect)
+{
+	CheckpointChain *c;
+
+	if (w->checkpoint == NULL)
+		return;
+	c = find_chain(w->cp_chains, w->cp_n, chain);
+	if (c == NULL && id <= w->cp_max_id)
+		fail(st, event_id, false, "row is older than the checkpoint but its chain is not in it (inserted)");
+	else if (c != NULL && seq == c->seq)
+	{
+		c->seen = true;
+		if (memcmp(expect, c->hash, PL_SHA256_LEN) != 0)
+			fail(st, event_id, false, "chain head differs from the checkpoint (chain rewritten)");
+	}
+}
+
+/* The row's stored row_hash is what the next row of its chain links to. */
+static void
+walk_advance(ChainWalk *w, int64 seq, Datum row_hash)
+{
+	bytea	   *stored = DatumGetByteaPP(row_hash);
+
+	w->prev_seq = seq;
+	if (VARSIZE_ANY_EXHDR(stored) == PL_SHA256_LEN)
+		memcpy(w->prev_hash, VARDATA_ANY(stored), PL_SHA256_LEN);
+	else
+		memset(w->prev_hash, 0xFF, PL_SHA256_LEN);
+}
+
+/*
+ * One row of the walk, in chain order: it belongs to a chain, follows the
+ * previous row of its chain in sequence and link, still has the hash it
+ * was written with, and agrees with the checkpoint.
+ */
+static void
+walk_row(VerifyState *st, ChainWalk *w, HeapTuple tup, TupleDesc desc)
+{
+	Datum		values[Natts_audit];
+	bool		nulls[Natts_audit];
+	uint8		expect[PL_SHA256_LEN];
+	Datum		event_id;
+	pg_uuid_t  *chain;
+	int64		seq;
+
+	if (desc->natts != Natts_audit && desc->natts != Natts_audit_0_2)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("%s does not have the columns of payledger.payment_audit_log", w->source)));
+	heap_deform_tuple(tup, desc, values, nulls);
+	st->rows++;
+	event_id = values[Anum_audit_event_id - 1];
+	if (nulls[Anum_audit_chain_id - 1] || nulls[Anum_audit_chain_seq - 1] ||
+		nulls[Anum_audit_prev_hash - 1] || nulls[Anum_audit_row_hash - 1])
+	{
+		fail(st, event_id, nulls[Anum_audit_event_id - 1], "row belongs to no chain (inserted behind the triggers' back)");
+		return;
+	}
+	chain = DatumGetUUIDP(values[Anum_audit_chain_id - 1]);
+	seq = DatumGetInt64(values[Anum_audit_chain_seq - 1]);
+
+	walk_enter_chain(st, w, chain);
+	if (seq != w->prev_seq + 1)
+		fail(st, event_id, false, psprintf("chain sequence jumps from %lld to %lld (a row was deleted or reordered)",
+										   (long long) w->prev_seq, (long long) seq));
+	else if (!bytea_eq(values[Anum_audit_prev_hash - 1], w->prev_hash))
+		fail(st, event_id, false, "row does not link to the previous row of its chain");
+	hash_row(desc, values, nulls, expect);
+	if (!bytea_eq(values[Anum_audit_row_hash - 1], expect))
+		fail(st, event_id, false, "row was changed after it was written");
+	walk_check_checkpoint(st, w, event_id, chain, seq,
+						  DatumGetInt64(values[Anum_audit_id - 1]), expect);
+	walk_advance(w, seq, values[Anum_audit_row_hash - 1]);
+}
+
+/*
+ * After the last row: the last chain reaches its head, and every chain of
+ * the checkpoint was seen, here or (with archives) in an archived month.
+ */
+static void
+walk_finish(VerifyState *st, ChainWalk *w, const ArchiveSet *archives)
+{
+	if (w->checkpoint == NULL)
+		return;
+	walk_end_chain(st, w);
+	if (archives)
+		match_archived_chains(st, archives, w->cp_chains, w->cp_n);
+	for (int i = 0; i < w->cp_n; i++)
+		if (!w->cp_chains[i].seen)
+			fail(st, (Datum) 0, true, psprintf("chain %s of the checkpoint is missing its head (rows deleted)",
+											   PlUuidText(&w->cp_chains[i].chain_id)));
+}
+
 /*
  * Walks every chain of source (a qualified table name): the audit log or
  * one archived month of it.  With a checkpoint, also checks that each of
@@ -559,18 +701,15 @@ match_checkpoint_archives(VerifyState *st, ArchiveSet *set, Jsonb *checkpoint)
 static void
 verify(VerifyState *st, const char *source, Jsonb *checkpoint, const ArchiveSet *archives)
 {
+	ChainWalk	w;
 	Portal		portal;
 	SPIPlanPtr	plan;
-	pg_uuid_t	cur_chain;
-	bool		in_chain = false;
-	int64		prev_seq = 0;
-	uint8		prev_hash[PL_SHA256_LEN];
-	CheckpointChain *cp_chains = NULL;
-	int			cp_n = 0;
-	int64		cp_max_id = 0;
 
+	memset(&w, 0, sizeof(w));
+	w.source = source;
+	w.checkpoint = checkpoint;
 	if (checkpoint)
-		parse_checkpoint(checkpoint, &cp_chains, &cp_n, &cp_max_id);
+		parse_checkpoint(checkpoint, &w.cp_chains, &w.cp_n, &w.cp_max_id);
 
 	plan = SPI_prepare(psprintf("SELECT * FROM %s ORDER BY chain_id NULLS FIRST, chain_seq, id",
 								source), 0, NULL);
@@ -583,101 +722,12 @@ verify(VerifyState *st, const char *source, Jsonb *checkpoint, const ArchiveSet 
 		if (SPI_processed == 0)
 			break;
 		for (uint64 r = 0; r < SPI_processed; r++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[r];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			Datum		values[Natts_audit];
-			bool		nulls[Natts_audit];
-			uint8		expect[PL_SHA256_LEN];
-			pg_uuid_t  *chain;
-			int64		seq;
-			int64		id;
-
-			if (desc->natts != Natts_audit && desc->natts != Natts_audit_0_2)
-				ereport(ERROR,
-						(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-						 errmsg("%s does not have the columns of payledger.payment_audit_log", source)));
-			heap_deform_tuple(tup, desc, values, nulls);
-			st->rows++;
-			if (nulls[Anum_audit_chain_id - 1] || nulls[Anum_audit_chain_seq - 1] ||
-				nulls[Anum_audit_prev_hash - 1] || nulls[Anum_audit_row_hash - 1])
-			{
-				fail(st, values[Anum_audit_event_id - 1], nulls[Anum_audit_event_id - 1], "row belongs to no chain (inserted behind the triggers' back)");
-				continue;
-			}
-			chain = DatumGetUUIDP(values[Anum_audit_chain_id - 1]);
-			seq = DatumGetInt64(values[Anum_audit_chain_seq - 1]);
-			id = DatumGetInt64(values[Anum_audit_id - 1]);
-
-			if (!in_chain || memcmp(cur_chain.data, chain->data, UUID_LEN) != 0)
-			{
-				/* the chain before this one ends here: compare with the checkpoint */
-				if (in_chain && checkpoint)
-				{
-					CheckpointChain *c = find_chain(cp_chains, cp_n, &cur_chain);
-
-					if (c && (prev_seq < c->seq))
-						fail(st, (Datum) 0, true, psprintf("chain %s was cut after row %lld; the checkpoint has %lld",
-														   PlUuidText(&cur_chain), (long long) prev_seq, (long long) c->seq));
-				}
-				cur_chain = *chain;
-				in_chain = true;
-				prev_seq = 0;
-				memset(prev_hash, 0, sizeof(prev_hash));
-			}
-			if (seq != prev_seq + 1)
-				fail(st, values[Anum_audit_event_id - 1], false, psprintf("chain sequence jumps from %lld to %lld (a row was deleted or reordered)",
-													(long long) prev_seq, (long long) seq));
-			else if (!bytea_eq(values[Anum_audit_prev_hash - 1], prev_hash))
-				fail(st, values[Anum_audit_event_id - 1], false, "row does not link to the previous row of its chain");
-			hash_row(desc, values, nulls, expect);
-			if (!bytea_eq(values[Anum_audit_row_hash - 1], expect))
-				fail(st, values[Anum_audit_event_id - 1], false, "row was changed after it was written");
-			if (checkpoint)
-			{
-				CheckpointChain *c = find_chain(cp_chains, cp_n, chain);
-
-				if (c == NULL && id <= cp_max_id)
-					fail(st, values[Anum_audit_event_id - 1], false, "row is older than the checkpoint but its chain is not in it (inserted)");
-				else if (c != NULL && seq == c->seq)
-				{
-					c->seen = true;
-					if (memcmp(expect, c->hash, PL_SHA256_LEN) != 0)
-						fail(st, values[Anum_audit_event_id - 1], false, "chain head differs from the checkpoint (chain rewritten)");
-				}
-			}
-			prev_seq = seq;
-			{
-				bytea	   *stored = DatumGetByteaPP(values[Anum_audit_row_hash - 1]);
-
-				if (VARSIZE_ANY_EXHDR(stored) == PL_SHA256_LEN)
-					memcpy(prev_hash, VARDATA_ANY(stored), PL_SHA256_LEN);
-				else
-					memset(prev_hash, 0xFF, PL_SHA256_LEN);
-			}
-		}
+			walk_row(st, &w, SPI_tuptable->vals[r], SPI_tuptable->tupdesc);
 		SPI_freetuptable(SPI_tuptable);
 	}
 	SPI_cursor_close(portal);
 	SPI_freeplan(plan);
-
-	if (checkpoint)
-	{
-		if (in_chain)
-		{
-			CheckpointChain *c = find_chain(cp_chains, cp_n, &cur_chain);
-
-			if (c && prev_seq < c->seq)
-				fail(st, (Datum) 0, true, psprintf("chain %s was cut after row %lld; the checkpoint has %lld",
-												   PlUuidText(&cur_chain), (long long) prev_seq, (long long) c->seq));
-		}
-		if (archives)
-			match_archived_chains(st, archives, cp_chains, cp_n);
-		for (int i = 0; i < cp_n; i++)
-			if (!cp_chains[i].seen)
-				fail(st, (Datum) 0, true, psprintf("chain %s of the checkpoint is missing its head (rows deleted)",
-												   PlUuidText(&cp_chains[i].chain_id)));
-	}
+	walk_finish(st, &w, archives);
 }
 
 /*

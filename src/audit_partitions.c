@@ -270,6 +270,96 @@ run(const char *sql, int expect)
 		elog(ERROR, "payledger could not run: %s (%s)", sql, SPI_result_code_string(rc));
 }
 
+/* The name of the month that starts at from: payment_audit_log_YYYY_MM. */
+static void
+month_table_name(TimestampTz from, char *name)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (timestamp2tm(from, NULL, &tm, &fsec, NULL, NULL) != 0)
+		elog(ERROR, "timestamp out of range");
+	snprintf(name, NAMEDATALEN, "payment_audit_log_%04d_%02d", tm.tm_year, tm.tm_mon);
+}
+
+/*
+ * Was the month called name made before (attached or archived)?  Another
+ * table of that name is an error.
+ */
+static bool
+month_made(const char *name)
+{
+	run(psprintf("SELECT 1 FROM payledger.audit_partitions WHERE partition_name = '%s'", name),
+		SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		return true;
+	if (OidIsValid(get_relname_relid(name, ledger_namespace())))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_TABLE),
+				 errmsg("relation \"payledger.%s\" exists but is not a month of the audit log", name),
+				 errhint("Rename or drop it, then run create_audit_partitions() again.")));
+	return false;
+}
+
+/* The parent's append-only and insert guards on a new month, ENABLE ALWAYS. */
+static void
+add_month_guards(const char *name)
+{
+	run(psprintf("CREATE TRIGGER audit_append_only"
+				 " BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.%s"
+				 " FOR EACH STATEMENT EXECUTE FUNCTION payledger.forbid_mutation()", name),
+		SPI_OK_UTILITY);
+	run(psprintf("ALTER TABLE payledger.%s ENABLE ALWAYS TRIGGER audit_append_only", name),
+		SPI_OK_UTILITY);
+	/* a 0.2.0 ledger gets it from ALTER EXTENSION UPDATE */
+	if (OidIsValid(LookupFuncName(list_make2(makeString("payledger"),
+											 makeString("guard_insert")),
+								  0, NULL, true)))
+	{
+		run(psprintf("CREATE TRIGGER payledger_insert_guard BEFORE INSERT ON payledger.%s"
+					 " FOR EACH STATEMENT EXECUTE FUNCTION payledger.guard_insert()", name),
+			SPI_OK_UTILITY);
+		run(psprintf("ALTER TABLE payledger.%s ENABLE ALWAYS TRIGGER payledger_insert_guard",
+					 name), SPI_OK_UTILITY);
+	}
+}
+
+/*
+ * Creates the month [from, to) as payledger.name, a child of the audit log
+ * with its range CHECK, the parent's indexes and guards, records it in
+ * payledger.audit_partitions and returns its relid.
+ */
+static Oid
+create_month(const char *name, TimestampTz from, TimestampTz to)
+{
+	pg_uuid_t	lo;
+	pg_uuid_t	hi;
+	char	   *lo_text;
+	char	   *hi_text;
+
+	uuid_bound(from, &lo);
+	uuid_bound(to, &hi);
+	lo_text = PlUuidText(&lo);
+	hi_text = PlUuidText(&hi);
+	run(psprintf("CREATE TABLE payledger.%s (CONSTRAINT %s_range"
+				 " CHECK (event_id >= '%s' AND event_id < '%s'))"
+				 " INHERITS (payledger.payment_audit_log)", name, name, lo_text, hi_text),
+		SPI_OK_UTILITY);
+	run(psprintf("ALTER TABLE payledger.%s ADD CONSTRAINT %s_event_id_key UNIQUE (event_id)",
+				 name, name), SPI_OK_UTILITY);
+	run(psprintf("CREATE INDEX %s_payment ON payledger.%s (payment_id)", name, name),
+		SPI_OK_UTILITY);
+	run(psprintf("CREATE INDEX %s_delivery ON payledger.%s (era, txid, id)", name, name),
+		SPI_OK_UTILITY);
+	run(psprintf("COMMENT ON TABLE payledger.%s IS 'Audit log rows of %s to %s'",
+				 name, ts_text(from), ts_text(to)), SPI_OK_UTILITY);
+	add_month_guards(name);
+	run(psprintf("INSERT INTO payledger.audit_partitions VALUES ('%s', '%s', '%s', '%s', '%s',"
+				 " pg_catalog.clock_timestamp())",
+				 name, lo_text, hi_text, ts_text(from), ts_text(to)), SPI_OK_INSERT);
+	return get_relname_relid(name, ledger_namespace());
+}
+
 /*
  * payledger.create_audit_partitions(months_ahead integer DEFAULT 2)
  *		RETURNS SETOF regclass
@@ -306,66 +396,14 @@ create_audit_partitions(PG_FUNCTION_ARGS)
 		for (int m = 0; m <= ahead; m++)
 		{
 			TimestampTz from = month_start(clock, m);
-			TimestampTz to = month_start(clock, m + 1);
-			pg_uuid_t	lo;
-			pg_uuid_t	hi;
-			struct pg_tm tm;
-			fsec_t		fsec;
 			char		name[NAMEDATALEN];
-			char	   *lo_text;
-			char	   *hi_text;
 			Datum		value;
 			bool		isnull = false;
 
-			if (timestamp2tm(from, NULL, &tm, &fsec, NULL, NULL) != 0)
-				elog(ERROR, "timestamp out of range");
-			snprintf(name, sizeof(name), "payment_audit_log_%04d_%02d", tm.tm_year, tm.tm_mon);
-			run(psprintf("SELECT 1 FROM payledger.audit_partitions WHERE partition_name = '%s'", name),
-				SPI_OK_SELECT);
-			if (SPI_processed > 0)
+			month_table_name(from, name);
+			if (month_made(name))
 				continue;
-			if (OidIsValid(get_relname_relid(name, ledger_namespace())))
-				ereport(ERROR,
-						(errcode(ERRCODE_DUPLICATE_TABLE),
-						 errmsg("relation \"payledger.%s\" exists but is not a month of the audit log", name),
-						 errhint("Rename or drop it, then run create_audit_partitions() again.")));
-			uuid_bound(from, &lo);
-			uuid_bound(to, &hi);
-			lo_text = PlUuidText(&lo);
-			hi_text = PlUuidText(&hi);
-			run(psprintf("CREATE TABLE payledger.%s (CONSTRAINT %s_range"
-						 " CHECK (event_id >= '%s' AND event_id < '%s'))"
-						 " INHERITS (payledger.payment_audit_log)", name, name, lo_text, hi_text),
-				SPI_OK_UTILITY);
-			run(psprintf("ALTER TABLE payledger.%s ADD CONSTRAINT %s_event_id_key UNIQUE (event_id)",
-						 name, name), SPI_OK_UTILITY);
-			run(psprintf("CREATE INDEX %s_payment ON payledger.%s (payment_id)", name, name),
-				SPI_OK_UTILITY);
-			run(psprintf("CREATE INDEX %s_delivery ON payledger.%s (era, txid, id)", name, name),
-				SPI_OK_UTILITY);
-			run(psprintf("COMMENT ON TABLE payledger.%s IS 'Audit log rows of %s to %s'",
-						 name, ts_text(from), ts_text(to)), SPI_OK_UTILITY);
-			run(psprintf("CREATE TRIGGER audit_append_only"
-						 " BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.%s"
-						 " FOR EACH STATEMENT EXECUTE FUNCTION payledger.forbid_mutation()", name),
-				SPI_OK_UTILITY);
-			run(psprintf("ALTER TABLE payledger.%s ENABLE ALWAYS TRIGGER audit_append_only", name),
-				SPI_OK_UTILITY);
-			/* a 0.2.0 ledger gets it from ALTER EXTENSION UPDATE */
-			if (OidIsValid(LookupFuncName(list_make2(makeString("payledger"),
-													 makeString("guard_insert")),
-										  0, NULL, true)))
-			{
-				run(psprintf("CREATE TRIGGER payledger_insert_guard BEFORE INSERT ON payledger.%s"
-							 " FOR EACH STATEMENT EXECUTE FUNCTION payledger.guard_insert()", name),
-					SPI_OK_UTILITY);
-				run(psprintf("ALTER TABLE payledger.%s ENABLE ALWAYS TRIGGER payledger_insert_guard",
-							 name), SPI_OK_UTILITY);
-			}
-			run(psprintf("INSERT INTO payledger.audit_partitions VALUES ('%s', '%s', '%s', '%s', '%s',"
-						 " pg_catalog.clock_timestamp())",
-						 name, lo_text, hi_text, ts_text(from), ts_text(to)), SPI_OK_INSERT);
-			value = ObjectIdGetDatum(get_relname_relid(name, ledger_namespace()));
+			value = ObjectIdGetDatum(create_month(name, from, month_start(clock, m + 1)));
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
 		}
 	}
@@ -379,6 +417,171 @@ create_audit_partitions(PG_FUNCTION_ARGS)
 	CacheInvalidateRelcacheByRelid(RelationGetRelid(parent));
 	table_close(parent, NoLock);
 	return (Datum) 0;
+}
+
+/* columns of the month query of archive_month_range() */
+enum
+{
+	ARCHIVE_RANGE_FROM = 1, ARCHIVE_RANGE_TO, ARCHIVE_OLDER_MONTH
+};
+
+/* parameters of the month query of archive_month_range(), 0-based */
+enum
+{
+	ARCHIVE_PARTITION, ARCHIVE_PARENT, ARCHIVE_NAMESPACE, ARCHIVE_NARGS
+};
+
+/*
+ * The range [lo, hi) of the month partition (named name, NULL when there is
+ * no such relation) for archive_audit_partition(): it must be a month
+ * create_audit_partitions() made, attached to parent, over, and the oldest
+ * one still attached.
+ */
+static void
+archive_month_range(Oid partition, Oid parent, const char *name, pg_uuid_t *lo, pg_uuid_t *hi)
+{
+	Datum		args[ARCHIVE_NARGS];
+	Oid			types[ARCHIVE_NARGS] = {OIDOID, OIDOID, OIDOID};
+	pg_uuid_t	current;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	char	   *older;
+
+	args[ARCHIVE_PARTITION] = ObjectIdGetDatum(partition);
+	args[ARCHIVE_PARENT] = ObjectIdGetDatum(parent);
+	args[ARCHIVE_NAMESPACE] = ObjectIdGetDatum(ledger_namespace());
+	if (SPI_execute_with_args("SELECT p.range_from, p.range_to,"
+							  " (SELECT o.partition_name FROM payledger.audit_partitions o"
+							  "   JOIN pg_catalog.pg_class oc ON oc.relname = o.partition_name AND oc.relnamespace = $3"
+							  "   JOIN pg_catalog.pg_inherits oi ON oi.inhrelid = oc.oid AND oi.inhparent = $2"
+							  "  WHERE o.range_from < p.range_from ORDER BY o.range_from LIMIT 1)"
+							  " FROM payledger.audit_partitions p"
+							  " JOIN pg_catalog.pg_class c ON c.relname = p.partition_name AND c.relnamespace = $3"
+							  " JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = $2"
+							  " WHERE c.oid = $1",
+							  ARCHIVE_NARGS, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read payledger.audit_partitions");
+	if (name == NULL || SPI_processed != 1 || !month_name(name))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is not a monthly partition of payledger.payment_audit_log",
+						name ? name : "the relation"),
+				 errhint("Archive the months create_audit_partitions() made.")));
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	*lo = *DatumGetUUIDP(SPI_getbinval(tup, desc, ARCHIVE_RANGE_FROM, &isnull));
+	*hi = *DatumGetUUIDP(SPI_getbinval(tup, desc, ARCHIVE_RANGE_TO, &isnull));
+	uuid_bound(month_start(GetCurrentTimestamp(), 0), &current);
+	if (memcmp(hi->data, current.data, UUID_LEN) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("partition %s is not over yet", name),
+				 errdetail("It takes events until %s.", ts_text(uuid_time(hi))),
+				 errhint("Only months that have ended can be archived.")));
+	older = SPI_getvalue(tup, desc, ARCHIVE_OLDER_MONTH);
+	if (older != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("partition %s is older than %s: archive it first", older, name),
+				 errhint("Months are archived oldest first.")));
+}
+
+/*
+ * Waits for the transactions still writing into the month qname, then
+ * refuses while an outbox consumer has not acknowledged its events or when
+ * its chains do not verify.
+ */
+static void
+archive_check_month(const char *qname, const char *name)
+{
+	char	   *problem;
+
+	/* transactions still writing into the month finish first */
+	run(psprintf("LOCK TABLE %s IN SHARE MODE", qname), SPI_OK_UTILITY);
+	run(psprintf("SELECT c.consumer FROM payledger.event_consumers c WHERE EXISTS ("
+				 "SELECT 1 FROM %s a WHERE (a.era, a.txid, a.id) > (c.last_era, c.last_txid, c.last_id))"
+				 " ORDER BY 1 LIMIT 1", qname), SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("outbox consumer \"%s\" has not acknowledged the events of %s",
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), name),
+				 errhint("Let it read and acknowledge them (read_events, ack_events) before archiving.")));
+	if (!PlAuditVerifySource(qname, &problem))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("partition %s does not verify: %s", name, problem),
+				 errhint("Investigate with verify_audit_log() before archiving.")));
+}
+
+/*
+ * parameters of the archive record statement, 0-based; the event count
+ * statement takes the first RECORD_COUNT_NARGS
+ */
+enum
+{
+	RECORD_NAME, RECORD_FROM, RECORD_TO, RECORD_CHECKPOINT, RECORD_NARGS
+};
+#define RECORD_COUNT_NARGS RECORD_CHECKPOINT
+
+/*
+ * Signs the checkpoint of the month qname (named name, range [lo, hi)):
+ * its chain heads with its name, range and event counts; records it in
+ * payledger.audit_archives and returns it.
+ */
+static Jsonb *
+archive_record(const char *qname, const char *name, pg_uuid_t *lo, pg_uuid_t *hi)
+{
+	Datum		args[RECORD_NARGS];
+	Oid			types[RECORD_NARGS] = {TEXTOID, UUIDOID, UUIDOID, JSONBOID};
+	Jsonb	   *extra;
+	Jsonb	   *checkpoint;
+	bool		isnull;
+
+	/* what the record says of the month is signed with its chain heads */
+	args[RECORD_NAME] = CStringGetTextDatum(name);
+	args[RECORD_FROM] = UUIDPGetDatum(lo);
+	args[RECORD_TO] = UUIDPGetDatum(hi);
+	if (SPI_execute_with_args(psprintf(
+								  "SELECT pg_catalog.jsonb_build_object('kind', 'archive', 'partition', $1,"
+								  " 'range_from', $2, 'range_to', $3, 'event_counts',"
+								  " coalesce((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
+								  "  'event_type', event_type, 'success', success, 'n', n) ORDER BY event_type, success)"
+								  "  FROM (SELECT event_type, success, pg_catalog.count(*) AS n FROM %s"
+								  "   GROUP BY event_type, success) c), '[]'))", qname),
+							  RECORD_COUNT_NARGS, types, args, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not count the events of %s", name);
+	extra = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	checkpoint = PlAuditSourceCheckpoint(qname, extra);
+	args[RECORD_CHECKPOINT] = JsonbPGetDatum(checkpoint);
+	if (SPI_execute_with_args(psprintf(
+								  "INSERT INTO payledger.audit_archives (partition_name, range_from, range_to,"
+								  " covers_from, covers_until, row_count, event_counts, checkpoint, archived_at)"
+								  " SELECT $1, $2, $3, '%s', '%s', ($4->>'rows')::bigint, $4->'event_counts',"
+								  " $4, pg_catalog.clock_timestamp()",
+								  ts_text(uuid_time(lo)), ts_text(uuid_time(hi))),
+							  RECORD_NARGS, types, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record the archive of %s", name);
+	return checkpoint;
+}
+
+/* Detaches the month qname from the audit log (NO INHERIT). */
+static void
+detach_month(const char *qname)
+{
+	PlAllowAuditDdl(true);
+	PG_TRY();
+	{
+		run(psprintf("ALTER TABLE %s NO INHERIT payledger.payment_audit_log", qname),
+			SPI_OK_UTILITY);
+	}
+	PG_FINALLY();
+	{
+		PlAllowAuditDdl(false);
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -400,15 +603,12 @@ archive_audit_partition(PG_FUNCTION_ARGS)
 	Relation	parent;
 	pg_uuid_t	lo;
 	pg_uuid_t	hi;
-	pg_uuid_t	current;
 	char	   *name;
 	char	   *qname;
-	char	   *problem;
 	PlPrivState priv;
 	Jsonb	   *checkpoint;
 	MemoryContext caller = CurrentMemoryContext;
 	Jsonb	   *result;
-	bool		isnull;
 
 	PlRequireArg(fcinfo, 0, "partition");
 	partition = PG_GETARG_OID(0);
@@ -416,105 +616,11 @@ archive_audit_partition(PG_FUNCTION_ARGS)
 	name = get_rel_name(partition);
 
 	PlSpiBegin(&priv);
-	{
-		Datum		args[3];
-		Oid			types[3] = {OIDOID, OIDOID, OIDOID};
-
-		args[0] = ObjectIdGetDatum(partition);
-		args[1] = ObjectIdGetDatum(RelationGetRelid(parent));
-		args[2] = ObjectIdGetDatum(ledger_namespace());
-		if (SPI_execute_with_args("SELECT p.range_from, p.range_to,"
-								  " (SELECT o.partition_name FROM payledger.audit_partitions o"
-								  "   JOIN pg_catalog.pg_class oc ON oc.relname = o.partition_name AND oc.relnamespace = $3"
-								  "   JOIN pg_catalog.pg_inherits oi ON oi.inhrelid = oc.oid AND oi.inhparent = $2"
-								  "  WHERE o.range_from < p.range_from ORDER BY o.range_from LIMIT 1)"
-								  " FROM payledger.audit_partitions p"
-								  " JOIN pg_catalog.pg_class c ON c.relname = p.partition_name AND c.relnamespace = $3"
-								  " JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = $2"
-								  " WHERE c.oid = $1",
-								  3, types, args, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read payledger.audit_partitions");
-	}
-	if (name == NULL || SPI_processed != 1 || !month_name(name))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s is not a monthly partition of payledger.payment_audit_log",
-						name ? name : "the relation"),
-				 errhint("Archive the months create_audit_partitions() made.")));
-	lo = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	hi = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	uuid_bound(month_start(GetCurrentTimestamp(), 0), &current);
-	if (memcmp(hi.data, current.data, UUID_LEN) > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("partition %s is not over yet", name),
-				 errdetail("It takes events until %s.", ts_text(uuid_time(&hi))),
-				 errhint("Only months that have ended can be archived.")));
-	if (SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3) != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("partition %s is older than %s: archive it first",
-						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3), name),
-				 errhint("Months are archived oldest first.")));
+	archive_month_range(partition, RelationGetRelid(parent), name, &lo, &hi);
 	qname = quote_qualified_identifier("payledger", name);
-
-	/* transactions still writing into the month finish first */
-	run(psprintf("LOCK TABLE %s IN SHARE MODE", qname), SPI_OK_UTILITY);
-	run(psprintf("SELECT c.consumer FROM payledger.event_consumers c WHERE EXISTS ("
-				 "SELECT 1 FROM %s a WHERE (a.era, a.txid, a.id) > (c.last_era, c.last_txid, c.last_id))"
-				 " ORDER BY 1 LIMIT 1", qname), SPI_OK_SELECT);
-	if (SPI_processed > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("outbox consumer \"%s\" has not acknowledged the events of %s",
-						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), name),
-				 errhint("Let it read and acknowledge them (read_events, ack_events) before archiving.")));
-	if (!PlAuditVerifySource(qname, &problem))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("partition %s does not verify: %s", name, problem),
-				 errhint("Investigate with verify_audit_log() before archiving.")));
-	{
-		Datum		args[4];
-		Oid			types[4] = {TEXTOID, UUIDOID, UUIDOID, JSONBOID};
-		Jsonb	   *extra;
-
-		/* what the record says of the month is signed with its chain heads */
-		args[0] = CStringGetTextDatum(name);
-		args[1] = UUIDPGetDatum(&lo);
-		args[2] = UUIDPGetDatum(&hi);
-		if (SPI_execute_with_args(psprintf(
-									  "SELECT pg_catalog.jsonb_build_object('kind', 'archive', 'partition', $1,"
-									  " 'range_from', $2, 'range_to', $3, 'event_counts',"
-									  " coalesce((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
-									  "  'event_type', event_type, 'success', success, 'n', n) ORDER BY event_type, success)"
-									  "  FROM (SELECT event_type, success, pg_catalog.count(*) AS n FROM %s"
-									  "   GROUP BY event_type, success) c), '[]'))", qname),
-								  3, types, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "could not count the events of %s", name);
-		extra = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		checkpoint = PlAuditSourceCheckpoint(qname, extra);
-		args[3] = JsonbPGetDatum(checkpoint);
-		if (SPI_execute_with_args(psprintf(
-									  "INSERT INTO payledger.audit_archives (partition_name, range_from, range_to,"
-									  " covers_from, covers_until, row_count, event_counts, checkpoint, archived_at)"
-									  " SELECT $1, $2, $3, '%s', '%s', ($4->>'rows')::bigint, $4->'event_counts',"
-									  " $4, pg_catalog.clock_timestamp()",
-									  ts_text(uuid_time(&lo)), ts_text(uuid_time(&hi))),
-								  4, types, args, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not record the archive of %s", name);
-	}
-	PlAllowAuditDdl(true);
-	PG_TRY();
-	{
-		run(psprintf("ALTER TABLE %s NO INHERIT payledger.payment_audit_log", qname),
-			SPI_OK_UTILITY);
-	}
-	PG_FINALLY();
-	{
-		PlAllowAuditDdl(false);
-	}
-	PG_END_TRY();
+	archive_check_month(qname, name);
+	checkpoint = archive_record(qname, name, &lo, &hi);
+	detach_month(qname);
 	result = MemoryContextAlloc(caller, VARSIZE(checkpoint));
 	memcpy(result, checkpoint, VARSIZE(checkpoint));
 	PlSpiEnd(&priv);

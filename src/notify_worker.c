@@ -384,30 +384,19 @@ send_notify(void)
 }
 
 /*
- * Main of a notify worker: slot number in main_arg, database oid in
- * bgw_extra.
+ * Takes slot slotno of database dboid for this worker, or exits: a late or
+ * duplicate registration finds the slot taken or reused.
  */
-void
-PlNotifyWorkerMain(Datum main_arg)
+static NotifySlot *
+worker_claim_slot(int slotno, Oid dboid)
 {
-	int			slotno = DatumGetInt32(main_arg);
-	Oid			dboid;
 	NotifySlot *slot;
 	bool		mine;
-	TimestampTz last_sent = 0;
-	TimestampTz idle_since;
-	TimestampTz retry_at = 0;
-
-	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(dboid));
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
 
 	if (shared == NULL || slotno < 0 || slotno >= shared->nslots)
 		proc_exit(0);
 	slot = &shared->slots[slotno];
 
-	/* a late or duplicate registration finds the slot taken or reused */
 	SpinLockAcquire(&shared->mutex);
 	mine = slot->dboid == dboid && slot->pid == 0;
 	if (mine)
@@ -417,6 +406,78 @@ PlNotifyWorkerMain(Datum main_arg)
 		proc_exit(0);
 	worker_slot = slotno;
 	before_shmem_exit(worker_detach, (Datum) 0);
+	return slot;
+}
+
+/* when the worker last sent, last had something to do, and may next retry */
+typedef struct WorkerClock
+{
+	TimestampTz last_sent;
+	TimestampTz idle_since;
+	TimestampTz retry_at;
+} WorkerClock;
+
+/*
+ * With commits pending: sends their NOTIFY once notify_delay (or the retry
+ * delay after a failure) has passed and returns 0, else returns how long
+ * to wait.
+ */
+static long
+worker_send_due(NotifySlot *slot, WorkerClock *wc, TimestampTz now)
+{
+	TimestampTz due = TimestampTzPlusMilliseconds(wc->last_sent, pl_notify_delay);
+	long		timeout;
+
+	if (wc->retry_at > due)
+		due = wc->retry_at;
+	timeout = TimestampDifferenceMilliseconds(now, due);
+	if (timeout > 0)
+		return timeout;
+	(void) pg_atomic_exchange_u32(&slot->pending, 0);
+	if (send_notify())
+		wc->retry_at = 0;
+	else
+	{
+		(void) pg_atomic_exchange_u32(&slot->pending, 1);
+		wc->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), NOTIFY_RETRY_MS);
+	}
+	wc->last_sent = wc->idle_since = GetCurrentTimestamp();
+	return 0;
+}
+
+/*
+ * With nothing pending: exits once idle for NOTIFY_IDLE_EXIT_MS if the slot
+ * may be freed, and returns 0 then; else returns how long to wait.
+ */
+static long
+worker_idle(NotifySlot *slot, WorkerClock *wc, TimestampTz now)
+{
+	long		timeout = NOTIFY_IDLE_EXIT_MS - TimestampDifferenceMilliseconds(wc->idle_since, now);
+
+	if (timeout > 0)
+		return timeout;
+	if (worker_may_exit(slot))
+		proc_exit(0);
+	wc->idle_since = now;
+	return 0;
+}
+
+/*
+ * Main of a notify worker: slot number in main_arg, database oid in
+ * bgw_extra.
+ */
+void
+PlNotifyWorkerMain(Datum main_arg)
+{
+	Oid			dboid;
+	NotifySlot *slot;
+	WorkerClock wc;
+
+	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(dboid));
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	slot = worker_claim_slot(DatumGetInt32(main_arg), dboid);
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("payledger notify");
@@ -428,7 +489,8 @@ PlNotifyWorkerMain(Datum main_arg)
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	slot->latch = MyLatch;
-	idle_since = GetCurrentTimestamp();
+	wc.last_sent = wc.retry_at = 0;
+	wc.idle_since = GetCurrentTimestamp();
 
 	for (;;)
 	{
@@ -444,37 +506,11 @@ PlNotifyWorkerMain(Datum main_arg)
 
 		now = GetCurrentTimestamp();
 		if (pg_atomic_read_u32(&slot->pending) != 0)
-		{
-			TimestampTz due = TimestampTzPlusMilliseconds(last_sent, pl_notify_delay);
-
-			if (retry_at > due)
-				due = retry_at;
-			timeout = TimestampDifferenceMilliseconds(now, due);
-			if (timeout <= 0)
-			{
-				(void) pg_atomic_exchange_u32(&slot->pending, 0);
-				if (send_notify())
-					retry_at = 0;
-				else
-				{
-					(void) pg_atomic_exchange_u32(&slot->pending, 1);
-					retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), NOTIFY_RETRY_MS);
-				}
-				last_sent = idle_since = GetCurrentTimestamp();
-				continue;
-			}
-		}
+			timeout = worker_send_due(slot, &wc, now);
 		else
-		{
-			timeout = NOTIFY_IDLE_EXIT_MS - TimestampDifferenceMilliseconds(idle_since, now);
-			if (timeout <= 0)
-			{
-				if (worker_may_exit(slot))
-					proc_exit(0);
-				idle_since = now;
-				continue;
-			}
-		}
+			timeout = worker_idle(slot, &wc, now);
+		if (timeout <= 0)
+			continue;
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 timeout, PG_WAIT_EXTENSION);

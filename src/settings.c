@@ -267,10 +267,10 @@ define_context_string(const char *name, const char *desc, char **var,
 		pfree(before);
 }
 
-void
-SettingsInit(void)
+/* Limits and switches of the money-moving calls. */
+static void
+define_ledger_settings(void)
 {
-	pl_preloaded = process_shared_preload_libraries_in_progress;
 	DefineCustomBoolVariable("payledger.require_idempotency_key",
 							 gettext_noop("Refuses money-moving calls that carry no idempotency key."),
 							 NULL, &pl_require_idempotency_key, true,
@@ -287,6 +287,21 @@ SettingsInit(void)
 							gettext_noop("Largest number of legs transfer_legs() accepts."),
 							NULL, &pl_max_legs, 1000, 1, 100000,
 							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("payledger.max_metadata_bytes",
+							gettext_noop("Largest metadata, as jsonb text, that any payledger call accepts."),
+							NULL, &pl_max_metadata_bytes, 16384, 2, 64 * 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable("payledger.shard_id",
+							gettext_noop("Shard number stamped into the last byte of every id this database makes (-1: none)."),
+							gettext_noop("Set per shard database (ALTER DATABASE ... SET) so that a router finds the shard that owns an id from the id alone."),
+							&pl_shard_id, -1, -1, 255,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+}
+
+/* The risk hook of authorize_payment(). */
+static void
+define_risk_settings(void)
+{
 	DefineCustomStringVariable("payledger.risk_function",
 							   gettext_noop("Function that scores a payment from 0 to 100 before authorization."),
 							   NULL, &pl_risk_function, "",
@@ -295,18 +310,27 @@ SettingsInit(void)
 							gettext_noop("Risk score at or above which authorization fails."),
 							NULL, &pl_risk_threshold, 80, 0, 101,
 							PGC_SUSET, 0, NULL, NULL, NULL);
+}
 
+/* The key that signs audit checkpoints. */
+static void
+define_audit_settings(void)
+{
 	DefineCustomStringVariable("payledger.audit_signing_key",
 							   gettext_noop("Secret for the HMAC that signs audit_checkpoint() results."),
 							   NULL, &pl_audit_signing_key, "",
 							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, check_signing_key,
 							   NULL, NULL);
-
 	DefineCustomStringVariable("payledger.audit_signing_key_file",
 							   gettext_noop("File holding the secret for the HMAC that signs audit checkpoints; it must be readable by the server's user only. Takes precedence over payledger.audit_signing_key."),
 							   NULL, &pl_audit_signing_key_file, "",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+}
 
+/* The NOTIFY payledger_events of event-writing commits. */
+static void
+define_notify_settings(void)
+{
 	DefineCustomBoolVariable("payledger.notify_events",
 							 gettext_noop("Sends NOTIFY payledger_events on commit of every transaction that wrote events."),
 							 NULL, &pl_notify_events, true,
@@ -316,18 +340,12 @@ SettingsInit(void)
 							gettext_noop("One NOTIFY stands for every commit since the last; used when payledger is in shared_preload_libraries."),
 							&pl_notify_delay, 10, 0, 60000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+}
 
-	DefineCustomIntVariable("payledger.max_metadata_bytes",
-							gettext_noop("Largest metadata, as jsonb text, that any payledger call accepts."),
-							NULL, &pl_max_metadata_bytes, 16384, 2, 64 * 1024 * 1024,
-							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
-
-	DefineCustomIntVariable("payledger.shard_id",
-							gettext_noop("Shard number stamped into the last byte of every id this database makes (-1: none)."),
-							gettext_noop("Set per shard database (ALTER DATABASE ... SET) so that a router finds the shard that owns an id from the id alone."),
-							&pl_shard_id, -1, -1, 255,
-							PGC_SUSET, 0, NULL, NULL, NULL);
-
+/* The per-transaction context that goes into the audit log. */
+static void
+define_context_settings(void)
+{
 	define_context_string("payledger.actor_type",
 						  gettext_noop("Kind of actor behind this transaction: CUSTOMER, SYSTEM, OPERATOR or API."),
 						  &pl_actor_type, check_actor_type, assign_actor_type, CTX_ACTOR_TYPE);
@@ -347,6 +365,21 @@ SettingsInit(void)
 						  gettext_noop("UUID that ties the events of one business flow together."),
 						  &pl_correlation_id, check_correlation_id, assign_correlation_id,
 						  CTX_CORRELATION_ID);
+}
+
+/*
+ * Defines every payledger.* setting, then reserves the prefix: a name left
+ * undefined here would be deleted as a placeholder and refuse SET.
+ */
+void
+SettingsInit(void)
+{
+	pl_preloaded = process_shared_preload_libraries_in_progress;
+	define_ledger_settings();
+	define_risk_settings();
+	define_audit_settings();
+	define_notify_settings();
+	define_context_settings();
 	RegisterXactCallback(forget_rejected_at_end, NULL);
 
 	MarkGUCPrefixReserved("payledger");
