@@ -921,7 +921,9 @@ verify_audit_log_checkpoint(PG_FUNCTION_ARGS)
 
 /*
  * An archive to verify is a plain table with the columns of the audit log,
- * type for type: what the hashes were computed over.
+ * type for type: what the hashes were computed over.  Any other relation is
+ * a bad argument (22023), as archive_audit_partition() says of a table that
+ * is not a month.
  */
 static void
 require_audit_columns(Oid relid, const char *relname)
@@ -943,7 +945,7 @@ require_audit_columns(Oid relid, const char *relname)
 	relation_close(rel, AccessShareLock);
 	if (!same)
 		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("\"%s\" is not a table with the columns of payledger.payment_audit_log", relname),
 				 errhint("Pass the month archive_audit_partition() detached, or a copy restored with its definition.")));
 }
@@ -971,7 +973,7 @@ verify_audit_archive(PG_FUNCTION_ARGS)
 	relname = get_rel_name(relid);
 	if (relname == NULL)
 		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("relation with OID %u does not exist", relid)));
 	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, relname);

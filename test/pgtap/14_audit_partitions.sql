@@ -14,7 +14,7 @@
 BEGIN;
 \ir helpers.psql
 
-SELECT plan(107);
+SELECT plan(109);
 
 -- The UTC month p_n months from now: its first instant (as a UTC
 -- timestamp), its partition's name, and the partition itself (NULL if none).
@@ -278,18 +278,24 @@ SELECT pg_temp.raises($$SELECT payledger.archive_audit_partition(NULL)$$,
 	'22004', 'archive_audit_partition(NULL) raises 22004', 'partition must not be null');
 SELECT pg_temp.raises($$CREATE VIEW public.month_view AS SELECT * FROM payledger.payment_audit_log;
 		SELECT * FROM payledger.verify_audit_archive('public.month_view')$$,
-	'42809', 'verify_audit_archive() of a view raises 42809',
+	'22023', 'verify_audit_archive() of a view raises 22023',
 	'^"month_view" is not a table with the columns of payledger\.payment_audit_log$');
 SELECT pg_temp.raises($$CREATE TABLE public.retyped (LIKE payledger.payment_audit_log);
 		ALTER TABLE public.retyped ALTER COLUMN txid TYPE bigint USING txid::text::bigint;
 		SELECT * FROM payledger.verify_audit_archive('public.retyped')$$,
-	'42809', 'verify_audit_archive() of a table with a column of another type raises 42809',
+	'22023', 'verify_audit_archive() of a table with a column of another type raises 22023',
 	'^"retyped" is not a table with the columns of payledger\.payment_audit_log$');
 SELECT pg_temp.raises($$CREATE TABLE public.shorter (LIKE payledger.payment_audit_log);
 		ALTER TABLE public.shorter DROP COLUMN era;
 		SELECT * FROM payledger.verify_audit_archive('public.shorter')$$,
-	'42809', 'verify_audit_archive() of a table missing a column raises 42809',
+	'22023', 'verify_audit_archive() of a table missing a column raises 22023',
 	'^"shorter" is not a table with the columns of payledger\.payment_audit_log$');
+SELECT pg_temp.raises($$SELECT * FROM payledger.verify_audit_archive(0::regclass)$$,
+	'22023', 'verify_audit_archive() of an OID naming no relation raises 22023',
+	'^relation with OID 0 does not exist$');
+SELECT pg_temp.raises($$SELECT * FROM payledger.verify_audit_archive('payledger.accounts')$$,
+	'22023', 'verify_audit_archive() of a ledger table that is not the log raises 22023',
+	'^"accounts" is not a table with the columns of payledger\.payment_audit_log$');
 SELECT pg_temp.raises(format($$SELECT * FROM payledger.verify_audit_archive(%L)$$, pg_temp.child(0)),
 	'22023', 'verify_audit_archive() of a month that was never archived raises 22023',
 	format('has no archive named "%s"', pg_temp.month(0)));

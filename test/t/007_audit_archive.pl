@@ -157,7 +157,7 @@ q1("CREATE VIEW public.month_view AS SELECT * FROM $p2");
 ($rc, $out, $err) = $node->psql('postgres',
 	"SELECT * FROM payledger.verify_audit_archive('public.month_view', '$arch2')");
 like($err, qr/"month_view" is not a table with the columns of payledger.payment_audit_log/,
-	'a view over an archived month is not an archive (42809)');
+	'a view over an archived month is not an archive (22023)');
 q1("CREATE TABLE public.retyped (LIKE $p2); ALTER TABLE public.retyped ALTER COLUMN amount_cents TYPE numeric;"
 	  . " INSERT INTO public.retyped SELECT * FROM $p2");
 ($rc, $out, $err) = $node->psql('postgres',

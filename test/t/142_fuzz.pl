@@ -428,14 +428,6 @@ for my $type (sort keys %pool)
 
 
 my (%by_state, %by_func, @violations);
-# defects this test found that are not fixed yet (FINDINGS.md): counted
-# apart and reported as TODO, so that the suite stays green until the fix
-my %known = (
-	'verify_audit_archive 42809' =>
-	  'a table that is not an audit archive raises 42809, not 22023 (verify_audit_archive)',
-	'verify_audit_archive 42P01' =>
-	  'a regclass naming no relation raises 42P01, not 22023 (verify_audit_archive)');
-my @known_found;
 my %example;    # kind of violation => the first call that showed it
 my $violation = sub {
 	my ($what, $sql) = @_;
@@ -506,14 +498,7 @@ for my $i (1 .. $ncalls)
 		if (!$contract{$st} && !grep { $_ eq $st } @bad_states)
 		{
 			my $ex = $call_err =~ /ERROR:\s+\S+\s+(.*)/ ? $1 : '';
-			if ($known{"$f->{name} $st"})
-			{
-				push @known_found, "$f->{name} $st";
-			}
-			else
-			{
-				$violation->("$f->{name} raised $st ($ex)", $call);
-			}
+			$violation->("$f->{name} raised $st ($ex)", $call);
 		}
 		if ($st eq '57014')
 		{
@@ -575,8 +560,7 @@ is(scalar @violations, 0, 'violations: 0');
 # what the fuzzer found, called on purpose: 22023 is what the contract asks
 my @fixed_cases = (
 	[ 'hold', "SELECT payledger.hold('$fx{a}', '$fx{b}', 1, 'USD', '178000000 years', 'fz-known-1')" ],
-	[ 'authorize_payment', "SELECT payledger.authorize_payment('$pay{pending}', 'fz-known-2', '178000000 years')" ]);
-my @known_cases = (
+	[ 'authorize_payment', "SELECT payledger.authorize_payment('$pay{pending}', 'fz-known-2', '178000000 years')" ],
 	[ 'verify_audit_archive', "SELECT * FROM payledger.verify_audit_archive('payledger.accounts')" ],
 	[ 'verify_audit_archive', "SELECT * FROM payledger.verify_audit_archive(0::regclass)" ]);
 $node->start;
@@ -586,27 +570,6 @@ for my $case (@fixed_cases)
 	my ($got) = $e =~ /ERROR:\s+([0-9A-Z]{5}):/;
 	is($got // 'none', '22023', "$case->[0]: $case->[1] raises 22023");
 }
-TODO:
-{
-	local $TODO = 'known defects, see FINDINGS.md';
-	for my $case (@known_cases)
-	{
-		my ($ret, $o, $e) = $node->psql('postgres', "\\set VERBOSITY verbose\n$case->[1]");
-		my ($got) = $e =~ /ERROR:\s+([0-9A-Z]{5}):/;
-		is($got // 'none', '22023', "$case->[0]: $case->[1] raises 22023");
-	}
-}
 $node->stop;
-
-my %known_seen;
-$known_seen{$_}++ for @known_found;
-TODO:
-{
-	local $TODO = 'known defects, see FINDINGS.md';
-	for my $k (sort keys %known)
-	{
-		is($known_seen{$k} // 0, 0, "$k: $known{$k}");
-	}
-}
 
 done_testing();
