@@ -13,7 +13,12 @@
  *	  as the rows they count (so a rollback takes both back).  Rows are
  *	  keyed by backend slot: no two live sessions share a row, so counting
  *	  adds no contention; the view sums a backend's rows, whose number is
- *	  bounded by max_connections times the label sets;
+ *	  bounded by max_connections times the label sets.  A prepared
+ *	  transaction keeps the row locks of what it counted until COMMIT or
+ *	  ROLLBACK PREPARED, so a transaction counts under a key it holds an
+ *	  advisory lock on (the lock goes with the prepared transaction): the
+ *	  slot's own key, or the slot's next lane when a prepared transaction
+ *	  holds that one (counter_key());
  *	- replays write nothing else, so each backend counts its replays in its
  *	  own row of payledger.replay_counts, likewise;
  *	- errors roll back whatever they would have written, so when payledger
@@ -36,12 +41,15 @@
  */
 #include "postgres.h"
 
+#include "access/twophase.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/ipc.h"
+#include "storage/lock.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "catalog/namespace.h"
@@ -197,7 +205,48 @@ metrics_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* Adds the running call's counts to this backend's rows (inside SPI). */
+/*
+ * Keys of counter rows: slot + lane * COUNTER_LANE_STRIDE, above any backend
+ * slot.  Lanes beyond the first are used only while prepared transactions
+ * hold the lower ones, so there are at most max_prepared_transactions + 1.
+ */
+#define COUNTER_KEY_LOCK_SPACE	0x504E
+#define COUNTER_LANE_STRIDE		(1 << 18)
+
+static int32 xact_counter_key = -1;
+static LocalTransactionId xact_counter_lxid = InvalidLocalTransactionId;
+
+/*
+ * The key this transaction counts under: the first lane of this backend
+ * slot whose advisory lock it gets without waiting.  Live sessions never
+ * share a slot, so only prepared transactions, which keep their locks,
+ * hold a lane another transaction of the slot tries.
+ */
+static int32
+counter_key(void)
+{
+	LOCKTAG		tag;
+
+	Assert(MyBackendId > 0 && MyBackendId < COUNTER_LANE_STRIDE);
+	if (xact_counter_lxid == MyProc->lxid)
+		return xact_counter_key;
+	for (int32 lane = 0;; lane++)
+	{
+		int32		key = MyBackendId + lane * COUNTER_LANE_STRIDE;
+
+		if (lane > max_prepared_xacts)
+			elog(ERROR, "no free metric counter lane for backend %d", MyBackendId);
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, (uint32) key, COUNTER_KEY_LOCK_SPACE);
+		if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+		{
+			xact_counter_key = key;
+			xact_counter_lxid = MyProc->lxid;
+			return key;
+		}
+	}
+}
+
+/* Adds the running call's counts to this transaction's rows (inside SPI). */
 static void
 flush_counts(void)
 {
@@ -220,7 +269,7 @@ flush_counts(void)
 		labels[i] = CStringGetTextDatum(pending[i].labels);
 		deltas[i] = Int64GetDatum(pending[i].delta);
 	}
-	values[0] = Int32GetDatum(MyBackendId);
+	values[0] = Int32GetDatum(counter_key());
 	values[1] = PointerGetDatum(construct_array(metrics, npending, TEXTOID, -1, false, TYPALIGN_INT));
 	values[2] = PointerGetDatum(construct_array(labels, npending, TEXTOID, -1, false, TYPALIGN_INT));
 	values[3] = PointerGetDatum(construct_array(deltas, npending, INT8OID, 8, FLOAT8PASSBYVAL,
@@ -327,7 +376,7 @@ PlCountReplays(int n)
 
 	if (n <= 0)
 		return;
-	values[0] = Int32GetDatum(MyBackendId);
+	values[0] = Int32GetDatum(counter_key());
 	values[1] = Int64GetDatum(n);
 	if (PlExec(PLAN_COUNT_REPLAYS, values, NULL, 0) != SPI_OK_INSERT)
 		elog(ERROR, "replay count failed");
