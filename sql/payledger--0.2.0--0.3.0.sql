@@ -146,6 +146,104 @@ CREATE FUNCTION payledger.list_accounts(
 COMMENT ON FUNCTION payledger.list_accounts(uuid, text, text, uuid, integer) IS
 	'A page of accounts in id order, after after_id (max_rows 1..1000), within the caller''s merchant scope';
 
+/*
+ * Transfers for the read API.  A leg set (transfer_legs) is one transfers
+ * row of kind 'legs' without from/to: its legs are kept here, one row per
+ * leg in the order given, posted or rejected, so that get_transfer can list
+ * them and an account's page finds the leg sets touching it.  Written by
+ * payledger only, never changed (append-only like entries).
+ */
+CREATE TABLE payledger.legs (
+	transfer_id uuid NOT NULL,
+	leg integer NOT NULL,		-- its index in the call's legs array, from 0
+	from_account uuid NOT NULL,
+	to_account uuid NOT NULL,
+	amount bigint NOT NULL,
+	PRIMARY KEY (transfer_id, leg)
+);
+COMMENT ON TABLE payledger.legs IS
+	'The legs of every transfer_legs call, posted or rejected, in the order given (append-only)';
+SELECT pg_catalog.pg_extension_config_dump('payledger.legs', '');
+CREATE TRIGGER legs_append_only
+	BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.legs
+	FOR EACH STATEMENT EXECUTE FUNCTION payledger.forbid_mutation();
+ALTER TABLE payledger.legs ENABLE ALWAYS TRIGGER legs_append_only;
+CREATE INDEX legs_from_account ON payledger.legs (from_account, transfer_id);
+CREATE INDEX legs_to_account ON payledger.legs (to_account, transfer_id);
+
+/*
+ * The leg sets posted before 0.3.0 get their legs back from their entries:
+ * transfer_legs wrote them in the order of the legs, debit then credit, so
+ * in the order they were written (ctid) each leg is a debit followed by the
+ * credit of the same amount.  A set whose entries do not pair up that way,
+ * and a leg set rejected before 0.3.0 (it wrote no entries), keeps no legs:
+ * get_transfer shows legs NULL for it.
+ */
+WITH e AS (
+	SELECT e.transfer_id, COALESCE(sb.account_id, e.account_id) AS account_id, e.amount,
+		   (pg_catalog.row_number() OVER (PARTITION BY e.transfer_id ORDER BY e.ctid) OPERATOR(pg_catalog.-) 1) AS n
+	  FROM payledger.entries e
+	  JOIN payledger.transfers t ON t.id OPERATOR(pg_catalog.=) e.transfer_id
+	  LEFT JOIN payledger.sub_balances sb ON sb.sub_account_id OPERATOR(pg_catalog.=) e.account_id
+	 WHERE t.kind OPERATOR(pg_catalog.=) 'legs' AND t.status OPERATOR(pg_catalog.=) 'posted'
+), pairs AS (
+	SELECT d.transfer_id, (d.n OPERATOR(pg_catalog./) 2)::integer AS leg, d.account_id AS from_account,
+		   c.account_id AS to_account, d.amount AS debit, c.amount
+	  FROM e d
+	  JOIN e c ON c.transfer_id OPERATOR(pg_catalog.=) d.transfer_id
+			  AND c.n OPERATOR(pg_catalog.=) (d.n OPERATOR(pg_catalog.+) 1)
+	 WHERE (d.n OPERATOR(pg_catalog.%) 2) OPERATOR(pg_catalog.=) 0
+), good AS (
+	SELECT p.transfer_id FROM pairs p
+	 GROUP BY p.transfer_id
+	HAVING pg_catalog.bool_and(p.debit OPERATOR(pg_catalog.=) (OPERATOR(pg_catalog.-) p.amount)
+							   AND p.amount OPERATOR(pg_catalog.>) 0
+							   AND p.from_account OPERATOR(pg_catalog.<>) p.to_account)
+	   AND (pg_catalog.count(*) OPERATOR(pg_catalog.*) 2) OPERATOR(pg_catalog.=)
+		   (SELECT pg_catalog.count(*) FROM e x WHERE x.transfer_id OPERATOR(pg_catalog.=) p.transfer_id)
+)
+INSERT INTO payledger.legs (transfer_id, leg, from_account, to_account, amount)
+SELECT p.transfer_id, p.leg, p.from_account, p.to_account, p.amount
+  FROM pairs p JOIN good g ON g.transfer_id OPERATOR(pg_catalog.=) p.transfer_id;
+
+/*
+ * An account's transfers page by id: transfers and holds from it and to it,
+ * leg sets through legs.  Metadata containment by GIN.  Every one of these
+ * is written on the money path (an index entry per transfer, hold and leg;
+ * a hold's status change is not a HOT update already, so it adds theirs);
+ * bench/read_api measures what that costs.
+ */
+CREATE INDEX transfers_from_account ON payledger.transfers (from_account, id);
+CREATE INDEX transfers_to_account ON payledger.transfers (to_account, id);
+CREATE INDEX transfers_metadata ON payledger.transfers USING gin (metadata jsonb_path_ops);
+CREATE INDEX holds_from_account ON payledger.holds (from_account, id);
+CREATE INDEX holds_to_account ON payledger.holds (to_account, id);
+CREATE INDEX holds_metadata ON payledger.holds USING gin (metadata jsonb_path_ops);
+
+CREATE FUNCTION payledger.get_transfer(transfer_id uuid)
+	RETURNS TABLE(transfer_id uuid, kind text, status text, reason_code text, currency text,
+				  amount bigint, from_account uuid, to_account uuid, legs jsonb,
+				  idempotency_key text, metadata jsonb, created_at timestamptz)
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'get_transfer';
+COMMENT ON FUNCTION payledger.get_transfer(uuid) IS
+	'One transfer, hold, leg set or declined attempt (PY005 when unknown, or touching none of a scoped role''s accounts)';
+CREATE FUNCTION payledger.list_transfers(
+	account_id uuid DEFAULT NULL,
+	since timestamptz DEFAULT '-infinity',
+	until timestamptz DEFAULT 'infinity',
+	status text DEFAULT NULL,
+	metadata_contains jsonb DEFAULT NULL,
+	after_id uuid DEFAULT NULL,
+	max_rows integer DEFAULT 100)
+	RETURNS TABLE(transfer_id uuid, kind text, status text, reason_code text, currency text,
+				  amount bigint, from_account uuid, to_account uuid, legs jsonb,
+				  idempotency_key text, metadata jsonb, created_at timestamptz)
+	LANGUAGE c VOLATILE PARALLEL UNSAFE
+	AS 'MODULE_PATHNAME', 'list_transfers';
+COMMENT ON FUNCTION payledger.list_transfers(uuid, timestamptz, timestamptz, text, jsonb, uuid, integer) IS
+	'A page of transfers, holds and leg sets in id order, after after_id (max_rows 1..1000), within the caller''s merchant scope';
+
 /* ---- correctness findings ---- */
 
 /*
@@ -338,6 +436,8 @@ GRANT EXECUTE ON FUNCTION
 	payledger.get_balance(uuid),
 	payledger.balance_at(uuid, timestamptz),
 	payledger.account_entries(uuid, timestamptz, timestamptz),
+	payledger.get_transfer(uuid),
+	payledger.list_transfers(uuid, timestamptz, timestamptz, text, jsonb, uuid, integer),
 	payledger.get_payment(uuid),
 	payledger.list_payments(uuid, payledger.payment_state, timestamptz, timestamptz, jsonb, uuid, integer),
 	payledger.list_accounts(uuid, text, text, uuid, integer)

@@ -15,6 +15,8 @@ SELECT status FROM payledger.transfer('00000000-0000-0000-0000-0000000000a1',
 	'00000000-0000-0000-0000-0000000000b1', 500, 'EUR', 'before-upgrade');
 SELECT status FROM payledger.hold('00000000-0000-0000-0000-0000000000b1',
 	'00000000-0000-0000-0000-0000000000a1', 100, 'EUR', '1 day', 'hold-before-upgrade');
+SELECT status FROM payledger.transfer_legs('[{"from": "00000000-0000-0000-0000-0000000000a1", "to": "00000000-0000-0000-0000-0000000000b1", "amount": 7},
+	{"from": "00000000-0000-0000-0000-0000000000b1", "to": "00000000-0000-0000-0000-0000000000a1", "amount": 3}]', 'EUR', 'legs-before-upgrade');
 -- under 0.2.0 PUBLIC could run the money functions
 SELECT has_function_privilege('public', 'payledger.transfer(uuid, uuid, bigint, text, text, jsonb, uuid)', 'EXECUTE') AS public_could_transfer;
 SELECT count(*) AS audit_rows_before FROM payledger.payment_audit_log \gset
@@ -36,6 +38,10 @@ SELECT c.relname ~ '^payment_audit_log_\d{4}_\d{2}$' AS is_month, a.attname
   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
  WHERE c.relnamespace = 'payledger'::regnamespace AND a.attname = 'db_role' AND NOT a.attisdropped
  ORDER BY 1;
+-- a leg set of 0.2.0 gets its legs back from its entries
+SELECT kind, status, amount, legs = '[{"from": "00000000-0000-0000-0000-0000000000a1", "to": "00000000-0000-0000-0000-0000000000b1", "amount": 7},
+	{"from": "00000000-0000-0000-0000-0000000000b1", "to": "00000000-0000-0000-0000-0000000000a1", "amount": 3}]' AS legs_rebuilt
+  FROM payledger.get_transfer((SELECT id FROM payledger.transfers WHERE kind = 'legs'));
 -- every table, the month included, refuses a hand-written INSERT
 SELECT count(*) FILTER (WHERE t.tgname IS NULL) AS tables_without_insert_guard,
        count(*) FILTER (WHERE t.tgenabled = 'A') AS guards_enable_always

@@ -54,6 +54,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -65,6 +66,7 @@
 #include "spi_plans.h"
 #include "layouts.h"
 #include "direct.h"
+#include "audit.h"
 #include "access.h"
 
 #define Anum_role_scopes_role		1
@@ -304,9 +306,42 @@ PlCheckTransferVisible(const char *what, const pg_uuid_t *id, const pg_uuid_t *f
 			 errmsg("%s %s does not exist", what, PlUuidText(id))));
 }
 
-/* binds or unbinds a role and a merchant; every backend rereads the table */
+/*
+ * The audit row of a binding made or removed: ROLE_SCOPED or
+ * ROLE_UNSCOPED, the merchant in merchant_id, the role's name in metadata.
+ */
 static void
-change_scope(FunctionCallInfo fcinfo, const char *sql)
+audit_scope_change(const char *event_type, Oid role, pg_uuid_t *merchant)
+{
+	PlAuditEvent ev;
+	JsonbParseState *state = NULL;
+	JsonbValue	k,
+				v;
+	char	   *name = GetUserNameFromId(role, false);
+
+	PlAuditInit(&ev, event_type, GetCurrentTimestamp());
+	ev.merchant_id = merchant;
+	ev.correlation_id = merchant;
+	ev.new_state = strcmp(event_type, "ROLE_SCOPED") == 0 ? "scoped" : "unscoped";
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = "role";
+	k.val.string.len = 4;
+	pushJsonbValue(&state, WJB_KEY, &k);
+	v.type = jbvString;
+	v.val.string.val = name;
+	v.val.string.len = strlen(name);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	ev.metadata = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+	PlAuditWrite(&ev);
+}
+
+/*
+ * Binds or unbinds a role and a merchant, with its audit row when that
+ * changed anything; every backend rereads the table.
+ */
+static void
+change_scope(FunctionCallInfo fcinfo, const char *sql, const char *event_type)
 {
 	PlPrivState priv;
 	Datum		values[2];
@@ -324,6 +359,8 @@ change_scope(FunctionCallInfo fcinfo, const char *sql)
 	PlSpiBegin(&priv);
 	if (SPI_execute_with_args(sql, 2, types, values, NULL, false, 0) < 0)
 		elog(ERROR, "payledger could not change the scope of a role");
+	if (SPI_processed > 0)
+		audit_scope_change(event_type, DatumGetObjectId(values[0]), PG_GETARG_UUID_P(1));
 	relid = get_relname_relid("role_scopes", get_namespace_oid("payledger", false));
 	CacheInvalidateRelcacheByRelid(relid);
 	PlSpiEnd(&priv);
@@ -334,14 +371,15 @@ change_scope(FunctionCallInfo fcinfo, const char *sql)
  *
  * Binds role to merchant: from then on the role (and every role that has
  * its privileges) debits, sees and acts on only its merchants' accounts
- * and payments.  Binding twice is a no-op.
+ * and payments.  Binding twice is a no-op.  Audited ROLE_SCOPED.
  */
 PG_FUNCTION_INFO_V1(scope_role);
 Datum
 scope_role(PG_FUNCTION_ARGS)
 {
 	change_scope(fcinfo, "INSERT INTO payledger.role_scopes (role, merchant_id, created_at)"
-				 " VALUES ($1, $2, pg_catalog.clock_timestamp()) ON CONFLICT DO NOTHING");
+				 " VALUES ($1, $2, pg_catalog.clock_timestamp()) ON CONFLICT DO NOTHING",
+				 "ROLE_SCOPED");
 	PG_RETURN_VOID();
 }
 
@@ -349,6 +387,7 @@ scope_role(PG_FUNCTION_ARGS)
  * payledger.unscope_role(role regrole, merchant_id uuid) RETURNS void
  *
  * Removes one binding; a role left without bindings is unscoped again.
+ * Audited ROLE_UNSCOPED; removing a binding that is not there is a no-op.
  */
 PG_FUNCTION_INFO_V1(unscope_role);
 Datum
@@ -356,7 +395,7 @@ unscope_role(PG_FUNCTION_ARGS)
 {
 	change_scope(fcinfo, "DELETE FROM payledger.role_scopes"
 				 " WHERE role OPERATOR(pg_catalog.=) $1"
-				 " AND merchant_id OPERATOR(pg_catalog.=) $2");
+				 " AND merchant_id OPERATOR(pg_catalog.=) $2", "ROLE_UNSCOPED");
 	PG_RETURN_VOID();
 }
 

@@ -53,12 +53,7 @@
 #include "pipeline.h"
 #include "ledger.h"
 
-typedef struct Leg
-{
-	pg_uuid_t	from_id;
-	pg_uuid_t	to_id;
-	int64		amount;
-} Leg;
+typedef PlLeg Leg;
 
 static void
 bad_leg(int index, const char *problem)
@@ -287,6 +282,7 @@ legs_work(PlRequest *req)
 	table_close(accounts, NoLock);
 	PlStoreTransfer(&id, "legs", reason, args->currency, args->total, NULL, NULL, req->key,
 					req->hash, args->metadata, now);
+	PlStoreLegs(&id, args->legs, args->nlegs);
 
 	PlAuditMovement(&ev, "TRANSFER_POSTED", "posted", reason, &id,
 					reason ? &args->legs[bad_index].from_id : NULL,

@@ -3,13 +3,14 @@
  * direct.c
  *	  Direct heap and index access for the append-only tables.
  *
- * Rows of entries, transfers and the audit log are only ever inserted, by
- * payledger itself, so on the hot path they skip the executor: the tuple
- * is formed, inserted with simple_heap_insert() (WAL-logged, logically
- * decodable, counted for autovacuum like any insert) and added to each of
- * the table's indexes.  That saves an executor start and finish per row,
- * which is most of what an INSERT costs.  Indexes with expressions or
- * predicates, which a DBA may add, are evaluated through a small EState.
+ * Rows of entries, transfers, legs and the audit log are only ever
+ * inserted, by payledger itself, so on the hot path they skip the
+ * executor: the tuple is formed, inserted with simple_heap_insert()
+ * (WAL-logged, logically decodable, counted for autovacuum like any
+ * insert) and added to each of the table's indexes.  That saves an
+ * executor start and finish per row, which is most of what an INSERT
+ * costs.  Indexes with expressions or predicates, which a DBA may add, are
+ * evaluated through a small EState.
  * Insert triggers do not fire; payledger's tables have none (the guards
  * are UPDATE/DELETE/TRUNCATE triggers).
  *
@@ -122,6 +123,14 @@ static const PlColumn holds_columns[] = {
 	{"correlation_id", UUIDOID},
 };
 
+static const PlColumn legs_columns[] = {
+	{"transfer_id", UUIDOID},
+	{"leg", INT4OID},
+	{"from_account", UUIDOID},
+	{"to_account", UUIDOID},
+	{"amount", INT8OID},
+};
+
 static const PlColumn idempotency_keys_columns[] = {
 	{"scope", UUIDOID},
 	{"key", TEXTOID},
@@ -217,8 +226,11 @@ static const char *const entries_triggers[] = {"entries_append_only", "payledger
 static const char *const entries_indexes[] = {"entries_pkey", NULL};
 static const char *const holds_triggers[] = {"holds_guard", "payledger_insert_guard", NULL};
 static const char *const holds_indexes[] = {
-	"holds_pending_expiry", "holds_pending_from", "holds_pending_to", "holds_pkey", NULL
+	"holds_from_account", "holds_metadata", "holds_pending_expiry", "holds_pending_from",
+	"holds_pending_to", "holds_pkey", "holds_to_account", NULL
 };
+static const char *const legs_triggers[] = {"legs_append_only", "payledger_insert_guard", NULL};
+static const char *const legs_indexes[] = {"legs_from_account", "legs_pkey", "legs_to_account", NULL};
 static const char *const idempotency_keys_triggers[] = {"payledger_insert_guard", NULL};
 static const char *const idempotency_keys_indexes[] = {"idempotency_keys_pkey", NULL};
 static const char *const audit_triggers[] = {"audit_append_only", "payledger_insert_guard", NULL};
@@ -237,7 +249,9 @@ static const char *const payments_indexes[] = {
 	"payments_merchant", "payments_metadata", "payments_pkey", "payments_settlement", NULL
 };
 static const char *const transfers_triggers[] = {"payledger_insert_guard", "transfers_append_only", NULL};
-static const char *const transfers_indexes[] = {"transfers_pkey", NULL};
+static const char *const transfers_indexes[] = {
+	"transfers_from_account", "transfers_metadata", "transfers_pkey", "transfers_to_account", NULL
+};
 
 #define SHAPE(name, cols, triggers, indexes, checks) \
 	{name, cols, lengthof(cols), triggers, indexes, checks}
@@ -246,6 +260,7 @@ static const PlTableShape shapes[] = {
 	SHAPE("accounts", accounts_columns, accounts_triggers, accounts_indexes, no_names),
 	SHAPE("entries", entries_columns, entries_triggers, entries_indexes, no_names),
 	SHAPE("holds", holds_columns, holds_triggers, holds_indexes, no_names),
+	SHAPE("legs", legs_columns, legs_triggers, legs_indexes, no_names),
 	SHAPE("idempotency_keys", idempotency_keys_columns, idempotency_keys_triggers,
 		  idempotency_keys_indexes, no_names),
 	SHAPE("payment_audit_log", audit_columns, audit_triggers, audit_indexes, no_names),
@@ -260,6 +275,7 @@ SHAPE(NULL, audit_columns, audit_triggers, month_indexes, month_checks);
 StaticAssertDecl(lengthof(accounts_columns) == Natts_accounts, "layout of accounts");
 StaticAssertDecl(lengthof(entries_columns) == Natts_entries, "layout of entries");
 StaticAssertDecl(lengthof(holds_columns) == Natts_holds, "layout of holds");
+StaticAssertDecl(lengthof(legs_columns) == Natts_legs, "layout of legs");
 StaticAssertDecl(lengthof(idempotency_keys_columns) == Natts_idempotency_keys, "layout of idempotency_keys");
 StaticAssertDecl(lengthof(audit_columns) == Natts_audit, "layout of audit");
 StaticAssertDecl(lengthof(payments_columns) == Natts_payments, "layout of payments");

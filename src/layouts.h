@@ -75,6 +75,14 @@
 #define Anum_idempotency_keys_created_at	8
 #define Natts_idempotency_keys				8
 
+/* payledger.legs (since 0.3.0) */
+#define Anum_legs_transfer_id		1
+#define Anum_legs_leg				2
+#define Anum_legs_from_account		3
+#define Anum_legs_to_account		4
+#define Anum_legs_amount			5
+#define Natts_legs					5
+
 /* payledger.payment_audit_log */
 #define Anum_audit_id						1
 #define Anum_audit_event_id					2

@@ -21,6 +21,13 @@
 #include "direct.h"
 
 /* posting.c: lock order, declines, entries, transfer rows */
+typedef struct PlLeg
+{
+	pg_uuid_t	from_id;
+	pg_uuid_t	to_id;
+	int64		amount;
+} PlLeg;
+
 typedef struct PlLockedSet
 {
 	PlAccountRow *rows;			/* sorted by id */
@@ -41,6 +48,7 @@ extern void PlStoreTransfer(const pg_uuid_t *id, const char *kind, const char *r
 							const char *currency, int64 amount, const pg_uuid_t *from_id,
 							const pg_uuid_t *to_id, const char *key,
 							const uint8 *request_hash, Jsonb *metadata, TimestampTz now);
+extern void PlStoreLegs(const pg_uuid_t *transfer_id, const PlLeg *legs, int nlegs);
 extern int64 PlOverdueDebits(const pg_uuid_t *account_id);
 extern int64 PlOverdueCredits(const pg_uuid_t *account_id);
 

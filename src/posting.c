@@ -31,8 +31,10 @@
 
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "common/int.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 
 #include "payledger.h"
@@ -393,6 +395,33 @@ PlStoreTransfer(const pg_uuid_t *id, const char *kind, const char *reason,
 	PlCountTransfer(reason);
 	table_close(rel, NoLock);
 	pfree(hash);
+}
+
+/*
+ * Records the legs of a leg set (transfer_legs), posted or rejected, in the
+ * order given.  A ledger not yet updated to 0.3.0 has no table for them.
+ */
+void
+PlStoreLegs(const pg_uuid_t *transfer_id, const PlLeg *legs, int nlegs)
+{
+	Datum		values[Natts_legs];
+	bool		nulls[Natts_legs] = {false};
+	Relation	rel;
+
+	if (!OidIsValid(get_relname_relid("legs", get_namespace_oid("payledger", false))))
+		return;
+	rel = PlOpenTable("legs");
+	values[Anum_legs_transfer_id - 1] = UUIDPGetDatum((pg_uuid_t *) transfer_id);
+	for (int i = 0; i < nlegs; i++)
+	{
+		Assert(legs[i].amount > 0);
+		values[Anum_legs_leg - 1] = Int32GetDatum(i);
+		values[Anum_legs_from_account - 1] = UUIDPGetDatum((pg_uuid_t *) &legs[i].from_id);
+		values[Anum_legs_to_account - 1] = UUIDPGetDatum((pg_uuid_t *) &legs[i].to_id);
+		values[Anum_legs_amount - 1] = Int64GetDatum(legs[i].amount);
+		PlDirectInsert(rel, values, nulls);
+	}
+	table_close(rel, NoLock);
 }
 
 static int64

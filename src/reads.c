@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * reads.c
- *	  The read API: get_payment(), list_payments(), list_accounts().
+ *	  The read API: get_transfer(), list_transfers(), get_payment(),
+ *	  list_payments(), list_accounts().
  *
  * The reads run as the ledger's owner (applications hold no privilege on
  * the tables) and filter by the merchant scope of the real caller, which
@@ -19,6 +20,20 @@
  * metadata for containment.  A time window from since becomes a lower
  * bound on the UUIDv7 id as well, so it is served by the primary key.
  *
+ * Transfers live in two tables: transfers (every transfer, leg set,
+ * refund, split, payout and declined attempt, and a row per posted hold)
+ * and holds (every hold, in its current state).  get_transfer and
+ * list_transfers read both as one relation (TRANSFER_ROWS), merged by id.
+ * An account's page is the union of the first max_rows ids of each source
+ * touching it (transfers from it, to it, leg sets through payledger.legs,
+ * holds from and to it), each read in index order; a scoped caller's page
+ * without an account is the same over every account of its merchants, so
+ * it costs the page times the number of those accounts.  since and until
+ * bound created_at exactly (a transfer's id is minted before it is
+ * recorded, and a caller may supply its own), so they do not narrow the
+ * index range: a window that starts late in a long history reads the
+ * index entries before it.
+ *
  * Copyright (c) 2026, payledger authors
  *
  * IDENTIFICATION
@@ -33,6 +48,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -43,6 +59,9 @@
 
 typedef enum ReadPlan
 {
+	READ_TRANSFER,
+	READ_TRANSFERS,
+	READ_TRANSFERS_OF,
 	READ_PAYMENT,
 	READ_PAYMENTS,
 	READ_ACCOUNTS,
@@ -56,7 +75,111 @@ typedef struct ReadDef
 	Oid			argtypes[10];
 } ReadDef;
 
+/*
+ * Every transfer, hold and leg set as get_transfer() shows it, but for its
+ * legs (TRANSFER_OUT adds them to the rows of a page).  A hold is its holds
+ * row (its status, and once posted the amount that moved); the transfers
+ * row a posted hold also has (same id) is "shadowed" and left out by every
+ * statement, a declined hold (only a transfers row) is kept.  The branches
+ * have no WHERE clause of their own, so that the planner flattens them into
+ * one append relation and merges their primary keys in id order.
+ */
+#define TRANSFER_ROWS \
+	"(SELECT t.id, t.kind, t.status, t.reason_code, t.currency, t.amount, t.from_account," \
+	" t.to_account, t.idempotency_key, t.metadata, t.created_at," \
+	" t.kind = 'hold' AND t.status = 'posted' AS shadowed FROM payledger.transfers t" \
+	" UNION ALL SELECT h.id, 'hold', h.status, NULL, h.currency," \
+	" CASE WHEN h.status = 'posted' THEN h.posted_amount ELSE h.amount END," \
+	" h.from_account, h.to_account, h.idempotency_key, h.metadata, h.created_at, false" \
+	" FROM payledger.holds h) v WHERE NOT v.shadowed"
+
+/*
+ * The result columns of the rows query q selects from TRANSFER_ROWS: a leg
+ * set's legs from payledger.legs, in the order given, looked up for the
+ * rows of the page only.
+ */
+#define TRANSFER_OUT(q) \
+	"SELECT p.id, p.kind, p.status, p.reason_code, p.currency, p.amount, p.from_account," \
+	" p.to_account, CASE WHEN p.kind = 'legs' THEN (SELECT jsonb_agg(jsonb_build_object(" \
+	" 'from', l.from_account, 'to', l.to_account, 'amount', l.amount) ORDER BY l.leg)" \
+	" FROM payledger.legs l WHERE l.transfer_id = p.id) END, p.idempotency_key, p.metadata," \
+	" p.created_at FROM (" q ") p ORDER BY p.id"
+
+/* a transfer touching an account of one of the merchants in $2 (NULL: unscoped) */
+#define TRANSFER_IN_SCOPE \
+	" AND ($2::uuid[] IS NULL" \
+	" OR EXISTS (SELECT FROM payledger.accounts a WHERE a.id IN (v.from_account, v.to_account)" \
+	" AND a.owner_id = ANY ($2))" \
+	" OR EXISTS (SELECT FROM payledger.legs l JOIN payledger.accounts a" \
+	" ON a.id IN (l.from_account, l.to_account) WHERE l.transfer_id = v.id" \
+	" AND a.owner_id = ANY ($2)))"
+
+/*
+ * The filters of list_transfers on one source's rows (alias x).  Those not
+ * given fold away (custom plans), so that an account's page without
+ * filters reads only the index (from_account, id) or (to_account, id).
+ */
+#define PAGE_FILTER(x) \
+	" AND ($3 = '-infinity' OR " x ".created_at >= $3)" \
+	" AND ($4 = 'infinity' OR " x ".created_at <= $4)" \
+	" AND ($5::text IS NULL OR " x ".status = $5)" \
+	" AND ($6::jsonb IS NULL OR " x ".metadata @> $6)" \
+	" AND ($7::uuid IS NULL OR " x ".id > $7)"
+
+/* the first $8 ids of one source's rows touching account a */
+#define ACCOUNT_PAGE(from, where) \
+	" (SELECT DISTINCT x.id FROM " from " WHERE " where PAGE_FILTER("x") \
+	" ORDER BY x.id LIMIT $8)"
+
 static const ReadDef read_defs[READ_COUNT] = {
+	[READ_TRANSFER] = {
+		TRANSFER_OUT("SELECT v.* FROM " TRANSFER_ROWS " AND v.id = $1" TRANSFER_IN_SCOPE),
+		2, {UUIDOID, UUIDARRAYOID}
+	},
+	/* every transfer (an unscoped caller, no account): the primary keys */
+	[READ_TRANSFERS] = {
+		TRANSFER_OUT("SELECT v.* FROM " TRANSFER_ROWS
+					 " AND v.created_at >= $1 AND v.created_at <= $2"
+					 " AND ($3::text IS NULL OR v.status = $3)"
+					 " AND ($4::jsonb IS NULL OR v.metadata @> $4)"
+					 " AND ($5::uuid IS NULL OR v.id > $5)"
+					 " ORDER BY v.id LIMIT $6"),
+		6, {TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, JSONBOID, UUIDOID, INT4OID}
+	},
+
+	/*
+	 * The transfers touching a set of accounts: account $1, or every account
+	 * of the scope's merchants, or both.  Each account's first $8 ids from
+	 * and to it in transfers, leg sets and holds (index order, each source
+	 * deduplicated), the first $8 of all of those: no id among the first $8
+	 * of the whole can be missing from the first $8 of a source holding it.
+	 * A posted hold's shadowed transfers row has the hold's id and accounts:
+	 * the holds branches have its id too, so the transfers branches need
+	 * not read the heap to leave it out.
+	 */
+	[READ_TRANSFERS_OF] = {
+		TRANSFER_OUT("SELECT v.* FROM " TRANSFER_ROWS " AND v.id IN ("
+		" SELECT DISTINCT hit.id FROM payledger.accounts a, LATERAL ("
+		ACCOUNT_PAGE("payledger.transfers x", "x.from_account = a.id")
+		" UNION ALL"
+		ACCOUNT_PAGE("payledger.transfers x", "x.to_account = a.id")
+		" UNION ALL"
+		ACCOUNT_PAGE("payledger.legs l JOIN payledger.transfers x ON x.id = l.transfer_id",
+					 "l.from_account = a.id")
+		" UNION ALL"
+		ACCOUNT_PAGE("payledger.legs l JOIN payledger.transfers x ON x.id = l.transfer_id",
+					 "l.to_account = a.id")
+		" UNION ALL"
+		ACCOUNT_PAGE("payledger.holds x", "x.from_account = a.id")
+		" UNION ALL"
+		ACCOUNT_PAGE("payledger.holds x", "x.to_account = a.id")
+		") hit"
+		" WHERE ($1::uuid IS NULL OR a.id = $1)"
+		" AND ($2::uuid[] IS NULL OR a.owner_id = ANY ($2))"
+		" ORDER BY hit.id LIMIT $8)"),
+		8, {UUIDOID, UUIDARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, JSONBOID, UUIDOID,
+		INT4OID}
+	},
 	[READ_PAYMENT] = {
 		"SELECT * FROM payledger.payments WHERE id = $1"
 		" AND ($2::uuid[] IS NULL OR merchant_id = ANY ($2))",
@@ -99,10 +222,24 @@ static const ReadDef read_defs[READ_COUNT] = {
 /* custom plans: a read's best plan depends on which filters are given */
 static SPIPlanPtr read_plans[READ_COUNT];
 
+/*
+ * Runs one read with the settings every read plan assumes, for this call
+ * only (PlSpiBegin's GUC level): no JIT, whose compiling costs more than a
+ * page of at most 1000 rows; and for the pages of a set of accounts no
+ * bitmap scans, so that each account's sources are read in index order up
+ * to the page size, whatever the planner guesses an account's history to
+ * be (a bitmap scan reads all of it, then sorts).
+ */
 static int
 run_read(ReadPlan id, Datum *values, const char *nulls)
 {
 	int			rc;
+
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	if (id == READ_TRANSFERS_OF)
+		(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 
 	if (read_plans[id] == NULL)
 	{
@@ -204,6 +341,98 @@ uuid_v7_floor(TimestampTz t, pg_uuid_t *out)
 	for (int i = 0; i < 6; i++)
 		out->data[i] = (uint8) (ms >> (40 - 8 * i));
 	return true;
+}
+
+/*
+ * payledger.get_transfer(transfer_id uuid) RETURNS TABLE(transfer_id uuid,
+ *		kind text, status text, reason_code text, currency text, amount bigint,
+ *		from_account uuid, to_account uuid, legs jsonb, idempotency_key text,
+ *		metadata jsonb, created_at timestamptz)
+ *
+ * The transfer, hold, leg set or declined attempt; PY005 when unknown (or,
+ * to a scoped role, touching none of its merchants' accounts).
+ */
+PG_FUNCTION_INFO_V1(get_transfer);
+Datum
+get_transfer(PG_FUNCTION_ARGS)
+{
+	PlPrivState priv;
+	Datum		values[2];
+	char		nulls[2] = "  ";
+	bool		scope_null;
+
+	PlRequireArg(fcinfo, 0, "transfer_id");
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	PlSpiBegin(&priv);
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PlScopeMerchants(&scope_null);
+	if (scope_null)
+		nulls[1] = 'n';
+	run_read(READ_TRANSFER, values, nulls);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+				 errmsg("transfer %s does not exist", PlUuidText(PG_GETARG_UUID_P(0)))));
+	Assert(SPI_processed == 1);
+	return_rows(fcinfo);
+	PlSpiEnd(&priv);
+	return (Datum) 0;
+}
+
+/*
+ * payledger.list_transfers(account_id uuid DEFAULT NULL, since timestamptz
+ *		DEFAULT '-infinity', until timestamptz DEFAULT 'infinity', status text
+ *		DEFAULT NULL, metadata_contains jsonb DEFAULT NULL, after_id uuid
+ *		DEFAULT NULL, max_rows integer DEFAULT 100) RETURNS TABLE(<the columns
+ *		of get_transfer>)
+ *
+ * In id order (oldest first: the ids payledger makes are UUIDv7), at most
+ * max_rows (1..1000), after after_id; since and until bound created_at.  A
+ * scoped caller lists only transfers touching its merchants' accounts; an
+ * account_id it may not see, or that does not exist, lists nothing.
+ */
+PG_FUNCTION_INFO_V1(list_transfers);
+Datum
+list_transfers(PG_FUNCTION_ARGS)
+{
+	static const char *const statuses[] = {"posted", "pending", "voided", "expired", "rejected"};
+	PlPrivState priv;
+	Datum		values[8];
+	char		nulls[8] = "        ";
+	bool		scope_null;
+
+	values[7] = max_rows_arg(fcinfo, 6);
+	if (!PG_ARGISNULL(3))
+	{
+		char	   *status = text_to_cstring(PG_GETARG_TEXT_PP(3));
+		bool		known = false;
+
+		for (int i = 0; i < (int) lengthof(statuses); i++)
+			known |= (strcmp(status, statuses[i]) == 0);
+		if (!known)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown transfer status \"%s\"", status),
+					 errhint("A transfer is posted, pending, voided, expired or rejected.")));
+	}
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	arg_or_null(fcinfo, 0, values, nulls, 0);
+	values[2] = time_arg(fcinfo, 1, true);
+	values[3] = time_arg(fcinfo, 2, false);
+	for (int i = 3; i < 6; i++)
+		arg_or_null(fcinfo, i, values, nulls, i + 1);
+
+	PlSpiBegin(&priv);
+	values[1] = PlScopeMerchants(&scope_null);
+	if (scope_null)
+		nulls[1] = 'n';
+	if (nulls[0] == 'n' && scope_null)
+		run_read(READ_TRANSFERS, &values[2], &nulls[2]);
+	else
+		run_read(READ_TRANSFERS_OF, values, nulls);
+	return_rows(fcinfo);
+	PlSpiEnd(&priv);
+	return (Datum) 0;
 }
 
 /*

@@ -24,6 +24,8 @@ SELECT f::regprocedure, r::text[] FROM (VALUES
 	('payledger.get_balance(uuid)', '{reader}'),
 	('payledger.balance_at(uuid, timestamptz)', '{reader}'),
 	('payledger.account_entries(uuid, timestamptz, timestamptz)', '{reader}'),
+	('payledger.get_transfer(uuid)', '{reader}'),
+	('payledger.list_transfers(uuid, timestamptz, timestamptz, text, jsonb, uuid, integer)', '{reader}'),
 	('payledger.get_payment(uuid)', '{reader}'),
 	('payledger.list_payments(uuid, payledger.payment_state, timestamptz, timestamptz, jsonb, uuid, integer)', '{reader}'),
 	('payledger.list_accounts(uuid, text, text, uuid, integer)', '{reader}'),

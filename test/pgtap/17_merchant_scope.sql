@@ -9,7 +9,7 @@
 BEGIN;
 \ir helpers.psql
 
-SELECT plan(47);
+SELECT plan(59);
 
 \set m1 '''00000000-0000-7000-8000-0000000000a1'''
 \set m2 '''00000000-0000-7000-8000-0000000000a2'''
@@ -52,6 +52,14 @@ SELECT lives_ok(format($$SELECT payledger.scope_role('regress_m1', %L); SELECT p
 SELECT results_eq($$SELECT role::text, merchant_id FROM payledger.role_scopes WHERE role::text LIKE 'regress%' ORDER BY 1$$,
 	format('VALUES (%L, %L::uuid), (%L, %L::uuid)', 'regress_m1', :m1, 'regress_m2', :m2),
 	'the bindings are recorded');
+SELECT results_eq($$SELECT event_type, metadata->>'role', merchant_id, new_state, db_role = current_user, success
+					 FROM payledger.payment_audit_log WHERE event_type LIKE 'ROLE%' ORDER BY id$$,
+	format($$VALUES ('ROLE_SCOPED', 'regress_m1', %L::uuid, 'scoped', true, true),
+					('ROLE_SCOPED', 'regress_m2', %L::uuid, 'scoped', true, true)$$, :m1, :m2),
+	'each binding is audited ROLE_SCOPED: the role, the merchant, who bound it');
+SELECT is(pg_temp.undone(format($$SELECT payledger.scope_role('regress_m1', %L)$$, :m1),
+		$$SELECT count(*)::text FROM payledger.payment_audit_log WHERE event_type LIKE 'ROLE%'$$), '2',
+	'binding again changes nothing and writes no audit row');
 
 -- the SQLSTATE of a call on M2's payment p2 ('ok' when it worked)
 CREATE FUNCTION pg_temp.state_of(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
@@ -139,6 +147,43 @@ SELECT throws_ok(format($$SELECT payledger.transfer(%L, %L, 10, 'USD', 'login-st
 	'42501', NULL, 'a login role that is a member of regress_m1 is scoped like it');
 RESET ROLE;
 
+-- reading transfers across the boundary: a leg set crediting M1 in one leg
+-- touches M1; one between the customer and M2 does not
+INSERT INTO pay SELECT 'legs-shared', transfer_id FROM payledger.transfer_legs(jsonb_build_array(
+	jsonb_build_object('from', pg_temp.acct('cust'), 'to', pg_temp.acct('shop2'), 'amount', 5),
+	jsonb_build_object('from', pg_temp.acct('cust'), 'to', pg_temp.acct('shop1b'), 'amount', 3)), 'USD', 'legs-shared');
+INSERT INTO pay SELECT 'legs-m2', transfer_id FROM payledger.transfer_legs(jsonb_build_array(
+	jsonb_build_object('from', pg_temp.acct('cust'), 'to', pg_temp.acct('shop2'), 'amount', 5)), 'USD', 'legs-m2');
+-- what touches M1's accounts, read from the tables
+CREATE TEMP TABLE m1_sees AS
+SELECT v.id FROM (SELECT id, from_account, to_account FROM payledger.transfers
+				  WHERE NOT (kind = 'hold' AND status = 'posted')
+				  UNION ALL SELECT id, from_account, to_account FROM payledger.holds) v
+ WHERE EXISTS (SELECT FROM payledger.accounts a WHERE a.owner_id = :m1
+				 AND (a.id IN (v.from_account, v.to_account)
+					  OR a.id IN (SELECT l.from_account FROM payledger.legs l WHERE l.transfer_id = v.id
+								  UNION ALL SELECT l.to_account FROM payledger.legs l WHERE l.transfer_id = v.id)));
+GRANT SELECT ON m1_sees TO regress_m1;
+SET LOCAL ROLE regress_m1;
+SELECT throws_ok(format($$SELECT * FROM payledger.get_transfer(%L)$$, pg_temp.tid('f2')),
+	'PY005', 'transfer ' || pg_temp.tid('f2') || ' does not exist', 'get_transfer of M2''s transfer: PY005');
+SELECT throws_ok(format($$SELECT * FROM payledger.get_transfer(%L)$$, (SELECT id FROM pay WHERE name = 'h2')),
+	'PY005', NULL, 'get_transfer of M2''s hold: PY005');
+SELECT throws_ok(format($$SELECT * FROM payledger.get_transfer(%L)$$, (SELECT id FROM pay WHERE name = 'legs-m2')),
+	'PY005', NULL, 'get_transfer of a leg set touching none of M1''s accounts: PY005');
+SELECT is((SELECT kind || ' ' || amount FROM payledger.get_transfer((SELECT id FROM pay WHERE name = 'legs-shared'))),
+	'legs 8', 'a leg set crediting M1 in one leg is M1''s to see');
+SELECT is((SELECT status FROM payledger.get_transfer(pg_temp.tid('m1-ok'))), 'posted',
+	'and so is its transfer to M2''s account');
+SELECT results_eq($$SELECT transfer_id FROM payledger.list_transfers(max_rows => 1000)$$,
+	$$SELECT id FROM m1_sees ORDER BY id$$, 'list_transfers lists exactly the transfers touching M1''s accounts');
+SELECT ok((SELECT count(*) FROM m1_sees) >= 5, 'and there are some (f1, m1-ok, m1-own, legs-shared, ...)');
+SELECT is_empty(format($$SELECT * FROM payledger.list_transfers(%L)$$, pg_temp.acct('shop2')),
+	'M2''s account lists nothing to M1, not even M1''s transfer to it');
+SELECT is_empty(format($$SELECT * FROM payledger.list_transfers(metadata_contains => '{}', status => 'pending') t
+	WHERE t.transfer_id = %L$$, (SELECT id FROM pay WHERE name = 'h2')), 'M2''s pending hold is never listed to M1');
+RESET ROLE;
+
 -- an operator scoped to M1 settles and reconciles only M1
 SELECT lives_ok(format($$SELECT payledger.scope_role('regress_m1_ops', %L)$$, :m1), 'an operator role scoped to M1');
 SET LOCAL ROLE regress_m1_ops;
@@ -155,6 +200,9 @@ SELECT throws_ok(format($$INSERT INTO payledger.role_scopes VALUES ('regress_m2'
 SELECT throws_ok(format($$SELECT payledger.scope_role(0::regrole, %L)$$, :m1), '22023', 'role with OID 0 does not exist',
 	'scope_role of no role: 22023');
 SELECT lives_ok(format($$SELECT payledger.unscope_role('regress_m1', %L)$$, :m1), 'unscope_role removes M1''s binding');
+SELECT results_eq($$SELECT event_type, metadata->>'role', merchant_id, new_state FROM payledger.payment_audit_log
+					 WHERE event_type = 'ROLE_UNSCOPED'$$,
+	format($$VALUES ('ROLE_UNSCOPED', 'regress_m1', %L::uuid, 'unscoped')$$, :m1), 'unscope_role is audited ROLE_UNSCOPED');
 SET LOCAL ROLE regress_m1;
 SELECT is(pg_temp.xfer('m1-free', 'shop2', 'shop1', 10), 'posted', 'regress_m1 without bindings acts platform-wide again');
 RESET ROLE;
