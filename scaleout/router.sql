@@ -251,6 +251,20 @@ RETURNS TABLE(transfer_id uuid, kind text, status text, reason_code text, curren
 										   after_id, max_rows);
 $$ LANGUAGE plproxy;
 
+-- one account's transfers: every one touching it is on its shard
+CREATE FUNCTION payledger_router.shard_list_transfers(account_id uuid, since timestamptz,
+													  until timestamptz, status text,
+													  metadata_contains jsonb, after_id uuid,
+													  max_rows integer)
+RETURNS TABLE(transfer_id uuid, kind text, status text, reason_code text, currency text,
+			  amount bigint, from_account uuid, to_account uuid, legs jsonb,
+			  idempotency_key text, metadata jsonb, created_at timestamptz) AS $$
+	CLUSTER 'payledger_shards';
+	RUN ON payledger_router.shard_of(account_id);
+	SELECT * FROM payledger.list_transfers(account_id, since, until, status, metadata_contains,
+										   after_id, max_rows);
+$$ LANGUAGE plproxy;
+
 CREATE FUNCTION payledger_router.all_list_payments(merchant_id uuid,
 												   state payledger.payment_state,
 												   since timestamptz, until timestamptz,
@@ -863,7 +877,10 @@ AS $$
 $$;
 
 -- Reading: by id on the shard that made it; lists merge every shard's page
--- (ids are time-ordered, so the first max_rows by id are the oldest).
+-- (ids are time-ordered, so the first max_rows by id are the oldest); one
+-- account's transfers are all on its shard, which alone is asked.  Every
+-- shard checks the arguments (22023, 22004) itself: the merged page's LIMIT
+-- is at least 1, so that max_rows 0 still asks them and raises their 22023.
 CREATE FUNCTION payledger.get_transfer(transfer_id uuid)
 RETURNS TABLE(transfer_id uuid, kind text, status text, reason_code text, currency text,
 			  amount bigint, from_account uuid, to_account uuid, legs jsonb,
@@ -890,9 +907,14 @@ RETURNS TABLE(transfer_id uuid, kind text, status text, reason_code text, curren
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT * FROM payledger_router.all_list_transfers(account_id, since, until, status,
-													  metadata_contains, after_id, max_rows) t
-	ORDER BY t.transfer_id LIMIT max_rows
+	SELECT * FROM payledger_router.shard_list_transfers(account_id, since, until, status,
+														metadata_contains, after_id, max_rows)
+	 WHERE account_id IS NOT NULL
+	UNION ALL
+	(SELECT * FROM payledger_router.all_list_transfers(account_id, since, until, status,
+													   metadata_contains, after_id, max_rows) t
+	  WHERE account_id IS NULL
+	  ORDER BY t.transfer_id LIMIT GREATEST(max_rows, 1))
 $$;
 
 CREATE FUNCTION payledger.list_payments(merchant_id uuid DEFAULT NULL,
@@ -907,7 +929,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT * FROM payledger_router.all_list_payments(merchant_id, state, since, until,
 													 metadata_contains, after_id, max_rows) p
-	ORDER BY p.id LIMIT max_rows
+	ORDER BY p.id LIMIT GREATEST(max_rows, 1)
 $$;
 
 CREATE FUNCTION payledger.list_accounts(owner_id uuid DEFAULT NULL, kind text DEFAULT NULL,
@@ -921,7 +943,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT * FROM payledger_router.all_list_accounts(owner_id, kind, currency, after_id,
 													 max_rows) a
-	ORDER BY a.account_id LIMIT max_rows
+	ORDER BY a.account_id LIMIT GREATEST(max_rows, 1)
 $$;
 
 -- Health: every shard's checks, named by shard; one summary of the audit logs.

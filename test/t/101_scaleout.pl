@@ -204,9 +204,39 @@ SKIP:
 }
 SKIP:
 {
-	skip 'list_transfers is not in the extension yet', 1 unless has_fn('list_transfers');
+	skip 'get_transfer is not in the extension yet', 2 unless has_fn('get_transfer');
+	my $legs = on_shard(0, "SELECT id FROM payledger.transfers WHERE idempotency_key = 'legs-0'");
+	is(r("SELECT kind || ' ' || amount || ' ' || jsonb_array_length(legs) FROM payledger.get_transfer('$legs')"),
+		'legs 15 2', 'get_transfer reads a leg set, with its legs, on its shard');
+	is(r_error("SELECT * FROM payledger.get_transfer(payledger_router.new_id(0))"), 'PY005',
+		'an unknown transfer: PY005 from its shard');
+}
+SKIP:
+{
+	skip 'list_transfers is not in the extension yet', 6 unless has_fn('list_transfers');
+	is(r("SELECT string_agg(transfer_id::text, ',') FROM payledger.list_transfers('$cust{1}')"),
+		on_shard(1, "SELECT string_agg(transfer_id::text, ',') FROM payledger.list_transfers('$cust{1}')"),
+		'list_transfers of one account: its shard\'s page');
 	cmp_ok(r("SELECT count(*) FROM payledger.list_transfers('$cust{1}')"), '>=', 3,
-		'list_transfers of one account');
+		'which has the account\'s transfers and holds');
+	my $merged = join(',', sort map { split /,/, on_shard($_,
+		"SELECT string_agg(transfer_id::text, ',') FROM payledger.list_transfers(max_rows => 1000)") } 0 .. 1);
+	is(r("SELECT string_agg(transfer_id::text, ',') FROM payledger.list_transfers(max_rows => 1000)"), $merged,
+		'list_transfers over every shard, merged in id order');
+	my (@paged, $after);
+	while (1)
+	{
+		my $page = r("SELECT string_agg(transfer_id::text, ',') FROM payledger.list_transfers(max_rows => 3"
+			  . ($after ? ", after_id => '$after'" : '') . ')');
+		last if $page eq '';
+		my @ids = split /,/, $page;
+		push @paged, @ids;
+		$after = $ids[-1];
+		last if @ids < 3;
+	}
+	is(join(',', @paged), $merged, 'its after_id cursor pages across shards: every transfer once, in order');
+	is(r_error("SELECT * FROM payledger.list_transfers(max_rows => 0)"), '22023', 'max_rows 0: 22023 through the router');
+	is(r_error("SELECT * FROM payledger.list_transfers(max_rows => 1001)"), '22023', 'max_rows 1001: 22023');
 }
 SKIP:
 {
