@@ -34,7 +34,8 @@ OBJS = \
 	src/sub_balances.o \
 	src/access.o \
 	src/reads.o \
-	src/notify_worker.o
+	src/notify_worker.o \
+	src/ledger_writer.o
 
 DATA = $(wildcard sql/payledger--*.sql)
 

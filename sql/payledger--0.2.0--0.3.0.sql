@@ -379,9 +379,11 @@ CREATE OR REPLACE VIEW payledger.metrics AS
 
 /*
  * submit_transfer: transfer() for callers that commit each call on their
- * own.  Always keyed; refused inside a transaction block (25001) and on a
- * server that does not preload payledger (55000).  This release applies the
- * transfer in the calling backend; see the README's caveats.
+ * own, applied by the ledger writer (a background worker) together with
+ * other sessions' submissions, many per transaction (group commit).  Always
+ * keyed; refused inside a transaction block (25001) and on a server that
+ * does not preload payledger (55000); PY009 when the queue stays full,
+ * 40003 when the writer is lost while the call waits.
  */
 CREATE FUNCTION payledger.submit_transfer(
 	from_account uuid,
@@ -394,7 +396,7 @@ CREATE FUNCTION payledger.submit_transfer(
 	LANGUAGE c VOLATILE PARALLEL UNSAFE
 	AS 'MODULE_PATHNAME', 'submit_transfer';
 COMMENT ON FUNCTION payledger.submit_transfer(uuid, uuid, bigint, text, text, jsonb) IS
-	'transfer() committed on its own: always keyed, never inside a transaction block, needs payledger preloaded';
+	'transfer() applied by the ledger writer with other submissions, one commit for many: always keyed, never inside a transaction block, needs payledger preloaded';
 REVOKE ALL ON FUNCTION payledger.submit_transfer(uuid, uuid, bigint, text, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION payledger.submit_transfer(uuid, uuid, bigint, text, text, jsonb)
 	TO payledger_app;

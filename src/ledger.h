@@ -13,6 +13,7 @@
 #ifndef LEDGER_H
 #define LEDGER_H
 
+#include "fmgr.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
 #include "utils/timestamp.h"
@@ -95,6 +96,8 @@ typedef struct PlTransferOutcome
 	bool		replayed;
 } PlTransferOutcome;
 
+extern void PlTransferArgsFrom(FunctionCallInfo fcinfo, PlTransferArgs *args);
+extern void PlTransferCheckArgs(PlTransferArgs *args);
 extern void PlTransferRequest(const PlTransferArgs *args, PlTransferOutcome *out);
 extern const char *PlPostTransfer(const pg_uuid_t *id, const char *kind,
 								  const pg_uuid_t *from_id, const pg_uuid_t *to_id,

@@ -106,7 +106,7 @@ raised_by_payledger(const char *filename)
 	static const char *const ours[] = {
 		"accounts.c", "args.c", "audit.c", "audit_chain.c", "audit_partitions.c",
 		"batch.c", "check.c", "currency.c", "direct.c", "events.c", "holds.c",
-		"idempotency.c", "metrics.c", "payledger.c", "payments.c", "pii.c",
+		"idempotency.c", "ledger_writer.c", "metrics.c", "payledger.c", "payments.c", "pii.c",
 		"pipeline.c", "posting.c", "protect.c", "risk.c", "settings.c",
 		"settlement.c", "spi_plans.c", "state_machine.c", "sub_balances.c",
 		"transfer.c", "uuid_v7.c"

@@ -22,6 +22,7 @@
 #include "audit.h"
 #include "events.h"
 #include "ledger.h"
+#include "ledger_writer.h"
 #include "metrics.h"
 #include "notify_worker.h"
 #include "spi_plans.h"
@@ -43,4 +44,5 @@ _PG_init(void)
 	MetricsInit();
 	AccessInit();
 	NotifyWorkerInit();
+	LedgerWriterInit();
 }

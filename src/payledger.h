@@ -26,6 +26,7 @@
 #define ERRCODE_PAYLEDGER_SENSITIVE_DATA			MAKE_SQLSTATE('P','Y','0','0','6')
 #define ERRCODE_PAYLEDGER_PROTECTED_OBJECT			MAKE_SQLSTATE('P','Y','0','0','7')
 #define ERRCODE_PAYLEDGER_IDEMPOTENCY_KEY_REQUIRED	MAKE_SQLSTATE('P','Y','0','0','8')
+#define ERRCODE_PAYLEDGER_LEDGER_BUSY				MAKE_SQLSTATE('P','Y','0','0','9')
 
 #define PL_MAX_KEY_LENGTH	255
 #define PL_SHA256_LEN		32
@@ -49,6 +50,8 @@ extern bool pl_notify_events;
 extern bool pl_preloaded;		/* loaded by shared_preload_libraries */
 extern int	pl_max_metadata_bytes;
 extern int	pl_shard_id;
+extern int	pl_submit_queue_size;
+extern int	pl_submit_timeout;
 
 extern void SettingsInit(void);
 extern void PlCheckContext(void);

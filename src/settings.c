@@ -50,6 +50,8 @@ bool		pl_preloaded = false;
 int			pl_max_metadata_bytes = 16384;
 int			pl_notify_delay = 10;
 int			pl_shard_id = -1;
+int			pl_submit_queue_size = 1024;
+int			pl_submit_timeout = 5000;
 
 static Interval *retention_interval = NULL;
 
@@ -342,6 +344,22 @@ define_notify_settings(void)
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 }
 
+/* The ledger writer of submit_transfer (ledger_writer.c). */
+static void
+define_submit_settings(void)
+{
+	/* a library loaded after startup may not define a postmaster setting */
+	DefineCustomIntVariable("payledger.submit_queue_size",
+							gettext_noop("Most submit_transfer calls that may wait for the ledger writer at once."),
+							gettext_noop("Each waiting call holds one slot of shared memory; used when payledger is in shared_preload_libraries."),
+							&pl_submit_queue_size, 1024, 1, 65536,
+							pl_preloaded ? PGC_POSTMASTER : PGC_INTERNAL, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("payledger.submit_timeout",
+							gettext_noop("Longest time submit_transfer waits for a free queue slot before it raises PY009."),
+							NULL, &pl_submit_timeout, 5000, 0, PG_INT32_MAX,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+}
+
 /* The per-transaction context that goes into the audit log. */
 static void
 define_context_settings(void)
@@ -379,6 +397,7 @@ SettingsInit(void)
 	define_risk_settings();
 	define_audit_settings();
 	define_notify_settings();
+	define_submit_settings();
 	define_context_settings();
 	RegisterXactCallback(forget_rejected_at_end, NULL);
 

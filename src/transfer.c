@@ -11,7 +11,7 @@
  *
  * transfer() is the SQL face of PlTransferRequest(), which takes plain C
  * arguments so that callers without a function call (the ledger writer of
- * submit_transfer) run exactly the same request.
+ * submit_transfer, ledger_writer.c) run exactly the same request.
  *
  * The hot path runs no SQL: the key and account rows are found by index
  * probes, rows are locked with table_tuple_lock(), updated in place (HOT)
@@ -190,26 +190,24 @@ transfer_work(PlRequest *req)
 }
 
 /*
- * One transfer request from plain C arguments: the checks of the
- * arguments, then the pipeline.  Raises what transfer() raises; returns
- * the outcome (posted, rejected with a reason, or replayed).
+ * Contract steps (1) and (2) of a transfer request, which need no ledger
+ * state: the arguments themselves (22023, PY006), then the key (PY008).
+ * Fills in the empty metadata when none was given.  submit_transfer() runs
+ * them in the calling session before it queues the request.
  */
 void
-PlTransferRequest(const PlTransferArgs *args, PlTransferOutcome *out)
+PlTransferCheckArgs(PlTransferArgs *args)
 {
-	PlTransferArgs work_args = *args;
-	PlRequest	req;
-
 	/* (1) the arguments themselves */
-	if (work_args.metadata == NULL)
-		work_args.metadata = PlEmptyJsonb();
+	if (args->metadata == NULL)
+		args->metadata = PlEmptyJsonb();
 	PlCheckAmount(args->amount);
 	PlCheckCurrency(args->currency);
 	if (memcmp(args->from_id.data, args->to_id.data, UUID_LEN) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("from_account and to_account must differ")));
-	PlCheckMetadata("transfer metadata", work_args.metadata);
+	PlCheckMetadata("transfer metadata", args->metadata);
 	if (args->key != NULL)
 		PlCheckKey(args->key);
 
@@ -221,7 +219,20 @@ PlTransferRequest(const PlTransferArgs *args, PlTransferOutcome *out)
 				 errhint("A submission is always keyed, whatever payledger.require_idempotency_key says.")));
 	if (args->key == NULL && args->transfer_id == NULL)
 		PlRequireKey("transfer");
+}
 
+/*
+ * One transfer request from plain C arguments: the checks of the
+ * arguments, then the pipeline.  Raises what transfer() raises; returns
+ * the outcome (posted, rejected with a reason, or replayed).
+ */
+void
+PlTransferRequest(const PlTransferArgs *args, PlTransferOutcome *out)
+{
+	PlTransferArgs work_args = *args;
+	PlRequest	req;
+
+	PlTransferCheckArgs(&work_args);
 	PlRequestInit(&req, "transfer", NULL, args->key, transfer_work, &work_args);
 	req.wanted_id = args->transfer_id;
 	PlTransferHash(&args->from_id, &args->to_id, args->amount, args->currency,
@@ -243,8 +254,8 @@ PlTransferRequest(const PlTransferArgs *args, PlTransferOutcome *out)
  * positions: the accounts, amount and currency (22004 when NULL), the key
  * and the metadata.
  */
-static void
-transfer_args_from(FunctionCallInfo fcinfo, PlTransferArgs *args)
+void
+PlTransferArgsFrom(FunctionCallInfo fcinfo, PlTransferArgs *args)
 {
 	PlRequireArg(fcinfo, 0, "from_account");
 	PlRequireArg(fcinfo, 1, "to_account");
@@ -275,47 +286,9 @@ transfer(PG_FUNCTION_ARGS)
 	PlTransferArgs args;
 	PlTransferOutcome out;
 
-	transfer_args_from(fcinfo, &args);
+	PlTransferArgsFrom(fcinfo, &args);
 	args.transfer_id = PG_ARGISNULL(6) ? NULL : PG_GETARG_UUID_P(6);
 	args.always_keyed = false;
-
-	PlTransferRequest(&args, &out);
-	return PlTransferResult(fcinfo, &out.transfer_id, out.status, out.reason_code,
-							out.replayed);
-}
-
-/*
- * payledger.submit_transfer(from_account uuid, to_account uuid,
- *		amount bigint, currency text, idempotency_key text,
- *		metadata jsonb DEFAULT '{}') RETURNS payledger.transfer_result
- *
- * transfer() for callers that commit every call on its own: the same
- * checks, declines, audit rows and idempotency (a submission and a
- * transfer() with one key and the same parameters replay each other), but
- * always keyed, refused inside a transaction block (25001), and only on a
- * server that preloads payledger (55000), the deployment the group-commit
- * writer needs.  This release applies the transfer in the calling backend,
- * as a group of one, and its statement's commit makes it durable; the
- * ledger writer that batches many submissions per transaction is not built
- * yet, so PY009 and 40003 do not occur.
- */
-PG_FUNCTION_INFO_V1(submit_transfer);
-Datum
-submit_transfer(PG_FUNCTION_ARGS)
-{
-	PlTransferArgs args;
-	PlTransferOutcome out;
-
-	if (!pl_preloaded)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("submit_transfer needs payledger in shared_preload_libraries"),
-				 errhint("Add payledger to shared_preload_libraries and restart the server, or call transfer().")));
-	PreventInTransactionBlock(true, "submit_transfer");
-
-	transfer_args_from(fcinfo, &args);
-	args.transfer_id = NULL;
-	args.always_keyed = true;
 
 	PlTransferRequest(&args, &out);
 	return PlTransferResult(fcinfo, &out.transfer_id, out.status, out.reason_code,
