@@ -26,6 +26,8 @@ my $bouncer_port = PostgreSQL::Test::Cluster::get_free_port();
 
 my $node = PostgreSQL::Test::Cluster->new('clients');
 $node->init(allows_streaming => 1);    # so that a commit can wait for a standby
+# preloaded: submit_transfer's ledger writer and the notify worker
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'payledger'");
 $node->start;
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
@@ -197,6 +199,41 @@ via_bouncer("SET payledger.actor_id = 'alice'");
 is(via_bouncer('SHOW payledger.actor_id'), 'alice',
 	'pgbouncer: a session-level SET leaks into the next client (do not use it)');
 via_bouncer('RESET payledger.actor_id');
+
+# submit_transfer through a transaction pool: it commits on its own, so its
+# context goes with the statement (set_config(..., true)), not SET LOCAL
+my $checkout_bouncer = "postgresql://checkout\@127.0.0.1:$bouncer_port/postgres?sslmode=disable";
+sub bouncer_psql
+{
+	my ($sql) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'psql', '-X', '-A', '-t', '-v', 'VERBOSITY=verbose', '-d', $checkout_bouncer,
+		'-c', $sql ], '>', \$out, '2>', \$err);
+	chomp $out;
+	return ($out, $err);
+}
+my $submit = "SELECT s.status, s.replayed FROM (SELECT set_config('payledger.actor_id', 'till-7', true)) c,"
+  . " payledger.submit_transfer('$wallet', '$network', 3, 'USD', 'pooled-submit') s";
+my ($sub_out, $sub_err) = bouncer_psql($submit);
+is($sub_out, 'posted|f', 'pgbouncer: submit_transfer posts') or diag($sub_err);
+($sub_out, $sub_err) = bouncer_psql($submit);
+is($sub_out, 'posted|t', 'pgbouncer: its retry with the key replays') or diag($sub_err);
+is(q1("SELECT actor_id || '/' || db_role FROM payledger.payment_audit_log"
+	  . " WHERE idempotency_key = 'pooled-submit'"), 'till-7/checkout',
+	'pgbouncer: the context set in the statement and the calling role are in the audit row');
+($sub_out, $sub_err) = bouncer_psql("BEGIN; SELECT payledger.submit_transfer('$wallet', '$network', 3,"
+	  . " 'USD', 'pooled-in-block'); COMMIT");
+like($sub_err, qr/25001/, 'pgbouncer: submit_transfer inside a transaction block is 25001');
+my @submitters = map {
+	my $n = $_;
+	# one -c per call: a multi-statement string is one implicit transaction block (25001)
+	my @calls = map { ('-c', "SELECT payledger.submit_transfer('$wallet', '$network', 1, 'USD', 'pooled-$n-$_')") } 1 .. 10;
+	IPC::Run::start([ 'psql', '-X', '-q', '-d', $checkout_bouncer, @calls ], '>', '/dev/null', '2>&1');
+} 1 .. 4;
+$_->finish foreach @submitters;
+is(q1("SELECT count(*) FROM payledger.transfers WHERE idempotency_key LIKE 'pooled-%-%'"
+	  . " AND idempotency_key <> 'pooled-in-block'"), '40',
+	'pgbouncer: 4 clients sharing one server connection submit 40 transfers, each once');
 
 # LISTEN through a transaction pool is not delivered; directly it is
 my $listen = q{
