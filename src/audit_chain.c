@@ -16,7 +16,8 @@
  * waits for another to extend its chain, so unrelated payments never
  * serialize on a global lock.  When a transaction or subtransaction of the
  * session aborts, the rows it wrote vanish, so the session starts a new
- * chain rather than continue one with a hole.
+ * chain rather than continue one with a hole; after a PREPARE TRANSACTION
+ * it does the same, since ROLLBACK PREPARED may still make them vanish.
  *
  * verify_audit_log() walks every chain and reports the first row whose
  * hash, sequence or link is wrong, or that belongs to no chain: a row
@@ -79,10 +80,19 @@ static pg_uuid_t chain_id;
 static int64 chain_seq = 0;
 static uint8 chain_head[PL_SHA256_LEN];
 
+/*
+ * After an abort the rows the transaction wrote are gone.  After a PREPARE
+ * they are neither committed nor gone: COMMIT PREPARED or ROLLBACK PREPARED
+ * decides, later, maybe in another session.  Either way the next row of
+ * this session starts a new chain, so that the prepared transaction's rows
+ * are the tail of their chain: a ROLLBACK PREPARED cuts that tail off and
+ * leaves no hole in the middle of a chain.
+ */
 static void
 restart_chain_on_abort(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
 		chain_seq = 0;
 }
 

@@ -50,6 +50,16 @@
  * on the old server).  Only a writer registers the era; readers, which
  * may run in a read-only transaction or on a hot standby, never write.
  *
+ * Design note: wake-ups and two-phase commit.
+ *
+ * With the notify worker, a transaction that wrote events wakes it when it
+ * ends (notify_worker.c); COMMIT PREPARED and ROLLBACK PREPARED wake it too,
+ * from a ProcessUtility hook, because the end of a prepared transaction
+ * changes what is readable as much as a commit does (its events, or the
+ * events it held back).  Without a worker the transaction queues its own
+ * NOTIFY, which PostgreSQL cannot prepare: PREPARE TRANSACTION is then
+ * refused with 0A000 before PostgreSQL's own, less helpful, refusal.
+ *
  * Copyright (c) 2026, payledger authors
  *
  * IDENTIFICATION
@@ -65,12 +75,14 @@
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "commands/async.h"
+#include "commands/extension.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "storage/sinvaladt.h"
+#include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
@@ -83,6 +95,11 @@
 #include "notify_worker.h"
 
 static bool notified = false;
+
+/* the level of the NOTIFY this transaction queued itself, 0 when none */
+static int	notify_level = 0;
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
 static Oid	era_relid = InvalidOid;	/* payledger.cluster_eras, when era is known */
 static int32 current_era = 0;
 
@@ -93,11 +110,18 @@ static int	xact_key_level = 0;
 static void
 reset_notified(XactEvent event, void *arg)
 {
+	if (event == XACT_EVENT_PRE_PREPARE && notify_level > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot prepare a transaction that wrote payledger events while it sends its own NOTIFY"),
+				 errdetail("Without a payledger notify worker the transaction sends NOTIFY payledger_events itself, and PostgreSQL cannot prepare a transaction that has executed NOTIFY."),
+				 errhint("Add payledger to shared_preload_libraries, or set payledger.notify_events = off in the sessions that prepare transactions.")));
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
 	{
 		notified = false;
+		notify_level = 0;
 		xact_key = InvalidFullTransactionId;
 		xact_key_level = 0;
 	}
@@ -113,6 +137,17 @@ reset_key_at_subabort(SubXactEvent event, SubTransactionId mySubid,
 {
 	int			level = GetCurrentTransactionNestLevel();
 
+	/* an aborted subtransaction takes the NOTIFY it queued with it */
+	if (notify_level > 0 && level <= notify_level)
+	{
+		if (event == SUBXACT_EVENT_ABORT_SUB)
+		{
+			notified = false;
+			notify_level = 0;
+		}
+		else if (event == SUBXACT_EVENT_COMMIT_SUB)
+			notify_level = level - 1;
+	}
 	if (!FullTransactionIdIsValid(xact_key) || level > xact_key_level)
 		return;
 	if (event == SUBXACT_EVENT_ABORT_SUB)
@@ -124,11 +159,46 @@ reset_key_at_subabort(SubXactEvent event, SubTransactionId mySubid,
 		xact_key_level = level - 1;
 }
 
+/*
+ * COMMIT PREPARED and ROLLBACK PREPARED in a database with payledger wake
+ * the listeners at the end of their transaction, as the prepared
+ * transaction's own commit would have (whether it wrote events is not
+ * known here; a wake-up too many only makes listeners read).
+ */
+static void
+wake_after_prepared(PlannedStmt *pstmt, const char *queryString,
+					bool readOnlyTree, ProcessUtilityContext context,
+					ParamListInfo params, QueryEnvironment *queryEnv,
+					DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	bool		ends_prepared = false;
+
+	if (IsA(parsetree, TransactionStmt))
+	{
+		TransactionStmtKind kind = ((TransactionStmt *) parsetree)->kind;
+
+		ends_prepared = kind == TRANS_STMT_COMMIT_PREPARED ||
+			kind == TRANS_STMT_ROLLBACK_PREPARED;
+	}
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+	if (ends_prepared && pl_notify_events && IsTransactionState() &&
+		OidIsValid(get_extension_oid("payledger", true)))
+		PlNotifyEvents();
+}
+
 void
 EventsInit(void)
 {
 	RegisterXactCallback(reset_notified, NULL);
 	RegisterSubXactCallback(reset_key_at_subabort, NULL);
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = wake_after_prepared;
 }
 
 /*
@@ -238,7 +308,10 @@ PlNotifyEvents(void)
 	if (notified || !pl_notify_events)
 		return;
 	if (!PlNotifyWorkerSignal())
+	{
 		Async_Notify("payledger_events", "");
+		notify_level = GetCurrentTransactionNestLevel();
+	}
 	notified = true;
 }
 

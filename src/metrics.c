@@ -58,6 +58,7 @@
 #include "utils/builtins.h"
 #include "utils/elog.h"
 #include "utils/lsyscache.h"
+#include "utils/resowner.h"
 
 #include "payledger.h"
 #include "spi_plans.h"
@@ -220,12 +221,17 @@ static LocalTransactionId xact_counter_lxid = InvalidLocalTransactionId;
  * The key this transaction counts under: the first lane of this backend
  * slot whose advisory lock it gets without waiting.  Live sessions never
  * share a slot, so only prepared transactions, which keep their locks,
- * hold a lane another transaction of the slot tries.
+ * hold a lane another transaction of the slot tries.  The lock belongs to
+ * the top transaction, also when a subtransaction takes it: a rolled back
+ * savepoint must not release it while the key stays cached for the rest
+ * of the transaction (which may then be prepared with rows under that key
+ * and without its lock).
  */
 static int32
 counter_key(void)
 {
 	LOCKTAG		tag;
+	ResourceOwner owner = CurrentResourceOwner;
 
 	Assert(MyBackendId > 0 && MyBackendId < COUNTER_LANE_STRIDE);
 	if (xact_counter_lxid == MyProc->lxid)
@@ -233,11 +239,15 @@ counter_key(void)
 	for (int32 lane = 0;; lane++)
 	{
 		int32		key = MyBackendId + lane * COUNTER_LANE_STRIDE;
+		bool		got;
 
 		if (lane > max_prepared_xacts)
 			elog(ERROR, "no free metric counter lane for backend %d", MyBackendId);
 		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, (uint32) key, COUNTER_KEY_LOCK_SPACE);
-		if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+		CurrentResourceOwner = TopTransactionResourceOwner;
+		got = LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
+		CurrentResourceOwner = owner;
+		if (got)
 		{
 			xact_counter_key = key;
 			xact_counter_lxid = MyProc->lxid;

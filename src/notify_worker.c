@@ -151,10 +151,12 @@ notify_shmem_startup(void)
 }
 
 /*
- * At the end of a transaction that wrote events: mark a commit pending and
- * wake the worker.  Runs after the commit; it takes no lock and cannot fail.
- * A prepared transaction wakes the worker too (early, which is harmless: a
- * wake-up only tells listeners to read).
+ * At the end of a transaction that wrote events: mark a wake-up pending and
+ * wake the worker.  Runs after the commit or abort; it takes no lock and
+ * cannot fail.  An abort wakes too: while it ran, the transaction held back
+ * the events of later commits, whose wake-ups found nothing to read.  A
+ * PREPARE does not: nothing becomes readable until COMMIT PREPARED or
+ * ROLLBACK PREPARED, which wake the worker themselves (events.c).
  */
 static void
 notify_xact_callback(XactEvent event, void *arg)
@@ -169,7 +171,8 @@ notify_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
 			(void) pg_atomic_exchange_u32(&slot->pending, 1);
 			latch = slot->latch;
 			if (latch != NULL)
@@ -177,8 +180,7 @@ notify_xact_callback(XactEvent event, void *arg)
 			pg_atomic_fetch_sub_u32(&slot->inflight, 1);
 			xact_slot = -1;
 			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
 			pg_atomic_fetch_sub_u32(&slot->inflight, 1);
 			xact_slot = -1;
 			break;
