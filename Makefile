@@ -87,6 +87,9 @@ ISOLATION = \
 	hold_expiry_race \
 	hot_account \
 	hot_account_legs_many \
+	hot_account_holds \
+	hot_account_capture \
+	hot_account_capture_split \
 	transfer_many_same_keys \
 	audit_partition_routing \
 	risk_hook_lock_timeout

@@ -67,7 +67,7 @@ SELECT status, reason_code FROM payledger.transfer(:'shop', :'payout', 51, 'USD'
 SELECT status, reason_code FROM payledger.transfer(:'shop', :'payout', 50, 'USD');
 SELECT balance, available FROM payledger.get_balance(:'shop');
 
--- a hold on the account reserves against the sum too, and credits it on its own row
+-- a hold from the account reserves against the sum too (its own row)
 SELECT status FROM payledger.transfer(:'alice', :'shop', 1000, 'USD');
 SELECT transfer_id AS h1, status FROM payledger.hold(:'shop', :'payout', 800, 'USD') \gset
 SELECT :'status' AS hold_status;
@@ -76,6 +76,21 @@ SELECT status FROM payledger.post_hold(:'h1');
 SELECT transfer_id AS h2 FROM payledger.hold(:'alice', :'shop', 70, 'USD') \gset
 SELECT balance, pending_debits, pending_credits, available FROM payledger.get_balance(:'shop');
 SELECT status FROM payledger.void_hold(:'h2');
+
+-- a hold for the account reserves its pending credit on a sub-balance row,
+-- the sweep releases it on the account's own row: exact as the sum
+SELECT transfer_id AS h3 FROM payledger.hold(:'alice', :'shop', 40, 'USD', '0.2 seconds') \gset
+SELECT pending_credits FROM payledger.get_balance(:'shop');
+SELECT (SELECT pending_credits FROM payledger.accounts WHERE id = :'shop') AS own_row_pending,
+       (SELECT sum(a.pending_credits) FROM payledger.sub_balances s
+        JOIN payledger.accounts a ON a.id = s.sub_account_id WHERE s.account_id = :'shop') AS sub_rows_pending;
+SELECT pg_sleep(0.3);
+SELECT payledger.expire_holds() AS expired;
+SELECT pending_credits FROM payledger.get_balance(:'shop');
+SELECT (SELECT pending_credits FROM payledger.accounts WHERE id = :'shop') AS own_row_pending,
+       (SELECT sum(a.pending_credits) FROM payledger.sub_balances s
+        JOIN payledger.accounts a ON a.id = s.sub_account_id WHERE s.account_id = :'shop') AS sub_rows_pending;
+SELECT ok FROM payledger.check_ledger() WHERE check_name = 'pending_matches_holds';
 
 -- a replay of a spread credit replays
 SELECT status, replayed FROM payledger.transfer(:'alice', :'shop', 25, 'USD', 'sb-key');
@@ -101,6 +116,10 @@ SELECT payledger.close_account(:'shop');
 SELECT balance FROM payledger.get_balance(:'shop') \gset
 SELECT status FROM payledger.transfer(:'shop', :'payout', :balance, 'USD');
 SELECT balance FROM payledger.get_balance(:'shop');
+-- a pending credit on a sub-balance row keeps it open too
+SELECT transfer_id AS h4 FROM payledger.hold(:'alice', :'shop', 10, 'USD') \gset
+SELECT payledger.close_account(:'shop');
+SELECT status FROM payledger.void_hold(:'h4');
 SELECT payledger.close_account(:'shop');
 SELECT DISTINCT a.status FROM payledger.sub_balances s JOIN payledger.accounts a ON a.id = s.sub_account_id
 WHERE s.account_id = :'shop';

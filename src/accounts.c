@@ -516,9 +516,11 @@ get_balance(PG_FUNCTION_ARGS)
 		if (sb != NULL && sb->nall > 0)
 		{
 			int64		changes;
-			int64		total = PlSubBalanceTotal(PG_GETARG_UUID_P(0), &changes);
+			int64		pending;
+			int64		total = PlSubBalanceTotal(PG_GETARG_UUID_P(0), &changes, &pending);
 
-			if (pg_add_s64_overflow(acc.balance, total, &acc.balance))
+			if (pg_add_s64_overflow(acc.balance, total, &acc.balance) ||
+				pg_add_s64_overflow(acc.pending_credits, pending, &acc.pending_credits))
 				ereport(ERROR,
 						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 						 errmsg("balance of account %s would overflow bigint",

@@ -688,9 +688,13 @@ PlUpdateAccountRow(Relation rel, PlAccountRow *row, TimestampTz now)
 	bool		replace[Natts_accounts] = {false};
 	HeapTuple	newtup;
 
-	/* a row this call locked and changed; holds release what they reserved */
+	/*
+	 * A row this call locked and changed; holds release what they reserved
+	 * (the pending credits of an account with sub-balances are exact as the
+	 * sum over its rows, holds.c).
+	 */
 	Assert(row->tuple != NULL && row->dirty);
-	Assert(row->pending_debits >= 0 && row->pending_credits >= 0);
+	Assert(row->pending_debits >= 0 && (row->pending_credits >= 0 || row->has_sub_balances));
 	values[Anum_accounts_balance - 1] = Int64GetDatum(row->balance);
 	replace[Anum_accounts_balance - 1] = true;
 	values[Anum_accounts_pending_debits - 1] = Int64GetDatum(row->pending_debits);

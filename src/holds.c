@@ -18,6 +18,15 @@
  * the hold row and never deadlock with transfers.  Hold rows are locked and
  * rewritten directly (direct.c), without SPI.
  *
+ * Hot targets: the target of a hold is only ever credited by it, so when it
+ * has sub-balances (sub_balances.c) creating, posting and voiding the hold
+ * lock one of its sub-balance rows, not the account's own row: the pending
+ * credit goes onto the row the creating call locked and comes off the row
+ * the settling call locked, so the account's pending credits are exact as
+ * the sum over its rows (one row alone may read negative).  The source is
+ * debited and locks its own row, so floors are judged exactly.  The
+ * sweeps lock every account's own row up front and settle there.
+ *
  * Copyright (c) 2026, payledger authors
  *
  * IDENTIFICATION
@@ -232,6 +241,7 @@ PlHoldCreate(const pg_uuid_t *id, const pg_uuid_t *from_id, const pg_uuid_t *to_
 			 const char *key, const uint8 *request_hash, Jsonb *metadata,
 			 const pg_uuid_t *correlation_id)
 {
+	static const bool only_target_credited[2] = {false, true};
 	Relation	accounts;
 	PlLockedSet *locked;
 	PlAccountRow *src;
@@ -244,7 +254,8 @@ PlHoldCreate(const pg_uuid_t *id, const pg_uuid_t *from_id, const pg_uuid_t *to_
 	accounts = PlOpenAccounts();
 	ids[0] = *from_id;
 	ids[1] = *to_id;
-	locked = PlLockAccounts(accounts, ids, 2);
+	/* the target's pending credit may ride on one of its sub-balances */
+	locked = PlLockAccountsFor(accounts, ids, 2, only_target_credited);
 	src = PlFindAccount(locked, from_id);
 	dst = PlFindAccount(locked, to_id);
 	PlCheckAccountCurrency(src, currency);
@@ -408,16 +419,51 @@ hold_not_usable(LockedHold *hold, const char *key, int64 amount, TimestampTz now
 }
 
 /*
+ * Locks the accounts of a hold and those the caller credits next
+ * (more_accounts, a capture's split recipients) in one sorted pass, so the
+ * lock order holds.  The hold's target and the others are credit-only, and
+ * so may lock a sub-balance row, unless flags say otherwise.
+ */
+static PlLockedSet *
+lock_hold_accounts(LockedHold *hold, const pg_uuid_t *more_accounts, int nmore, int flags)
+{
+	Relation	accounts = PlOpenAccounts();
+	pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * (2 + nmore));
+	bool	   *credit_only = palloc(sizeof(bool) * (2 + nmore));
+	bool		own_rows = (flags & PL_SETTLE_OWN_ROWS) != 0;
+	PlLockedSet *locked;
+
+	ids[0] = hold->from_id;
+	ids[1] = hold->to_id;
+	credit_only[0] = false;
+	credit_only[1] = !own_rows && (flags & PL_SETTLE_TARGET_DEBITED) == 0;
+	for (int i = 0; i < nmore; i++)
+	{
+		ids[2 + i] = more_accounts[i];
+		credit_only[2 + i] = !own_rows;
+	}
+	locked = PlLockAccountsFor(accounts, ids, 2 + nmore, credit_only);
+	table_close(accounts, NoLock);
+	pfree(ids);
+	pfree(credit_only);
+	return locked;
+}
+
+/*
  * Posts (all, or amount) or voids a hold.  Returns the decline reason or
  * NULL.  Raises PY005 for an unknown hold.  more_accounts are accounts the
- * caller moves money on next (a capture's splits): they are locked with
- * the hold's own in one sorted pass, so the lock order holds.  Part of a
- * request's work (pipeline.c), which records the key.
+ * caller credits next (a capture's splits): they are locked with the
+ * hold's own in one sorted pass, so the lock order holds.  flags:
+ * PL_SETTLE_TARGET_DEBITED when the caller debits the hold's target next
+ * (a capture's splits come out of the merchant account), so its own row is
+ * locked; PL_SETTLE_OWN_ROWS when the caller locked every account's own
+ * row already (the sweeps).  Part of a request's work (pipeline.c), which
+ * records the key.
  */
 const char *
 PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount, int64 amount,
 			 const char *key, const uint8 *request_hash, TimestampTz now,
-			 const pg_uuid_t *more_accounts, int nmore)
+			 const pg_uuid_t *more_accounts, int nmore, int flags)
 {
 	LockedHold	hold;
 	const char *reason;
@@ -435,18 +481,8 @@ PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount, int64 amount,
 	 * while this call waited may have treated the hold as overdue and spent
 	 * what it reserved.
 	 */
-	{
-		Relation	accounts = PlOpenAccounts();
-		pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * (2 + nmore));
-
-		ids[0] = hold.from_id;
-		ids[1] = hold.to_id;
-		if (nmore > 0)
-			memcpy(&ids[2], more_accounts, sizeof(pg_uuid_t) * nmore);
-		locked = PlLockAccounts(accounts, ids, 2 + nmore);
-		table_close(accounts, NoLock);
-		now = GetCurrentTimestamp();
-	}
+	locked = lock_hold_accounts(&hold, more_accounts, nmore, flags);
+	now = GetCurrentTimestamp();
 	posted = (post && has_amount) ? amount : hold.amount;
 	reason = hold_not_usable(&hold, key, posted, now, locked);
 	if (reason == NULL && post && posted > hold.amount)
@@ -507,7 +543,7 @@ hold_call_work(PlRequest *req)
 		PlCheckTransferVisible("hold", args->hold_id, &locked.from_id, &locked.to_id);
 	now = GetCurrentTimestamp();
 	reason = PlHoldSettle(args->hold_id, args->post, args->has_amount, args->amount, req->key,
-						  req->hash, now, NULL, 0);
+						  req->hash, now, NULL, 0, 0);
 	PlRequestOutcome(req, args->hold_id,
 					 reason ? "rejected" : (args->post ? "posted" : "voided"), reason, now);
 }

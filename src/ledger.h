@@ -70,7 +70,7 @@ extern void PlSubBalancesInit(void);
 extern const PlSubBalances *PlSubBalancesOf(const pg_uuid_t *id);
 extern void PlRejectSubBalance(const pg_uuid_t *id);
 extern bool PlLockSubBalance(Relation rel, const pg_uuid_t *id, PlAccountRow *row);
-extern int64 PlSubBalanceTotal(const pg_uuid_t *id, int64 *versions);
+extern int64 PlSubBalanceTotal(const pg_uuid_t *id, int64 *versions, int64 *pending_credits);
 
 /* transfer.c */
 extern void PlTransferHash(const pg_uuid_t *from_id, const pg_uuid_t *to_id, int64 amount,
@@ -111,8 +111,12 @@ extern const char *PlHoldCreate(const pg_uuid_t *id, const pg_uuid_t *from_id,
 								TimestampTz expires_at, const char *key,
 								const uint8 *request_hash, Jsonb *metadata,
 								const pg_uuid_t *correlation_id);
+/* PlHoldSettle flags */
+#define PL_SETTLE_TARGET_DEBITED	0x01	/* the caller debits the target next */
+#define PL_SETTLE_OWN_ROWS			0x02	/* every account's own row is locked */
 extern const char *PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount,
 								int64 amount, const char *key, const uint8 *request_hash,
-								TimestampTz now, const pg_uuid_t *more_accounts, int nmore);
+								TimestampTz now, const pg_uuid_t *more_accounts, int nmore,
+								int flags);
 
 #endif							/* LEDGER_H */

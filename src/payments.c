@@ -813,7 +813,8 @@ capture_work(PlRequest *req)
 		split_ids[i] = call->splits[i].account;
 	now = GetCurrentTimestamp();
 	reason = PlHoldSettle(&p.hold_id, true, true, captured, req->key, req->hash, now,
-						  split_ids, call->nsplits);
+						  split_ids, call->nsplits,
+						  call->nsplits > 0 ? PL_SETTLE_TARGET_DEBITED : 0);
 	if (reason != NULL && strncmp(reason, "ACCOUNT_", 8) == 0)
 	{
 		/* a frozen or closed account: declined, the authorization stands */
@@ -883,7 +884,7 @@ void_work(PlRequest *req)
 	lock_payment(&call->payment_id, &p);
 	require_state(&p, "void", from, lengthof(from));
 	now = GetCurrentTimestamp();
-	reason = PlHoldSettle(&p.hold_id, false, false, 0, req->key, req->hash, now, NULL, 0);
+	reason = PlHoldSettle(&p.hold_id, false, false, 0, req->key, req->hash, now, NULL, 0, 0);
 	if (reason != NULL)
 	{
 		store_payment(&p, "expired", now, false, false);
@@ -1026,7 +1027,7 @@ fail_work(PlRequest *req)
 	now = GetCurrentTimestamp();
 	previous = p.state;
 	if (strcmp(p.state, "authorized") == 0)
-		(void) PlHoldSettle(&p.hold_id, false, false, 0, req->key, req->hash, now, NULL, 0);
+		(void) PlHoldSettle(&p.hold_id, false, false, 0, req->key, req->hash, now, NULL, 0, 0);
 	store_payment(&p, "failed", now, false, false);
 	payment_event(&p, "PAYMENT_FAILED", previous, "failed", p.amount, false, call->why,
 				  req->key, now);
@@ -1114,7 +1115,7 @@ expire_authorizations_work(PlRequest *req)
 			continue;
 		/* an overdue hold is expired by the settle attempt itself */
 		if (PlHoldSettle(&p.hold_id, false, false, 0, NULL, (const uint8 *) "", now,
-						 NULL, 0) == NULL)
+						 NULL, 0, PL_SETTLE_OWN_ROWS) == NULL)
 			elog(ERROR, "authorization %s was not overdue after all", PlUuidText(&p.id));
 		store_payment(&p, "expired", now, false, false);
 		payment_event(&p, "PAYMENT_EXPIRED", "authorized", "expired", p.amount, true, NULL, NULL, now);
@@ -1331,7 +1332,7 @@ resolve_work(PlRequest *req)
 		state = p.state_before_dispute ? p.state_before_dispute : "captured";
 		if (p.has_dispute_hold)
 			(void) PlHoldSettle(&p.dispute_hold_id, false, false, 0, req->key, req->hash, now,
-								NULL, 0);
+								NULL, 0, 0);
 		p.disputed = 0;
 		store_dispute(&p, state, NULL);
 		payment_event(&p, "DISPUTE_WON", "disputed", state, 0, true, NULL, req->key, now);
@@ -1343,7 +1344,7 @@ resolve_work(PlRequest *req)
 		state = "charged_back";
 		if (p.has_dispute_hold)
 			declined = PlHoldSettle(&p.dispute_hold_id, true, false, 0, req->key, req->hash,
-									now, NULL, 0);
+									now, NULL, 0, 0);
 		if (declined != NULL && strncmp(declined, "ACCOUNT_", 8) == 0)
 		{
 			/* a frozen or closed account: declined, the dispute stays open */

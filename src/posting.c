@@ -295,7 +295,7 @@ PlDeclineReason(PlAccountRow *src, PlAccountRow *dst, int64 amount)
 			 */
 			if (!src->has_sub_balances)
 				return "INSUFFICIENT_FUNDS";
-			if (pg_add_s64_overflow(src->balance, PlSubBalanceTotal(&src->id, NULL), &available) ||
+			if (pg_add_s64_overflow(src->balance, PlSubBalanceTotal(&src->id, NULL, NULL), &available) ||
 				pg_sub_s64_overflow(available, pending, &available) ||
 				pg_sub_s64_overflow(available, amount, &after) ||
 				after < src->min_balance)

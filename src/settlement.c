@@ -189,14 +189,18 @@ lock_settlement_accounts(Settlement *st)
 {
 	const char *frozen;
 	pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * (st->n + 1));
+	bool	   *credit_only = palloc0(sizeof(bool) * (st->n + 1));
 	Relation	accounts = PlOpenAccounts();
 
 	for (int i = 0; i < st->n; i++)
 		ids[i] = st->cands[i].merchant_account;
 	ids[st->n] = *st->payout;
-	frozen = PlStatusDecline(PlLockAccounts(accounts, ids, st->n + 1));
+	/* a payout account with sub-balances is credited on one of them */
+	credit_only[st->n] = true;
+	frozen = PlStatusDecline(PlLockAccountsFor(accounts, ids, st->n + 1, credit_only));
 	table_close(accounts, NoLock);
 	pfree(ids);
+	pfree(credit_only);
 	return frozen;
 }
 

@@ -6,9 +6,13 @@
  * A merchant account that every checkout credits is one row that every
  * transfer would lock until commit.  set_sub_balances() gives such an
  * account N sub-balance rows: accounts of their own (kind 'sub_balance', no
- * floor) that only ever receive credits.  A transfer that only credits the
- * account locks one of them instead: this backend's last one if it is free,
- * else the next free one, and waits only when all are taken.  Each
+ * floor) that only ever receive credits.  A call that only credits the
+ * account (a transfer, legs, batch items, a hold for it and its posting, a
+ * capture, a split, a payout) locks one of them instead: this backend's
+ * last one if it is free, else the next free one, and waits only when all
+ * are taken.  A hold's pending credit rides on the row its call locked, so
+ * the account's pending credits, like its balance, are the sum over its
+ * rows.  Each
  * sub-balance row has its own version and entries, so the double-entry
  * checks hold row by row.
  *
@@ -286,10 +290,11 @@ PlLockSubBalance(Relation rel, const pg_uuid_t *id, PlAccountRow *row)
 /*
  * The committed balance of all of an account's sub-balances, active or
  * not, as of the transaction's snapshot; *versions (if not NULL) gets how
- * many changes they have had.
+ * many changes they have had, *pending_credits (if not NULL) the pending
+ * credits they carry (holds for the account reserve on one of them).
  */
 int64
-PlSubBalanceTotal(const pg_uuid_t *id, int64 *versions)
+PlSubBalanceTotal(const pg_uuid_t *id, int64 *versions, int64 *pending_credits)
 {
 	const PlSubBalances *sb = PlSubBalancesOf(id);
 	Relation	rel;
@@ -297,9 +302,12 @@ PlSubBalanceTotal(const pg_uuid_t *id, int64 *versions)
 	int			nall;
 	int64		total = 0;
 	int64		changes = 0;
+	int64		pending = 0;
 
 	if (versions)
 		*versions = 0;
+	if (pending_credits)
+		*pending_credits = 0;
 	if (sb == NULL || sb->nall == 0)
 		return 0;
 	nall = sb->nall;
@@ -312,7 +320,8 @@ PlSubBalanceTotal(const pg_uuid_t *id, int64 *versions)
 
 		if (PlFetchAccountRow(rel, &slots[i], &row, PL_ROW_READ) != PL_ROW_FOUND)
 			continue;			/* created after our snapshot: nothing in it yet */
-		if (pg_add_s64_overflow(total, row.balance, &total))
+		if (pg_add_s64_overflow(total, row.balance, &total) ||
+			pg_add_s64_overflow(pending, row.pending_credits, &pending))
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 					 errmsg("balance of account %s would overflow bigint", PlUuidText(id))));
@@ -324,6 +333,8 @@ PlSubBalanceTotal(const pg_uuid_t *id, int64 *versions)
 	pfree(slots);
 	if (versions)
 		*versions = changes;
+	if (pending_credits)
+		*pending_credits = pending;
 	return total;
 }
 
