@@ -58,6 +58,13 @@ raise_not_found(const pg_uuid_t *id)
 					DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))))));
 }
 
+/* columns of PLAN_ACCOUNT_GET and PLAN_ACCOUNT_LOCK */
+enum
+{
+	GET_CURRENCY = 1, GET_KIND, GET_MIN_BALANCE, GET_STATUS, GET_BALANCE,
+	GET_PENDING_DEBITS, GET_PENDING_CREDITS, GET_VERSION, GET_METADATA
+};
+
 /* Reads one account (PLAN_ACCOUNT_GET or _LOCK) into *acc; false if none. */
 static bool
 fetch_account(PlPlanId plan, pg_uuid_t *id, PlAccount *acc)
@@ -74,16 +81,16 @@ fetch_account(PlPlanId plan, pg_uuid_t *id, PlAccount *acc)
 		return false;
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	acc->currency = SPI_getvalue(tup, desc, 1);
-	acc->kind = SPI_getvalue(tup, desc, 2);
-	acc->min_balance = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+	acc->currency = SPI_getvalue(tup, desc, GET_CURRENCY);
+	acc->kind = SPI_getvalue(tup, desc, GET_KIND);
+	acc->min_balance = DatumGetInt64(SPI_getbinval(tup, desc, GET_MIN_BALANCE, &isnull));
 	acc->has_floor = !isnull;
-	acc->status = SPI_getvalue(tup, desc, 4);
-	acc->balance = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
-	acc->pending_debits = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
-	acc->pending_credits = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
-	acc->version = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
-	acc->metadata = DatumGetJsonbP(SPI_getbinval(tup, desc, 9, &isnull));
+	acc->status = SPI_getvalue(tup, desc, GET_STATUS);
+	acc->balance = DatumGetInt64(SPI_getbinval(tup, desc, GET_BALANCE, &isnull));
+	acc->pending_debits = DatumGetInt64(SPI_getbinval(tup, desc, GET_PENDING_DEBITS, &isnull));
+	acc->pending_credits = DatumGetInt64(SPI_getbinval(tup, desc, GET_PENDING_CREDITS, &isnull));
+	acc->version = DatumGetInt64(SPI_getbinval(tup, desc, GET_VERSION, &isnull));
+	acc->metadata = DatumGetJsonbP(SPI_getbinval(tup, desc, GET_METADATA, &isnull));
 	/* another merchant's account is unknown to a scoped role */
 	PlCheckAccountVisible(id);
 	return true;
@@ -273,6 +280,27 @@ typedef struct StatusChange
 	bool		has_sub_balances;
 } StatusChange;
 
+/* columns of PLAN_SUB_BALANCES_LOCK */
+enum
+{
+	SUB_BALANCE = 1, SUB_PENDING_DEBITS, SUB_PENDING_CREDITS
+};
+
+/* *sum += column col of the current sub-balance row, 22003 on overflow */
+static void
+add_sub_balance_column(StatusChange *sc, uint64 row, int col, int64 *sum)
+{
+	bool		isnull;
+	int64		v = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row],
+												SPI_tuptable->tupdesc, col, &isnull));
+
+	if (pg_add_s64_overflow(*sum, v, sum))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("balance of account %s would overflow bigint",
+						PlUuidText(sc->id))));
+}
+
 /*
  * Closing an account with sub-balances: their rows, locked after the
  * account's own like every other lock of them, count toward its balance.
@@ -287,21 +315,9 @@ add_sub_balance_totals(StatusChange *sc)
 		elog(ERROR, "sub-balance lookup failed");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		bool		isnull;
-
-		for (int col = 1; col <= 3; col++)
-		{
-			int64		v = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-														SPI_tuptable->tupdesc, col, &isnull));
-			int64	   *sum = col == 1 ? &sc->acc.balance :
-				col == 2 ? &sc->acc.pending_debits : &sc->acc.pending_credits;
-
-			if (pg_add_s64_overflow(*sum, v, sum))
-				ereport(ERROR,
-						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-						 errmsg("balance of account %s would overflow bigint",
-								PlUuidText(sc->id))));
-		}
+		add_sub_balance_column(sc, i, SUB_BALANCE, &sc->acc.balance);
+		add_sub_balance_column(sc, i, SUB_PENDING_DEBITS, &sc->acc.pending_debits);
+		add_sub_balance_column(sc, i, SUB_PENDING_CREDITS, &sc->acc.pending_credits);
 	}
 }
 
@@ -332,6 +348,12 @@ enum
 	SET_STATUS_ID, SET_STATUS_STATUS, SET_STATUS_REASON, SET_STATUS_AT, SET_STATUS_NARGS
 };
 
+/* parameters of PLAN_SUB_BALANCES_CLOSE, 0-based */
+enum
+{
+	SUB_CLOSE_ACCOUNT, SUB_CLOSE_AT, SUB_CLOSE_NARGS
+};
+
 /* The new status on the account's row (and on its sub-balances' when closed). */
 static void
 write_status(const StatusChange *sc, TimestampTz now)
@@ -352,10 +374,10 @@ write_status(const StatusChange *sc, TimestampTz now)
 		elog(ERROR, "account status update failed");
 	if (sc->has_sub_balances && strcmp(sc->new_status, "closed") == 0)
 	{
-		Datum		args[2];
+		Datum		args[SUB_CLOSE_NARGS];
 
-		args[0] = UUIDPGetDatum(sc->id);
-		args[1] = TimestampTzGetDatum(now);
+		args[SUB_CLOSE_ACCOUNT] = UUIDPGetDatum(sc->id);
+		args[SUB_CLOSE_AT] = TimestampTzGetDatum(now);
 		if (PlExec(PLAN_SUB_BALANCES_CLOSE, args, NULL, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "sub-balance status update failed");
 	}
@@ -486,6 +508,13 @@ close_account(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* columns of get_balance()'s result, 0-based */
+enum
+{
+	BALANCE_BALANCE, BALANCE_PENDING_DEBITS, BALANCE_PENDING_CREDITS, BALANCE_AVAILABLE,
+	BALANCE_VERSION, BALANCE_NCOLS
+};
+
 /*
  * payledger.get_balance(account_id uuid) RETURNS TABLE(balance bigint,
  *		pending_debits bigint, pending_credits bigint, available bigint,
@@ -501,11 +530,12 @@ get_balance(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	PlPrivState priv;
 	PlAccount	acc;
-	Datum		values[5];
-	bool		nulls[5] = {false, false, false, false, false};
+	Datum		values[BALANCE_NCOLS];
+	bool		nulls[BALANCE_NCOLS];
 
 	PlRequireArg(fcinfo, 0, "account_id");
 	InitMaterializedSRF(fcinfo, 0);
+	memset(nulls, false, sizeof(nulls));
 
 	PlSpiBeginRead(&priv);
 	if (!fetch_account(PLAN_ACCOUNT_GET, PG_GETARG_UUID_P(0), &acc))
@@ -535,14 +565,20 @@ get_balance(PG_FUNCTION_ARGS)
 		acc.pending_credits -= PlOverdueCredits(PG_GETARG_UUID_P(0));
 	PlSpiEnd(&priv);
 
-	values[0] = Int64GetDatum(acc.balance);
-	values[1] = Int64GetDatum(acc.pending_debits);
-	values[2] = Int64GetDatum(acc.pending_credits);
-	values[3] = Int64GetDatum(acc.balance - acc.pending_debits);
-	values[4] = Int64GetDatum(acc.version);
+	values[BALANCE_BALANCE] = Int64GetDatum(acc.balance);
+	values[BALANCE_PENDING_DEBITS] = Int64GetDatum(acc.pending_debits);
+	values[BALANCE_PENDING_CREDITS] = Int64GetDatum(acc.pending_credits);
+	values[BALANCE_AVAILABLE] = Int64GetDatum(acc.balance - acc.pending_debits);
+	values[BALANCE_VERSION] = Int64GetDatum(acc.version);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	return (Datum) 0;
 }
+
+/* parameters of PLAN_BALANCE_AT and PLAN_BALANCE_AT_SUB, 0-based */
+enum
+{
+	BALANCE_AT_ACCOUNT, BALANCE_AT_AT, BALANCE_AT_NARGS
+};
 
 /*
  * payledger.balance_at(account_id uuid, at timestamptz) RETURNS bigint
@@ -557,7 +593,7 @@ balance_at(PG_FUNCTION_ARGS)
 	PlPrivState priv;
 	PlAccount	acc;
 	const PlSubBalances *sb;
-	Datum		values[2];
+	Datum		values[BALANCE_AT_NARGS];
 	int64		result = 0;
 
 	PlRequireArg(fcinfo, 0, "account_id");
@@ -566,8 +602,8 @@ balance_at(PG_FUNCTION_ARGS)
 	PlSpiBeginRead(&priv);
 	if (!fetch_account(PLAN_ACCOUNT_GET, PG_GETARG_UUID_P(0), &acc))
 		raise_not_found(PG_GETARG_UUID_P(0));
-	values[0] = PG_GETARG_DATUM(0);
-	values[1] = PG_GETARG_DATUM(1);
+	values[BALANCE_AT_ACCOUNT] = PG_GETARG_DATUM(0);
+	values[BALANCE_AT_AT] = PG_GETARG_DATUM(1);
 	sb = PlSubBalancesOf(PG_GETARG_UUID_P(0));
 	if (PlExec(sb != NULL && sb->nall > 0 ? PLAN_BALANCE_AT_SUB : PLAN_BALANCE_AT,
 			   values, NULL, 1) != SPI_OK_SELECT)
@@ -582,6 +618,18 @@ balance_at(PG_FUNCTION_ARGS)
 	PlSpiEnd(&priv);
 	PG_RETURN_INT64(result);
 }
+
+/* parameters of PLAN_ACCOUNT_ENTRIES and PLAN_ACCOUNT_ENTRIES_SUB, 0-based */
+enum
+{
+	ENTRIES_ACCOUNT, ENTRIES_SINCE, ENTRIES_UNTIL, ENTRIES_NARGS
+};
+
+/*
+ * The plans' columns are account_entries()'s result columns: transfer_id,
+ * amount, balance_after, posted_at, account_version.
+ */
+#define ENTRIES_NCOLS 5
 
 /*
  * payledger.account_entries(account_id uuid, since timestamptz DEFAULT
@@ -602,30 +650,30 @@ account_entries(PG_FUNCTION_ARGS)
 	PlPrivState priv;
 	PlAccount	acc;
 	const PlSubBalances *sb;
-	Datum		args[3];
+	Datum		args[ENTRIES_NARGS];
 
 	PlRequireArg(fcinfo, 0, "account_id");
 	InitMaterializedSRF(fcinfo, 0);
 
-	args[0] = PG_GETARG_DATUM(0);
+	args[ENTRIES_ACCOUNT] = PG_GETARG_DATUM(0);
 	if (PG_ARGISNULL(1))
 	{
 		TimestampTz t;
 
 		TIMESTAMP_NOBEGIN(t);
-		args[1] = TimestampTzGetDatum(t);
+		args[ENTRIES_SINCE] = TimestampTzGetDatum(t);
 	}
 	else
-		args[1] = PG_GETARG_DATUM(1);
+		args[ENTRIES_SINCE] = PG_GETARG_DATUM(1);
 	if (PG_ARGISNULL(2))
 	{
 		TimestampTz t;
 
 		TIMESTAMP_NOEND(t);
-		args[2] = TimestampTzGetDatum(t);
+		args[ENTRIES_UNTIL] = TimestampTzGetDatum(t);
 	}
 	else
-		args[2] = PG_GETARG_DATUM(2);
+		args[ENTRIES_UNTIL] = PG_GETARG_DATUM(2);
 
 	PlSpiBeginRead(&priv);
 	if (!fetch_account(PLAN_ACCOUNT_GET, PG_GETARG_UUID_P(0), &acc))
@@ -636,15 +684,49 @@ account_entries(PG_FUNCTION_ARGS)
 		elog(ERROR, "account entries lookup failed");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		Datum		values[5];
-		bool		nulls[5];
+		Datum		values[ENTRIES_NCOLS];
+		bool		nulls[ENTRIES_NCOLS];
 
+		Assert(SPI_tuptable->tupdesc->natts == ENTRIES_NCOLS);
 		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, values, nulls);
 		/* the tuplestore copies the values, so SPI memory may go away after */
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PlSpiEnd(&priv);
 	return (Datum) 0;
+}
+
+/* parameters of PLAN_LIMITS_SET, 0-based: the account, then its limits */
+enum
+{
+	LIMITS_ACCOUNT, LIMITS_MAX_PER_TRANSFER, LIMITS_MAX_DAILY_DEBIT, LIMITS_NARGS
+};
+
+/* A limit argument of set_limits(): NULL is no limit, else it must be positive. */
+static void
+limit_arg(FunctionCallInfo fcinfo, int argno, Datum *value, char *null)
+{
+	if (PG_ARGISNULL(argno))
+	{
+		*value = (Datum) 0;
+		*null = 'n';
+	}
+	else if (PG_GETARG_INT64(argno) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("limits must be positive"),
+				 errhint("Use NULL for no limit.")));
+	else
+		*value = PG_GETARG_DATUM(argno);
+}
+
+/* A limit as JSON: its number, or null. */
+static char *
+limit_text(const Datum *values, const char *nulls, int param)
+{
+	if (nulls[param] == 'n')
+		return "null";
+	return psprintf(INT64_FORMAT, DatumGetInt64(values[param]));
 }
 
 /*
@@ -663,22 +745,14 @@ set_limits(PG_FUNCTION_ARGS)
 {
 	PlPrivState priv;
 	PlAccount	acc;
-	Datum		values[3];
-	char		nulls[3] = "   ";
+	Datum		values[LIMITS_NARGS];
+	char		nulls[LIMITS_NARGS];
 
 	PlRequireArg(fcinfo, 0, "account_id");
-	for (int i = 1; i <= 2; i++)
-	{
-		if (PG_ARGISNULL(i))
-			nulls[i] = 'n';
-		else if (PG_GETARG_INT64(i) <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("limits must be positive"),
-					 errhint("Use NULL for no limit.")));
-		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
-	}
-	values[0] = PG_GETARG_DATUM(0);
+	memset(nulls, ' ', sizeof(nulls));
+	values[LIMITS_ACCOUNT] = PG_GETARG_DATUM(0);
+	limit_arg(fcinfo, 1, &values[LIMITS_MAX_PER_TRANSFER], &nulls[LIMITS_MAX_PER_TRANSFER]);
+	limit_arg(fcinfo, 2, &values[LIMITS_MAX_DAILY_DEBIT], &nulls[LIMITS_MAX_DAILY_DEBIT]);
 	PlSpiBegin(&priv);
 	if (!fetch_account(PLAN_ACCOUNT_LOCK, PG_GETARG_UUID_P(0), &acc))
 		raise_not_found(PG_GETARG_UUID_P(0));
@@ -687,8 +761,8 @@ set_limits(PG_FUNCTION_ARGS)
 	{
 		PlAuditEvent ev;
 		char	   *meta = psprintf("{\"max_per_transfer\": %s, \"max_daily_debit\": %s}",
-									nulls[1] == 'n' ? "null" : psprintf(INT64_FORMAT, DatumGetInt64(values[1])),
-									nulls[2] == 'n' ? "null" : psprintf(INT64_FORMAT, DatumGetInt64(values[2])));
+									limit_text(values, nulls, LIMITS_MAX_PER_TRANSFER),
+									limit_text(values, nulls, LIMITS_MAX_DAILY_DEBIT));
 
 		PlAuditInit(&ev, "ACCOUNT_LIMITS_CHANGED", GetCurrentTimestamp());
 		ev.account_id = PG_GETARG_UUID_P(0);

@@ -157,6 +157,12 @@ attached_month(Oid parent_oid, Oid relid)
 	return attached;
 }
 
+/* columns of find_leaf()'s query */
+enum
+{
+	LEAF_NAME = 1, LEAF_RANGE_FROM, LEAF_RANGE_TO
+};
+
 /* Finds the child that takes event_id, or settles on the parent for its month. */
 static void
 find_leaf(Relation parent, const pg_uuid_t *event_id)
@@ -183,13 +189,14 @@ find_leaf(Relation parent, const pg_uuid_t *event_id)
 			bool		isnull;
 			HeapTuple	tup = SPI_tuptable->vals[0];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
-			Oid			relid = get_relname_relid(SPI_getvalue(tup, desc, 1), ledger_namespace());
+			Oid			relid = get_relname_relid(SPI_getvalue(tup, desc, LEAF_NAME),
+												  ledger_namespace());
 
 			if (attached_month(parent_oid, relid))
 			{
 				leaf_relid = relid;
-				leaf_lo = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
-				leaf_hi = *DatumGetUUIDP(SPI_getbinval(tup, desc, 3, &isnull));
+				leaf_lo = *DatumGetUUIDP(SPI_getbinval(tup, desc, LEAF_RANGE_FROM, &isnull));
+				leaf_hi = *DatumGetUUIDP(SPI_getbinval(tup, desc, LEAF_RANGE_TO, &isnull));
 			}
 		}
 		SPI_freetuptable(SPI_tuptable);

@@ -743,11 +743,11 @@ PlIdemFetchLatest(Relation rel, const pg_uuid_t *scope, const char *key,
 	HeapTuple	result = NULL;
 	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
 
-	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   InvalidOid, F_UUID_EQ, UUIDPGetDatum(scope));
-	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
-						   C_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(key));
-	scan = systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true, snap, 2, keys);
+	ScanKeyEntryInitialize(&keys[0], 0, Inum_idempotency_keys_pkey_scope, BTEqualStrategyNumber,
+						   InvalidOid, InvalidOid, F_UUID_EQ, UUIDPGetDatum(scope));
+	ScanKeyEntryInitialize(&keys[1], 0, Inum_idempotency_keys_pkey_key, BTEqualStrategyNumber,
+						   InvalidOid, C_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(key));
+	scan = systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true, snap, lengthof(keys), keys);
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup))
 		result = heap_copytuple(tup);

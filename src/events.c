@@ -401,6 +401,50 @@ consumer_arg(FunctionCallInfo fcinfo)
 	return consumer;
 }
 
+/* columns of PLAN_CONSUMER_POSITION */
+enum
+{
+	POSITION_ERA = 1, POSITION_TXID, POSITION_ID
+};
+
+/*
+ * parameters of PLAN_EVENTS_READ, 0-based: after the consumer's position,
+ * before the horizon, at most a limit
+ */
+enum
+{
+	READ_FROM_ERA, READ_FROM_TXID, READ_FROM_ID, READ_TO_ERA, READ_TO_TXID, READ_LIMIT,
+	READ_NARGS
+};
+
+/*
+ * The consumer's position into values (READ_FROM_*): where it acknowledged
+ * last, or before everything for a new consumer.
+ */
+static void
+consumer_position(const char *consumer, Datum *values)
+{
+	Datum		key = CStringGetTextDatum(consumer);
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	if (PlExec(PLAN_CONSUMER_POSITION, &key, NULL, 1) != SPI_OK_SELECT)
+		elog(ERROR, "consumer lookup failed");
+	if (SPI_processed != 1)
+	{
+		values[READ_FROM_ERA] = Int32GetDatum(0);
+		values[READ_FROM_TXID] = FullTransactionIdGetDatum(InvalidFullTransactionId);
+		values[READ_FROM_ID] = Int64GetDatum(0);
+		return;
+	}
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	values[READ_FROM_ERA] = SPI_getbinval(tup, desc, POSITION_ERA, &isnull);
+	values[READ_FROM_TXID] = SPI_getbinval(tup, desc, POSITION_TXID, &isnull);
+	values[READ_FROM_ID] = SPI_getbinval(tup, desc, POSITION_ID, &isnull);
+}
+
 /*
  * payledger.read_events(consumer text, max_events integer DEFAULT 1000)
  *		RETURNS SETOF payledger.payment_audit_log
@@ -415,9 +459,7 @@ read_events(PG_FUNCTION_ARGS)
 	char	   *consumer = consumer_arg(fcinfo);
 	int32		max_events = PG_ARGISNULL(1) ? 1000 : PG_GETARG_INT32(1);
 	PlPrivState priv;
-	Datum		values[6];
-	Datum		key;
-	bool		isnull;
+	Datum		values[READ_NARGS];
 
 	if (max_events <= 0)
 		ereport(ERROR,
@@ -427,24 +469,11 @@ read_events(PG_FUNCTION_ARGS)
 
 	PlSpiBegin(&priv);
 	/* from the consumer's position (a new one starts before everything) */
-	key = CStringGetTextDatum(consumer);
-	if (PlExec(PLAN_CONSUMER_POSITION, &key, NULL, 1) != SPI_OK_SELECT)
-		elog(ERROR, "consumer lookup failed");
-	if (SPI_processed == 1)
-	{
-		for (int i = 0; i < 3; i++)
-			values[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull);
-	}
-	else
-	{
-		values[0] = Int32GetDatum(0);
-		values[1] = FullTransactionIdGetDatum(InvalidFullTransactionId);
-		values[2] = Int64GetDatum(0);
-	}
+	consumer_position(consumer, values);
 	/* to the horizon */
-	values[3] = Int32GetDatum(reader_era());
-	values[4] = FullTransactionIdGetDatum(delivery_horizon());
-	values[5] = Int32GetDatum(max_events);
+	values[READ_TO_ERA] = Int32GetDatum(reader_era());
+	values[READ_TO_TXID] = FullTransactionIdGetDatum(delivery_horizon());
+	values[READ_LIMIT] = Int32GetDatum(max_events);
 	if (PlExec(PLAN_EVENTS_READ, values, NULL, 0) != SPI_OK_SELECT)
 		elog(ERROR, "event read failed");
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -452,6 +481,18 @@ read_events(PG_FUNCTION_ARGS)
 	PlSpiEnd(&priv);
 	return (Datum) 0;
 }
+
+/* parameters of PLAN_EVENT_READABLE, 0-based: the event, then the horizon */
+enum
+{
+	READABLE_EVENT, READABLE_ERA, READABLE_TXID, READABLE_NARGS
+};
+
+/* parameters of PLAN_EVENTS_ACK, 0-based */
+enum
+{
+	ACK_CONSUMER, ACK_EVENT, ACK_NARGS
+};
 
 /*
  * payledger.ack_events(consumer text, up_to_event_id uuid) RETURNS void
@@ -465,17 +506,19 @@ ack_events(PG_FUNCTION_ARGS)
 {
 	char	   *consumer = consumer_arg(fcinfo);
 	PlPrivState priv;
-	Datum		values[4];
+	Datum		check[READABLE_NARGS];
+	Datum		ack[ACK_NARGS];
 	bool		isnull;
 	bool		readable;
 
 	PlRequireArg(fcinfo, 1, "up_to_event_id");
-	values[0] = CStringGetTextDatum(consumer);
-	values[1] = PG_GETARG_DATUM(1);
+	ack[ACK_CONSUMER] = CStringGetTextDatum(consumer);
+	ack[ACK_EVENT] = PG_GETARG_DATUM(1);
+	check[READABLE_EVENT] = PG_GETARG_DATUM(1);
 	PlSpiBegin(&priv);
-	values[2] = Int32GetDatum(reader_era());
-	values[3] = FullTransactionIdGetDatum(delivery_horizon());
-	if (PlExec(PLAN_EVENT_READABLE, &values[1], NULL, 1) != SPI_OK_SELECT)
+	check[READABLE_ERA] = Int32GetDatum(reader_era());
+	check[READABLE_TXID] = FullTransactionIdGetDatum(delivery_horizon());
+	if (PlExec(PLAN_EVENT_READABLE, check, NULL, 1) != SPI_OK_SELECT)
 		elog(ERROR, "event lookup failed");
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -488,7 +531,7 @@ ack_events(PG_FUNCTION_ARGS)
 				 errmsg("event %s cannot be acknowledged yet", PlUuidText(PG_GETARG_UUID_P(1))),
 				 errdetail("An older transaction that may write events is still running."),
 				 errhint("Acknowledge only events that read_events() returned.")));
-	if (PlExec(PLAN_EVENTS_ACK, values, NULL, 0) < 0)
+	if (PlExec(PLAN_EVENTS_ACK, ack, NULL, 0) < 0)
 		elog(ERROR, "event acknowledgement failed");
 	PlSpiEnd(&priv);
 	PG_RETURN_VOID();

@@ -3,7 +3,8 @@
  * layouts.h
  *	  Column numbers of the tables payledger reads and writes without the
  *	  executor (direct.c), in the style of the catalog headers: Anum_<table>_<column>
- *	  is the 1-based attribute number, Natts_<table> the column count.
+ *	  is the 1-based attribute number, Natts_<table> the column count,
+ *	  Inum_<index>_<column> a column's number in an index that direct.c scans.
  *
  * These must match the extension's SQL exactly; direct.c checks each table
  * against its layout when a backend first opens it and refuses a table
@@ -74,6 +75,9 @@
 #define Anum_idempotency_keys_reason_code	7
 #define Anum_idempotency_keys_created_at	8
 #define Natts_idempotency_keys				8
+/* its primary key idempotency_keys_pkey (scope, key): index column numbers */
+#define Inum_idempotency_keys_pkey_scope	1
+#define Inum_idempotency_keys_pkey_key		2
 
 /* payledger.legs (since 0.3.0) */
 #define Anum_legs_transfer_id		1

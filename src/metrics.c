@@ -256,6 +256,12 @@ counter_key(void)
 	}
 }
 
+/* parameters of PLAN_COUNTERS_ADD, 0-based: the counter key, then three arrays */
+enum
+{
+	COUNTERS_KEY, COUNTERS_METRICS, COUNTERS_LABELS, COUNTERS_DELTAS, COUNTERS_NARGS
+};
+
 /* Adds the running call's counts to this transaction's rows (inside SPI). */
 static void
 flush_counts(void)
@@ -263,7 +269,7 @@ flush_counts(void)
 	Datum		metrics[PENDING_SLOTS];
 	Datum		labels[PENDING_SLOTS];
 	Datum		deltas[PENDING_SLOTS];
-	Datum		values[4];
+	Datum		values[COUNTERS_NARGS];
 
 	if (npending == 0)
 		return;
@@ -279,11 +285,13 @@ flush_counts(void)
 		labels[i] = CStringGetTextDatum(pending[i].labels);
 		deltas[i] = Int64GetDatum(pending[i].delta);
 	}
-	values[0] = Int32GetDatum(counter_key());
-	values[1] = PointerGetDatum(construct_array(metrics, npending, TEXTOID, -1, false, TYPALIGN_INT));
-	values[2] = PointerGetDatum(construct_array(labels, npending, TEXTOID, -1, false, TYPALIGN_INT));
-	values[3] = PointerGetDatum(construct_array(deltas, npending, INT8OID, 8, FLOAT8PASSBYVAL,
-												TYPALIGN_DOUBLE));
+	values[COUNTERS_KEY] = Int32GetDatum(counter_key());
+	values[COUNTERS_METRICS] = PointerGetDatum(construct_array(metrics, npending, TEXTOID, -1, false,
+															   TYPALIGN_INT));
+	values[COUNTERS_LABELS] = PointerGetDatum(construct_array(labels, npending, TEXTOID, -1, false,
+															  TYPALIGN_INT));
+	values[COUNTERS_DELTAS] = PointerGetDatum(construct_array(deltas, npending, INT8OID, 8,
+															  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	npending = 0;
 	if (PlExec(PLAN_COUNTERS_ADD, values, NULL, 0) != SPI_OK_INSERT)
 		elog(ERROR, "metric counters update failed");
@@ -378,19 +386,31 @@ MetricsInit(void)
 	emit_log_hook = count_error;
 }
 
+/* parameters of PLAN_COUNT_REPLAYS, 0-based */
+enum
+{
+	REPLAYS_KEY, REPLAYS_N, REPLAYS_NARGS
+};
+
 /* Counts replays of this backend (inside PlSpiBegin). */
 void
 PlCountReplays(int n)
 {
-	Datum		values[2];
+	Datum		values[REPLAYS_NARGS];
 
 	if (n <= 0)
 		return;
-	values[0] = Int32GetDatum(counter_key());
-	values[1] = Int64GetDatum(n);
+	values[REPLAYS_KEY] = Int32GetDatum(counter_key());
+	values[REPLAYS_N] = Int64GetDatum(n);
 	if (PlExec(PLAN_COUNT_REPLAYS, values, NULL, 0) != SPI_OK_INSERT)
 		elog(ERROR, "replay count failed");
 }
+
+/* columns of error_counts()'s result, 0-based */
+enum
+{
+	ERRORS_SQLSTATE, ERRORS_COUNT, ERRORS_NCOLS
+};
 
 /*
  * payledger.error_counts() RETURNS TABLE(sqlstate text, errors bigint)
@@ -409,14 +429,14 @@ error_counts(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 	for (int i = 0; i < ERROR_SLOTS; i++)
 	{
-		Datum		values[2];
-		bool		nulls[2] = {false, false};
+		Datum		values[ERRORS_NCOLS];
+		bool		nulls[ERRORS_NCOLS] = {false, false};
 		int			code = counters->slots[i].sqlstate;
 
 		if (code == 0)
 			continue;
-		values[0] = CStringGetTextDatum(unpack_sql_state(code));
-		values[1] = Int64GetDatum((int64) pg_atomic_read_u64(&counters->slots[i].count));
+		values[ERRORS_SQLSTATE] = CStringGetTextDatum(unpack_sql_state(code));
+		values[ERRORS_COUNT] = Int64GetDatum((int64) pg_atomic_read_u64(&counters->slots[i].count));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -192,6 +192,12 @@ PlCheckAccountCurrency(const PlAccountRow *row, const char *currency)
 						PlUuidText(&row->id), row->currency, currency)));
 }
 
+/* columns of PLAN_LIMITS_CHECK */
+enum
+{
+	LIMITS_MAX_PER_TRANSFER = 1, LIMITS_MAX_DAILY_DEBIT, LIMITS_DEBITED_TODAY
+};
+
 /*
  * Is a debit of amount above the account's per-transfer limit, or would it
  * take today's (UTC) posted and pending debits above the daily limit?
@@ -219,9 +225,9 @@ over_limit(const pg_uuid_t *account, int64 amount)
 	}
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	max_per = DatumGetInt64(SPI_getbinval(tup, desc, 1, &per_null));
-	max_daily = DatumGetInt64(SPI_getbinval(tup, desc, 2, &daily_null));
-	today = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+	max_per = DatumGetInt64(SPI_getbinval(tup, desc, LIMITS_MAX_PER_TRANSFER, &per_null));
+	max_daily = DatumGetInt64(SPI_getbinval(tup, desc, LIMITS_MAX_DAILY_DEBIT, &daily_null));
+	today = DatumGetInt64(SPI_getbinval(tup, desc, LIMITS_DEBITED_TODAY, &isnull));
 	/* batches check every item: do not let SPI results pile up */
 	SPI_freetuptable(SPI_tuptable);
 	if (!per_null && amount > max_per)
@@ -424,15 +430,21 @@ PlStoreLegs(const pg_uuid_t *transfer_id, const PlLeg *legs, int nlegs)
 	table_close(rel, NoLock);
 }
 
+/* parameters of PLAN_OVERDUE_DEBITS and PLAN_OVERDUE_CREDITS, 0-based */
+enum
+{
+	OVERDUE_ACCOUNT, OVERDUE_AT, OVERDUE_NARGS
+};
+
 static int64
 overdue_sum(PlPlanId plan, const pg_uuid_t *account_id)
 {
-	Datum		values[2];
+	Datum		values[OVERDUE_NARGS];
 	bool		isnull;
 	int64		sum;
 
-	values[0] = UUIDPGetDatum((pg_uuid_t *) account_id);
-	values[1] = TimestampTzGetDatum(GetCurrentTimestamp());
+	values[OVERDUE_ACCOUNT] = UUIDPGetDatum((pg_uuid_t *) account_id);
+	values[OVERDUE_AT] = TimestampTzGetDatum(GetCurrentTimestamp());
 	if (PlExec(plan, values, NULL, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "overdue hold lookup failed");
 	sum = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

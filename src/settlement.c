@@ -41,6 +41,12 @@
 #include "access.h"
 #include "ledger.h"
 
+/* parameters of PLAN_SETTLE_CANDIDATES, 0-based */
+enum
+{
+	CANDIDATES_MERCHANT, CANDIDATES_CUTOFF, CANDIDATES_NARGS
+};
+
 /* columns of PLAN_SETTLE_CANDIDATES */
 enum
 {
@@ -134,10 +140,10 @@ check_payout_account(const pg_uuid_t *payout)
 static void
 collect_candidates(Settlement *st)
 {
-	Datum		values[2];
+	Datum		values[CANDIDATES_NARGS];
 
-	values[0] = UUIDPGetDatum(st->merchant);
-	values[1] = TimestampTzGetDatum(st->cutoff);
+	values[CANDIDATES_MERCHANT] = UUIDPGetDatum(st->merchant);
+	values[CANDIDATES_CUTOFF] = TimestampTzGetDatum(st->cutoff);
 	if (PlExec(PLAN_SETTLE_CANDIDATES, values, NULL, 0) != SPI_OK_SELECT)
 		elog(ERROR, "settlement scan failed");
 	st->n = SPI_processed;
@@ -269,17 +275,23 @@ pay_out(Settlement *st, const uint8 *hash)
 	}
 }
 
+/* parameters of PLAN_PAYMENT_SETTLE, 0-based */
+enum
+{
+	SETTLE_PAYMENT, SETTLE_SETTLEMENT, SETTLE_NARGS
+};
+
 /* Every payment becomes settled, with its PAYMENT_SETTLED audit row. */
 static void
 mark_settled(Settlement *st, const char *key, TimestampTz now)
 {
 	for (int i = 0; i < st->n; i++)
 	{
-		Datum		v[2];
+		Datum		v[SETTLE_NARGS];
 		PlAuditEvent ev;
 
-		v[0] = UUIDPGetDatum(&st->cands[i].id);
-		v[1] = UUIDPGetDatum(&st->id);
+		v[SETTLE_PAYMENT] = UUIDPGetDatum(&st->cands[i].id);
+		v[SETTLE_SETTLEMENT] = UUIDPGetDatum(&st->id);
 		if (PlExec(PLAN_PAYMENT_SETTLE, v, NULL, 0) != SPI_OK_UPDATE || SPI_processed != 1)
 			elog(ERROR, "payment settle failed");
 		PlAuditInit(&ev, "PAYMENT_SETTLED", now);
@@ -474,8 +486,34 @@ check_statement(Jsonb *statement)
 	pfree(ids);
 }
 
-static const char *const reconcile_statuses[4] = {
-	"matched", "amount_mismatch", "missing_in_statement", "missing_in_ledger"
+/* what reconcile_settlement() says of a payment */
+typedef enum ReconcileStatus
+{
+	RECONCILE_MATCHED, RECONCILE_AMOUNT_MISMATCH, RECONCILE_MISSING_IN_STATEMENT,
+	RECONCILE_MISSING_IN_LEDGER, RECONCILE_NSTATUSES
+} ReconcileStatus;
+
+static const char *const reconcile_statuses[RECONCILE_NSTATUSES] = {
+	[RECONCILE_MATCHED] = "matched",
+	[RECONCILE_AMOUNT_MISMATCH] = "amount_mismatch",
+	[RECONCILE_MISSING_IN_STATEMENT] = "missing_in_statement",
+	[RECONCILE_MISSING_IN_LEDGER] = "missing_in_ledger"
+};
+
+/* parameters of PLAN_SETTLEMENT_PAYMENTS, 0-based */
+enum
+{
+	COMPARE_SETTLEMENT, COMPARE_STATEMENT, COMPARE_NARGS
+};
+
+/*
+ * columns of PLAN_SETTLEMENT_PAYMENTS, 0-based: reconcile_settlement()'s
+ * result columns
+ */
+enum
+{
+	COMPARED_PAYMENT, COMPARED_LEDGER_AMOUNT, COMPARED_STATEMENT_AMOUNT, COMPARED_STATUS,
+	COMPARED_NCOLS
 };
 
 /* a reconcile_settlement call */
@@ -485,7 +523,7 @@ typedef struct Reconciliation
 	Jsonb	   *statement;
 	ReturnSetInfo *rsinfo;
 	pg_uuid_t	merchant;		/* the settlement's: the key's scope */
-	int			counts[4];		/* per reconcile_statuses */
+	int			counts[RECONCILE_NSTATUSES];
 } Reconciliation;
 
 /* the prepare step: PY005 for an unknown settlement, else its merchant */
@@ -515,21 +553,22 @@ static void
 compare_statement(PlRequest *req)
 {
 	Reconciliation *rc = req->arg;
-	Datum		values[2];
+	Datum		values[COMPARE_NARGS];
 
-	values[0] = UUIDPGetDatum(rc->settlement);
-	values[1] = JsonbPGetDatum(rc->statement);
+	values[COMPARE_SETTLEMENT] = UUIDPGetDatum(rc->settlement);
+	values[COMPARE_STATEMENT] = JsonbPGetDatum(rc->statement);
 	if (PlExec(PLAN_SETTLEMENT_PAYMENTS, values, NULL, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reconciliation failed");
+	Assert(SPI_tuptable->tupdesc->natts == COMPARED_NCOLS);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		Datum		row[4];
-		bool		nulls[4];
+		Datum		row[COMPARED_NCOLS];
+		bool		nulls[COMPARED_NCOLS];
 		char	   *status;
 
 		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, row, nulls);
-		status = TextDatumGetCString(row[3]);
-		for (int s = 0; s < 4; s++)
+		status = TextDatumGetCString(row[COMPARED_STATUS]);
+		for (int s = 0; s < RECONCILE_NSTATUSES; s++)
 			if (strcmp(status, reconcile_statuses[s]) == 0)
 				rc->counts[s]++;
 		tuplestore_putvalues(rc->rsinfo->setResult, rc->rsinfo->setDesc, row, nulls);
@@ -554,7 +593,7 @@ reconcile_work(PlRequest *req)
 	compare_statement(req);
 	now = GetCurrentTimestamp();
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	for (int s = 0; s < 4; s++)
+	for (int s = 0; s < RECONCILE_NSTATUSES; s++)
 	{
 		k.type = jbvString;
 		k.val.string.val = (char *) reconcile_statuses[s];
@@ -573,7 +612,8 @@ reconcile_work(PlRequest *req)
 	ev.metadata = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 	PlAuditWrite(&ev);
 	PlRequestOutcome(req, rc->settlement,
-					 rc->counts[1] + rc->counts[2] + rc->counts[3] == 0 ? "matched" : "mismatched",
+					 rc->counts[RECONCILE_AMOUNT_MISMATCH] + rc->counts[RECONCILE_MISSING_IN_STATEMENT] +
+					 rc->counts[RECONCILE_MISSING_IN_LEDGER] == 0 ? "matched" : "mismatched",
 					 NULL, now);
 }
 

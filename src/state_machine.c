@@ -190,30 +190,15 @@ PlCheckTransition(const char *machine, const char *from, const char *to)
 					   machine, from)));
 }
 
-/*
- * payledger.define_state_machine(name text, transitions jsonb) RETURNS void
- *
- * Creates or replaces a machine.  transitions maps every state to an array
- * of the states it may move to (empty for a final state).
- */
-PG_FUNCTION_INFO_V1(define_state_machine);
-Datum
-define_state_machine(PG_FUNCTION_ARGS)
+/* 22023 unless transitions is an object of state -> array of non-empty states */
+static void
+check_transitions(Jsonb *transitions)
 {
-	char	   *name;
-	Jsonb	   *transitions;
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
-	PlPrivState priv;
-	Datum		values[2];
 	int			depth = 0;
 
-	PlRequireArg(fcinfo, 0, "name");
-	PlRequireArg(fcinfo, 1, "transitions");
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	transitions = PG_GETARG_JSONB_P(1);
-	check_name(name);
 	if (!JB_ROOT_IS_OBJECT(transitions))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -233,10 +218,39 @@ define_state_machine(PG_FUNCTION_ARGS)
 					 errmsg("transitions must be a JSON object of state -> array of states"),
 					 errdetail("Example: {\"pending\": [\"authorized\", \"failed\"], \"failed\": []}.")));
 	}
+}
+
+/* parameters of PLAN_MACHINE_PUT, 0-based */
+enum
+{
+	PUT_NAME, PUT_TRANSITIONS, PUT_NARGS
+};
+
+/*
+ * payledger.define_state_machine(name text, transitions jsonb) RETURNS void
+ *
+ * Creates or replaces a machine.  transitions maps every state to an array
+ * of the states it may move to (empty for a final state).
+ */
+PG_FUNCTION_INFO_V1(define_state_machine);
+Datum
+define_state_machine(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	Jsonb	   *transitions;
+	PlPrivState priv;
+	Datum		values[PUT_NARGS];
+
+	PlRequireArg(fcinfo, 0, "name");
+	PlRequireArg(fcinfo, 1, "transitions");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	transitions = PG_GETARG_JSONB_P(1);
+	check_name(name);
+	check_transitions(transitions);
 
 	PlSpiBegin(&priv);
-	values[0] = CStringGetTextDatum(name);
-	values[1] = JsonbPGetDatum(transitions);
+	values[PUT_NAME] = CStringGetTextDatum(name);
+	values[PUT_TRANSITIONS] = JsonbPGetDatum(transitions);
 	if (PlExec(PLAN_MACHINE_PUT, values, NULL, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not store the state machine");
 	CacheInvalidateRelcacheByRelid(get_relname_relid("state_machines",
@@ -258,6 +272,12 @@ column_text(HeapTuple tup, TupleDesc desc, int attnum)
  * CREATE TRIGGER ... BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION
  * payledger.enforce_state_machine('machine', 'column')
  */
+/* the trigger's arguments, 0-based */
+enum
+{
+	TRIGGER_MACHINE, TRIGGER_COLUMN, TRIGGER_NARGS
+};
+
 PG_FUNCTION_INFO_V1(enforce_state_machine);
 Datum
 enforce_state_machine(PG_FUNCTION_ARGS)
@@ -279,21 +299,21 @@ enforce_state_machine(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("enforce_state_machine() must fire BEFORE UPDATE FOR EACH ROW")));
-	if (trigger->tgnargs != 2)
+	if (trigger->tgnargs != TRIGGER_NARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("enforce_state_machine() takes a machine name and a column name")));
 	desc = RelationGetDescr(trigdata->tg_relation);
-	attnum = SPI_fnumber(desc, trigger->tgargs[1]);
+	attnum = SPI_fnumber(desc, trigger->tgargs[TRIGGER_COLUMN]);
 	if (attnum <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("column \"%s\" does not exist in \"%s\"", trigger->tgargs[1],
+				 errmsg("column \"%s\" does not exist in \"%s\"", trigger->tgargs[TRIGGER_COLUMN],
 						RelationGetRelationName(trigdata->tg_relation))));
 	from = column_text(trigdata->tg_trigtuple, desc, attnum);
 	to = column_text(trigdata->tg_newtuple, desc, attnum);
 	if (from != NULL && to != NULL && strcmp(from, to) != 0)
-		PlCheckTransition(trigger->tgargs[0], from, to);
+		PlCheckTransition(trigger->tgargs[TRIGGER_MACHINE], from, to);
 	else if ((from == NULL) != (to == NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
