@@ -52,19 +52,21 @@ count_tap() {
 	failed=$((failed + bad))
 }
 
+# run_step NAME COMMAND [DIR]: runs COMMAND as postgres in DIR (default: the
+# build directory) against the cluster; its output goes to $WORK_DIR/NAME.out
 run_step() {
-	local name=$1 cmd=$2 out="$WORK_DIR/$1.out"
+	local name=$1 cmd=$2 dir=${3:-$WORK_DIR} out="$WORK_DIR/$1.out"
 	log "$name"
-	as_pg "cd '$WORK_DIR' && PGHOST='$PGHOST' PGPORT=$PGPORT $cmd" >"$out" 2>&1
+	as_pg "cd '$dir' && PGHOST='$PGHOST' PGPORT=$PGPORT $cmd" >"$out" 2>&1
 	local rc=$?
 	grep -E '^(test |ok |not ok|# |t/|test/|[0-9]+ of|All |Files=|Result:|Failed)|\.\.\. ' "$out" | sed 's/^/    /'
 	if [ $rc != 0 ]; then
 		status=1
 		for d in regression.diffs output_iso/regression.diffs; do
-			[ -s "$WORK_DIR/$d" ] && { echo "---- $d"; cat "$WORK_DIR/$d"; }
+			[ -s "$dir/$d" ] && { echo "---- $d"; cat "$dir/$d"; }
 		done
 		grep -E '^(not ok|#)' "$out" | head -50
-		[ -d "$WORK_DIR/tmp_check/log" ] && tail -n 30 "$WORK_DIR"/tmp_check/log/regress_log_* 2>/dev/null
+		[ -d "$dir/tmp_check/log" ] && tail -n 30 "$dir"/tmp_check/log/regress_log_* 2>/dev/null
 	fi
 	return $rc
 }
@@ -90,9 +92,12 @@ if want pgtap; then
 	count_tap "$WORK_DIR/pgtap.out"
 fi
 
-# The release tarball: make dist in the checkout, then unpack, build, install
-# and installcheck (pg_regress) it.  Its files must include what META.json
-# names.  Skipped outside a git checkout (e.g. in an unpacked tarball).
+# The release tarball: make dist in the checkout, then unpack, build it the
+# normal way (without -DUSE_ASSERT_CHECKING, as a user builds it), install
+# it and run pg_regress, the isolation specs and pgTAP on that build: the
+# suites pass on the assert build above and on the normal one.  Its files
+# must include what META.json names.  Skipped outside a git checkout (e.g.
+# in an unpacked tarball).
 if want dist && git -C "$SRC_DIR" rev-parse --git-dir >/dev/null 2>&1; then
 	log dist
 	dist_ok=1
@@ -106,16 +111,32 @@ if want dist && git -C "$SRC_DIR" rev-parse --git-dir >/dev/null 2>&1; then
 			[ -f "$dist_dir/$f" ] || { echo "    the tarball lacks $f"; dist_ok=0; }
 		done
 		chown -R postgres:postgres "$WORK_DIR/dist"
-		as_pg "cd '$dist_dir' && make -s PG_CONFIG='$PG_BIN/pg_config'" >>"$WORK_DIR/dist.out" 2>&1 &&
-			make -s -C "$dist_dir" PG_CONFIG="$PG_BIN/pg_config" install >>"$WORK_DIR/dist.out" 2>&1 &&
-			as_pg "cd '$dist_dir' && PGHOST='$PGHOST' PGPORT=$PGPORT make installcheck PG_CONFIG='$PG_BIN/pg_config' ISOLATION= TAP_TESTS=" \
-				>>"$WORK_DIR/dist.out" 2>&1 || dist_ok=0
+		as_pg "cd '$dist_dir' && make PG_CONFIG='$PG_BIN/pg_config'" >>"$WORK_DIR/dist.out" 2>&1 &&
+			make -s -C "$dist_dir" PG_CONFIG="$PG_BIN/pg_config" install >>"$WORK_DIR/dist.out" 2>&1 ||
+			dist_ok=0
+		if grep -q 'warning:' "$WORK_DIR/dist.out"; then
+			echo "    the tarball's build printed warnings"
+			dist_ok=0
+		fi
+		# the normal build: no assertions, unless the server itself has them
+		if grep -q -- '-DUSE_ASSERT_CHECKING' "$WORK_DIR/dist.out" ||
+			grep -q '^#define USE_ASSERT_CHECKING' "$("$PG_BIN/pg_config" --includedir-server)/pg_config.h"; then
+			echo "    the tarball's build has assertions: it is not the normal build"
+			dist_ok=0
+		fi
 	else
 		dist_ok=0
 	fi
-	grep -E 'wrote|All [0-9]+ tests|tests failed' "$WORK_DIR/dist.out" | sed 's/^/    /'
+	grep -E 'wrote|warning:' "$WORK_DIR/dist.out" | sed 's/^/    /'
 	if [ $dist_ok = 1 ]; then
 		passed=$((passed + 1))
+		# the normal build installed: the suites again, against the same cluster
+		run_step dist-regress "make installcheck PG_CONFIG='$PG_BIN/pg_config' ISOLATION= TAP_TESTS=" "$dist_dir"
+		count_regress "$WORK_DIR/dist-regress.out"
+		run_step dist-isolation "make installcheck PG_CONFIG='$PG_BIN/pg_config' REGRESS= TAP_TESTS=" "$dist_dir"
+		count_regress "$WORK_DIR/dist-isolation.out"
+		run_step dist-pgtap "make pgtap PG_CONFIG='$PG_BIN/pg_config'" "$dist_dir"
+		count_tap "$WORK_DIR/dist-pgtap.out"
 	else
 		failed=$((failed + 1))
 		status=1
