@@ -28,6 +28,19 @@ typedef struct LedgerCheck
 	const char *sql;			/* returns (bad bigint, detail text) */
 } LedgerCheck;
 
+/* the columns of a check's query (SPI numbers them from 1) */
+#define CHECK_COL_BAD		1
+#define CHECK_COL_DETAIL	2
+
+/* the columns of check_ledger()'s rows */
+typedef enum CheckResultColumn
+{
+	RESULT_CHECK_NAME,
+	RESULT_OK,
+	RESULT_DETAIL,
+	RESULT_NCOLS
+} CheckResultColumn;
+
 static const LedgerCheck checks[] = {
 	{"currencies_sum_to_zero",
 		"SELECT count(*), string_agg(currency || ' sums to ' || total, ', ') "
@@ -98,20 +111,31 @@ static const LedgerCheck checks[] = {
 		"AND NOT EXISTS ("
 		"SELECT 1 FROM payledger.payment_audit_log l WHERE l.payment_id = h.id "
 		"AND l.event_type = 'HOLD_CREATED') LIMIT 10) s"},
+	/*
+	 * Planned so that stale statistics cannot make it quadratic: the hold
+	 * of each payment through the primary key of transfers (a correlated
+	 * subquery, always an index probe), and refunds and splits compared as
+	 * two sets (EXCEPT both ways: hashed or sorted, never a nested loop).
+	 * A join here was once planned as a nested loop over a materialized
+	 * scan of transfers, per payment.
+	 */
 	{"payments_match_transfers",
-		"SELECT count(*), string_agg(id::text, ', ') FROM ("
-		"SELECT p.id FROM payledger.payments p "
-		"LEFT JOIN payledger.transfers h ON h.id = p.hold_id AND h.status = 'posted' "
-		"LEFT JOIN (SELECT metadata->>'payment_id' AS pid, "
-		" sum(amount) FILTER (WHERE kind = 'refund') AS refunds, "
-		" sum(amount) FILTER (WHERE kind = 'split') AS splits "
+		"WITH paid AS (SELECT p.id::text AS id, p.refunded_amount::numeric AS refunds, "
+		" p.fee_amount::numeric AS splits FROM payledger.payments p "
+		" WHERE p.refunded_amount <> 0 OR p.fee_amount <> 0), "
+		"moved AS (SELECT metadata->>'payment_id' AS id, "
+		" coalesce(sum(amount) FILTER (WHERE kind = 'refund'), 0) AS refunds, "
+		" coalesce(sum(amount) FILTER (WHERE kind = 'split'), 0) AS splits "
 		" FROM payledger.transfers WHERE kind IN ('refund', 'split') AND status = 'posted' "
-		" GROUP BY 1) m ON m.pid = p.id::text "
-		"WHERE p.captured_amount <> coalesce(h.amount, 0) "
-		"OR p.refunded_amount <> coalesce(m.refunds, 0) "
-		"OR p.fee_amount <> coalesce(m.splits, 0) "
-		"OR (p.state IN ('authorized') AND NOT EXISTS (SELECT 1 FROM payledger.holds x "
+		" GROUP BY 1) "
+		"SELECT count(*), string_agg(id, ', ') FROM ("
+		"SELECT p.id::text AS id FROM payledger.payments p "
+		"WHERE p.captured_amount <> coalesce((SELECT h.amount FROM payledger.transfers h "
+		" WHERE h.id = p.hold_id AND h.status = 'posted'), 0) "
+		"OR (p.state = 'authorized' AND NOT EXISTS (SELECT 1 FROM payledger.holds x "
 		" WHERE x.id = p.hold_id AND x.status IN ('pending', 'expired'))) "
+		"UNION SELECT id FROM (SELECT * FROM paid EXCEPT SELECT * FROM moved) d "
+		"UNION SELECT id FROM (SELECT * FROM moved EXCEPT SELECT * FROM paid) d "
 		"LIMIT 10) s"},
 	{"audit_chain_verifies",
 		"SELECT CASE WHEN ok THEN 0 ELSE 1 END::bigint, problem || coalesce(' at event ' || first_bad_event_id, '') "
@@ -133,25 +157,25 @@ check_ledger(PG_FUNCTION_ARGS)
 	PlSpiBegin(&priv);
 	for (int i = 0; i < (int) lengthof(checks); i++)
 	{
-		Datum		values[3];
-		bool		nulls[3] = {false, false, false};
+		Datum		values[RESULT_NCOLS];
+		bool		nulls[RESULT_NCOLS] = {false};
 		bool		isnull;
 		int64		bad;
 		char	   *detail;
 
 		if (SPI_execute(checks[i].sql, true, 0) != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "ledger check %s failed", checks[i].name);
-		bad = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 1, &isnull));
-		detail = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		bad = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										  CHECK_COL_BAD, &isnull));
+		detail = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, CHECK_COL_DETAIL);
 
-		values[0] = CStringGetTextDatum(checks[i].name);
-		values[1] = BoolGetDatum(bad == 0);
+		values[RESULT_CHECK_NAME] = CStringGetTextDatum(checks[i].name);
+		values[RESULT_OK] = BoolGetDatum(bad == 0);
 		if (bad == 0)
-			values[2] = CStringGetTextDatum("ok");
+			values[RESULT_DETAIL] = CStringGetTextDatum("ok");
 		else
-			values[2] = CStringGetTextDatum(psprintf(INT64_FORMAT " problem(s): %s",
-													 bad, detail ? detail : ""));
+			values[RESULT_DETAIL] = CStringGetTextDatum(psprintf(INT64_FORMAT " problem(s): %s",
+																 bad, detail ? detail : ""));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PlSpiEnd(&priv);
