@@ -219,6 +219,10 @@ CREATE INDEX transfers_metadata ON payledger.transfers USING gin (metadata jsonb
 CREATE INDEX holds_from_account ON payledger.holds (from_account, id);
 CREATE INDEX holds_to_account ON payledger.holds (to_account, id);
 CREATE INDEX holds_metadata ON payledger.holds USING gin (metadata jsonb_path_ops);
+-- a page of pending holds or of declined attempts, in id order: only the
+-- rows in that state have an entry
+CREATE INDEX holds_pending ON payledger.holds (id) WHERE status OPERATOR(pg_catalog.=) 'pending';
+CREATE INDEX transfers_rejected ON payledger.transfers (id) WHERE status OPERATOR(pg_catalog.=) 'rejected';
 
 CREATE FUNCTION payledger.get_transfer(transfer_id uuid)
 	RETURNS TABLE(transfer_id uuid, kind text, status text, reason_code text, currency text,

@@ -226,8 +226,8 @@ static const char *const entries_triggers[] = {"entries_append_only", "payledger
 static const char *const entries_indexes[] = {"entries_pkey", NULL};
 static const char *const holds_triggers[] = {"holds_guard", "payledger_insert_guard", NULL};
 static const char *const holds_indexes[] = {
-	"holds_from_account", "holds_metadata", "holds_pending_expiry", "holds_pending_from",
-	"holds_pending_to", "holds_pkey", "holds_to_account", NULL
+	"holds_from_account", "holds_metadata", "holds_pending", "holds_pending_expiry",
+	"holds_pending_from", "holds_pending_to", "holds_pkey", "holds_to_account", NULL
 };
 static const char *const legs_triggers[] = {"legs_append_only", "payledger_insert_guard", NULL};
 static const char *const legs_indexes[] = {"legs_from_account", "legs_pkey", "legs_to_account", NULL};
@@ -250,7 +250,8 @@ static const char *const payments_indexes[] = {
 };
 static const char *const transfers_triggers[] = {"payledger_insert_guard", "transfers_append_only", NULL};
 static const char *const transfers_indexes[] = {
-	"transfers_from_account", "transfers_metadata", "transfers_pkey", "transfers_to_account", NULL
+	"transfers_from_account", "transfers_metadata", "transfers_pkey", "transfers_rejected",
+	"transfers_to_account", NULL
 };
 
 #define SHAPE(name, cols, triggers, indexes, checks) \

@@ -87,11 +87,20 @@ typedef struct ReadDef
 #define TRANSFER_ROWS \
 	"(SELECT t.id, t.kind, t.status, t.reason_code, t.currency, t.amount, t.from_account," \
 	" t.to_account, t.idempotency_key, t.metadata, t.created_at," \
-	" t.kind = 'hold' AND t.status = 'posted' AS shadowed FROM payledger.transfers t" \
+	" t.kind = 'hold' AND t.status = 'posted' AS shadowed, false AS is_hold" \
+	" FROM payledger.transfers t" \
 	" UNION ALL SELECT h.id, 'hold', h.status, NULL, h.currency," \
 	" CASE WHEN h.status = 'posted' THEN h.posted_amount ELSE h.amount END," \
-	" h.from_account, h.to_account, h.idempotency_key, h.metadata, h.created_at, false" \
+	" h.from_account, h.to_account, h.idempotency_key, h.metadata, h.created_at, false, true" \
 	" FROM payledger.holds h) v WHERE NOT v.shadowed"
+
+/*
+ * Which table can hold a status: transfers rows are posted or rejected,
+ * holds rows pending, posted, voided or expired.  Given a status, the
+ * source that cannot have it folds to a constant false and is not read.
+ */
+#define TRANSFERS_MAY_BE(p) " AND (" p "::text IS NULL OR " p " IN ('posted', 'rejected'))"
+#define HOLDS_MAY_BE(p) " AND (" p "::text IS NULL OR " p " <> 'rejected')"
 
 /*
  * The result columns of the rows query q selects from TRANSFER_ROWS: a leg
@@ -130,6 +139,20 @@ typedef struct ReadDef
 #define ACCOUNT_PAGE(from, where) \
 	" (SELECT DISTINCT x.id FROM " from " WHERE " where PAGE_FILTER("x") \
 	" ORDER BY x.id LIMIT $8)"
+#define TRANSFERS_PAGE(where) ACCOUNT_PAGE("payledger.transfers x", where TRANSFERS_MAY_BE("$5"))
+#define HOLDS_PAGE(where) ACCOUNT_PAGE("payledger.holds x", where HOLDS_MAY_BE("$5"))
+
+/*
+ * The first $8 leg sets with a leg touching account a: legs by account in
+ * transfer id order; their transfers rows are read only when a filter
+ * needs them (with none given, the EXISTS folds away).
+ */
+#define LEGS_PAGE(where) \
+	" (SELECT DISTINCT l.transfer_id FROM payledger.legs l WHERE " where \
+	" AND ($7::uuid IS NULL OR l.transfer_id > $7)" TRANSFERS_MAY_BE("$5") \
+	" AND ($3 = '-infinity' AND $4 = 'infinity' AND $5::text IS NULL AND $6::jsonb IS NULL" \
+	" OR EXISTS (SELECT FROM payledger.transfers x WHERE x.id = l.transfer_id" PAGE_FILTER("x") "))" \
+	" ORDER BY l.transfer_id LIMIT $8)"
 
 static const ReadDef read_defs[READ_COUNT] = {
 	[READ_TRANSFER] = {
@@ -141,6 +164,8 @@ static const ReadDef read_defs[READ_COUNT] = {
 		TRANSFER_OUT("SELECT v.* FROM " TRANSFER_ROWS
 					 " AND v.created_at >= $1 AND v.created_at <= $2"
 					 " AND ($3::text IS NULL OR v.status = $3)"
+					 " AND (v.is_hold OR ($3::text IS NULL OR $3 IN ('posted', 'rejected')))"
+					 " AND (NOT v.is_hold OR ($3::text IS NULL OR $3 <> 'rejected'))"
 					 " AND ($4::jsonb IS NULL OR v.metadata @> $4)"
 					 " AND ($5::uuid IS NULL OR v.id > $5)"
 					 " ORDER BY v.id LIMIT $6"),
@@ -160,19 +185,17 @@ static const ReadDef read_defs[READ_COUNT] = {
 	[READ_TRANSFERS_OF] = {
 		TRANSFER_OUT("SELECT v.* FROM " TRANSFER_ROWS " AND v.id IN ("
 		" SELECT DISTINCT hit.id FROM payledger.accounts a, LATERAL ("
-		ACCOUNT_PAGE("payledger.transfers x", "x.from_account = a.id")
+		TRANSFERS_PAGE("x.from_account = a.id")
 		" UNION ALL"
-		ACCOUNT_PAGE("payledger.transfers x", "x.to_account = a.id")
+		TRANSFERS_PAGE("x.to_account = a.id")
 		" UNION ALL"
-		ACCOUNT_PAGE("payledger.legs l JOIN payledger.transfers x ON x.id = l.transfer_id",
-					 "l.from_account = a.id")
+		LEGS_PAGE("l.from_account = a.id")
 		" UNION ALL"
-		ACCOUNT_PAGE("payledger.legs l JOIN payledger.transfers x ON x.id = l.transfer_id",
-					 "l.to_account = a.id")
+		LEGS_PAGE("l.to_account = a.id")
 		" UNION ALL"
-		ACCOUNT_PAGE("payledger.holds x", "x.from_account = a.id")
+		HOLDS_PAGE("x.from_account = a.id")
 		" UNION ALL"
-		ACCOUNT_PAGE("payledger.holds x", "x.to_account = a.id")
+		HOLDS_PAGE("x.to_account = a.id")
 		") hit"
 		" WHERE ($1::uuid IS NULL OR a.id = $1)"
 		" AND ($2::uuid[] IS NULL OR a.owner_id = ANY ($2))"

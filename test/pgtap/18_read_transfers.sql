@@ -7,7 +7,7 @@
 BEGIN;
 \ir helpers.psql
 
-SELECT plan(47);
+SELECT plan(50);
 
 SELECT ok(pg_temp.open('sys', 'USD', NULL, 'system') IS NOT NULL
 	AND pg_temp.open('a') IS NOT NULL AND pg_temp.open('b') IS NOT NULL
@@ -112,6 +112,12 @@ SELECT is(pg_temp.listed(format('SELECT * FROM payledger.list_transfers(%L, stat
 	'declined,legs-declined', 'by status: rejected');
 SELECT is(pg_temp.listed(format('SELECT * FROM payledger.list_transfers(%L, status => %L)', pg_temp.acct('b'), 'voided')),
 	'hold-voided', 'by status: voided');
+SELECT is(pg_temp.listed($$SELECT * FROM payledger.list_transfers(status => 'pending')$$),
+	'hold-pending', 'every pending hold (no account)');
+SELECT is(pg_temp.listed($$SELECT * FROM payledger.list_transfers(status => 'rejected')$$),
+	'declined,hold-declined,legs-declined', 'every declined attempt, of every kind (no account)');
+SELECT is(pg_temp.listed($$SELECT * FROM payledger.list_transfers(status => 'expired')$$),
+	'hold-expired', 'every expired hold (no account)');
 SELECT is(pg_temp.listed($$SELECT * FROM payledger.list_transfers(metadata_contains => '{"order": "o-3"}')$$),
 	'hold-pending', 'by metadata containment (a hold''s metadata)');
 SELECT is(pg_temp.listed(format($$SELECT * FROM payledger.list_transfers(%L, metadata_contains => '{"tag": "fund"}')$$, pg_temp.acct('a'))),
