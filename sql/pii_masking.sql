@@ -59,3 +59,28 @@ RESET payledger.ip_address;
 SET payledger.actor_type = 'ROBOT';
 SET payledger.ip_address = 'not-an-ip';
 SET payledger.correlation_id = 'nope';
+RESET payledger.actor_type;
+RESET payledger.ip_address;
+RESET payledger.correlation_id;
+
+-- a UUID (8-4-4-4-12 hex) is never a card number, also when its digit
+-- groups hold a Luhn-valid 13-19 digit run, alone or inside a key or a text;
+-- card numbers grouped by spaces or dashes still are
+CREATE FUNCTION pg_temp.key_refused(k text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM payledger.transfer(payledger.create_account('USD', 'system', NULL),
+							   payledger.create_account('USD'), 1, 'USD', k);
+	RETURN 'accepted';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ' ' || SQLERRM;
+END $$;
+SELECT shape, pg_temp.key_refused(k) AS as_key, pg_temp.refused(jsonb_build_object('note', k)) AS in_metadata
+  FROM (VALUES ('uuid', '41111111-1111-1111-a111-0123456789ab'),
+               ('uuid, upper case', '41111111-1111-1111-A111-0123456789AB'),
+               ('uuid, hex first group', 'ab111111-2222-3333-4444-123456789003'),
+               ('prefixed uuid', 'order-41111111-1111-1111-a111-0123456789ab'),
+               ('suffixed uuid', '41111111-1111-1111-a111-0123456789ab:capture'),
+               ('uuid in text', 'retry of ab111111-2222-3333-4444-123456789003 at noon'),
+               ('card, spaces', '4111 1111 1111 1111'),
+               ('card, dashes', '4111-1111-1111-1111'),
+               ('card after a uuid', '41111111-1111-1111-a111-0123456789ab 4111-1111-1111-1111')) AS s(shape, k);

@@ -6,7 +6,10 @@
  * A PAN is 13 to 19 digits that pass the Luhn check, written plain or in
  * groups split by single spaces or dashes, and not glued to letters: digit
  * runs inside an alphanumeric token (hex ids, random keys) would otherwise
- * refuse one random key in a thousand.  Text and JSON metadata (keys,
+ * refuse one random key in a thousand.  A UUID in its canonical text form
+ * (8-4-4-4-12 hex digits) is never a PAN either, wherever it stands: its
+ * dash-separated digit groups can make a Luhn-valid run (one random UUID
+ * key in a few thousand).  Text and JSON metadata (keys,
  * strings and integral numbers, at any depth) are scanned before anything
  * is written, and keys that name card secrets (cvv, cvc, pan, card_number,
  * ...) are refused outright.  Error messages never repeat the offending
@@ -37,6 +40,8 @@
 #define PAN_MIN_DIGITS	13
 #define PAN_MAX_DIGITS	19
 #define MAX_GROUPS		64
+/* a UUID as text: 32 hex digits in groups of 8-4-4-4-12, 4 dashes */
+#define UUID_TEXT_LEN	36
 
 static bool
 luhn_ok(const char *digits, int n)
@@ -84,6 +89,32 @@ run_has_pan(const char *digits, const int *group_len, int ngroups)
 	return false;
 }
 
+/*
+ * Does a UUID in canonical text form (8-4-4-4-12 hex digits, either case)
+ * start at s[i], standing apart from letters and digits around it?
+ */
+static bool
+uuid_at(const char *s, int len, int i)
+{
+	static const int group_end[] = {8, 13, 18, 23, UUID_TEXT_LEN};
+	int			g = 0;
+
+	if (len - i < UUID_TEXT_LEN || (i > 0 && isalnum((unsigned char) s[i - 1])))
+		return false;
+	for (int k = 0; k < UUID_TEXT_LEN; k++)
+	{
+		if (k == group_end[g])
+		{
+			if (s[i + k] != '-')
+				return false;
+			g++;
+		}
+		else if (!isxdigit((unsigned char) s[i + k]))
+			return false;
+	}
+	return i + UUID_TEXT_LEN == len || !isalnum((unsigned char) s[i + UUID_TEXT_LEN]);
+}
+
 static bool
 text_has_pan(const char *s, int len)
 {
@@ -98,6 +129,11 @@ text_has_pan(const char *s, int len)
 
 		int			start = i;
 
+		if (uuid_at(s, len, i))
+		{
+			i += UUID_TEXT_LEN;
+			continue;
+		}
 		if (!isdigit((unsigned char) s[i]))
 		{
 			i++;
@@ -159,8 +195,7 @@ reject_pan(const char *what)
 void
 PlRejectPanInText(const char *what, const char *text)
 {
-	/* a UUID's dash-separated groups can look like a PAN but are not one */
-	if (text != NULL && !PlParseUuid(text, NULL) && text_has_pan(text, strlen(text)))
+	if (text != NULL && text_has_pan(text, strlen(text)))
 		reject_pan(what);
 }
 
