@@ -7,7 +7,17 @@
 BEGIN;
 \ir helpers.psql
 
-SELECT plan(50);
+SELECT plan(53);
+
+-- the signatures, as the contract writes them
+SELECT is(pg_get_function_arguments('payledger.get_transfer(uuid)'::regprocedure) || ' -> ' ||
+		  pg_get_function_result('payledger.get_transfer(uuid)'::regprocedure),
+	'transfer_id uuid -> TABLE(transfer_id uuid, kind text, status text, reason_code text, currency text, amount bigint, from_account uuid, to_account uuid, legs jsonb, idempotency_key text, metadata jsonb, created_at timestamp with time zone)',
+	'get_transfer(transfer_id) RETURNS TABLE(the twelve columns)');
+SELECT is(pg_get_function_arguments('payledger.list_transfers(uuid, timestamptz, timestamptz, text, jsonb, uuid, integer)'::regprocedure) || ' -> ' ||
+		  pg_get_function_result('payledger.list_transfers(uuid, timestamptz, timestamptz, text, jsonb, uuid, integer)'::regprocedure),
+	$$account_id uuid DEFAULT NULL::uuid, since timestamp with time zone DEFAULT '-infinity'::timestamp with time zone, until timestamp with time zone DEFAULT 'infinity'::timestamp with time zone, status text DEFAULT NULL::text, metadata_contains jsonb DEFAULT NULL::jsonb, after_id uuid DEFAULT NULL::uuid, max_rows integer DEFAULT 100 -> TABLE(transfer_id uuid, kind text, status text, reason_code text, currency text, amount bigint, from_account uuid, to_account uuid, legs jsonb, idempotency_key text, metadata jsonb, created_at timestamp with time zone)$$,
+	'list_transfers(account_id, since, until, status, metadata_contains, after_id, max_rows DEFAULT 100), the same columns');
 
 SELECT ok(pg_temp.open('sys', 'USD', NULL, 'system') IS NOT NULL
 	AND pg_temp.open('a') IS NOT NULL AND pg_temp.open('b') IS NOT NULL
@@ -126,6 +136,10 @@ SELECT is(pg_temp.listed(format($$SELECT * FROM payledger.list_transfers(since =
 		(SELECT created_at FROM payledger.transfers WHERE id = pg_temp.tid('ab')),
 		(SELECT created_at FROM payledger.holds WHERE id = pg_temp.tid('hold-pending')))),
 	'ab,declined,hold-pending', 'since and until bound created_at, both inclusive');
+SELECT is(pg_temp.listed(format($$SELECT * FROM payledger.list_transfers(%L, since => %L, until => %L)$$, pg_temp.acct('a'),
+		(SELECT created_at FROM payledger.transfers WHERE id = pg_temp.tid('ab')),
+		(SELECT created_at FROM payledger.transfers WHERE id = pg_temp.tid('legs')))),
+	'ab,hold-pending,hold-posted,hold-voided,hold-declined,legs', 'an account''s window, leg sets and holds included');
 SELECT is_empty($$SELECT * FROM payledger.list_transfers(since => clock_timestamp() + interval '1 hour')$$, 'a window in the future is empty');
 
 -- keyset pages of 2 over the whole ledger: every transfer once, in order
