@@ -416,6 +416,13 @@ archives_exist(void)
  * attached to the log.  A record failing any of these is reported and not
  * used: a forged record must not vouch for chains deleted from the log.
  */
+/* columns of load_archives()'s query */
+enum
+{
+	ARCHIVE_NAME = 1, ARCHIVE_CHECKPOINT, ARCHIVE_RECORD_MATCHES, ARCHIVE_RANGE_MATCHES,
+	ARCHIVE_STILL_ATTACHED
+};
+
 static void
 load_archives(VerifyState *st, ArchiveSet *set)
 {
@@ -447,19 +454,19 @@ load_archives(VerifyState *st, ArchiveSet *set)
 		HeapTuple	tup = SPI_tuptable->vals[r];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
-		char	   *name = SPI_getvalue(tup, desc, 1);
-		Jsonb	   *cp = DatumGetJsonbP(SPI_getbinval(tup, desc, 2, &isnull));
+		char	   *name = SPI_getvalue(tup, desc, ARCHIVE_NAME);
+		Jsonb	   *cp = DatumGetJsonbP(SPI_getbinval(tup, desc, ARCHIVE_CHECKPOINT, &isnull));
 		ArchiveRecord *rec = &set->records[set->n];
 		int64		max_id;
 
 		if (!checkpoint_signed(cp) ||
-			!DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)))
+			!DatumGetBool(SPI_getbinval(tup, desc, ARCHIVE_RECORD_MATCHES, &isnull)))
 			fail(st, (Datum) 0, true, psprintf("the archive record of %s does not match its signature (edited or forged)",
 											   name));
-		else if (!DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
+		else if (!DatumGetBool(SPI_getbinval(tup, desc, ARCHIVE_RANGE_MATCHES, &isnull)))
 			fail(st, (Datum) 0, true, psprintf("the archive record of %s does not match the month create_audit_partitions() made (forged)",
 											   name));
-		else if (DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull)))
+		else if (DatumGetBool(SPI_getbinval(tup, desc, ARCHIVE_STILL_ATTACHED, &isnull)))
 			fail(st, (Datum) 0, true, psprintf("the archive record of %s names a month still attached to the log (forged)",
 											   name));
 		else
@@ -837,6 +844,15 @@ PlAuditVerifySource(const char *source, char **problem)
 }
 
 /*
+ * columns of verify_audit_log()'s and verify_audit_archive()'s result,
+ * 0-based
+ */
+enum
+{
+	RESULT_OK, RESULT_ROWS_CHECKED, RESULT_FIRST_BAD_EVENT, RESULT_PROBLEM, RESULT_NCOLS
+};
+
+/*
  * Verifies source (archive: a detached month, else the audit log with its
  * archive records) and returns the summary row.
  */
@@ -846,8 +862,8 @@ verify_result(FunctionCallInfo fcinfo, const char *source, Jsonb *checkpoint, bo
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	PlPrivState priv;
 	VerifyState st;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
+	Datum		values[RESULT_NCOLS];
+	bool		nulls[RESULT_NCOLS] = {false, false, false, false};
 
 	InitMaterializedSRF(fcinfo, 0);
 	PlSpiBegin(&priv);
@@ -890,16 +906,16 @@ verify_result(FunctionCallInfo fcinfo, const char *source, Jsonb *checkpoint, bo
 		st.has_bad_event = false;
 		st.problem = "the checkpoint's signature does not match its content (forged or edited checkpoint, or another signing key)";
 	}
-	values[0] = BoolGetDatum(st.ok);
-	values[1] = Int64GetDatum(st.rows);
+	values[RESULT_OK] = BoolGetDatum(st.ok);
+	values[RESULT_ROWS_CHECKED] = Int64GetDatum(st.rows);
 	if (st.has_bad_event)
-		values[2] = UUIDPGetDatum(&st.bad_event);
+		values[RESULT_FIRST_BAD_EVENT] = UUIDPGetDatum(&st.bad_event);
 	else
-		nulls[2] = true;
+		nulls[RESULT_FIRST_BAD_EVENT] = true;
 	if (st.problem)
-		values[3] = CStringGetTextDatum(st.problem);
+		values[RESULT_PROBLEM] = CStringGetTextDatum(st.problem);
 	else
-		nulls[3] = true;
+		nulls[RESULT_PROBLEM] = true;
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	PlSpiEnd(&priv);
 	return (Datum) 0;

@@ -36,7 +36,6 @@ declare -A LONG_FUNCTIONS=(
 # file -> literal SQL positions it still has
 declare -A LITERAL_POSITIONS=(
 	[access.c]=3
-	[audit_chain.c]=11
 	[holds.c]=2
 	[payments.c]=8
 	[reads.c]=35
