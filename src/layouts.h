@@ -150,6 +150,14 @@
 #define Anum_payments_updated_at			23
 #define Natts_payments						23
 
+/* payledger.sub_balances (read directly by sub_balances.c) */
+#define Anum_sub_balances_account_id		1
+#define Anum_sub_balances_slot				2
+#define Anum_sub_balances_sub_account_id	3
+#define Anum_sub_balances_active			4
+#define Anum_sub_balances_created_at		5
+#define Natts_sub_balances					5
+
 /* payledger.transfers */
 #define Anum_transfers_id				1
 #define Anum_transfers_kind				2

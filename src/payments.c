@@ -433,6 +433,39 @@ payment_outcome(PaymentCall *call, const char *state, const char *reason, Timest
 	PlRequestOutcome(&call->req, &call->payment_id, state, reason, now);
 }
 
+/*
+ * The last step of every payment call: its audit row (of type, from
+ * previous to state) and its outcome.  declined, a reason code, marks the
+ * call failed or declined and is the outcome's reason; otherwise why (the
+ * caller's reason for a refund or dispute, or NULL) goes with the audit row.
+ */
+static void
+finish_payment_call(PaymentCall *call, Payment *p, const char *type, const char *previous,
+					const char *state, int64 amount, const char *declined, const char *why,
+					TimestampTz now)
+{
+	payment_event(p, type, previous, state, amount, declined == NULL,
+				  declined ? declined : why, call->req.key, now);
+	payment_outcome(call, state, declined, now);
+}
+
+/*
+ * The last step of a payment call that changes the payment's state: the
+ * row written (store_payment, which stamps authorized_at or captured_at
+ * when it becomes authorized or captured), then its audit row, from the
+ * state it had, and the outcome (finish_payment_call).
+ */
+static void
+move_payment(PaymentCall *call, Payment *p, const char *type, const char *state,
+			 int64 amount, const char *declined, const char *why, TimestampTz now)
+{
+	const char *previous = p->state;
+
+	store_payment(p, state, now, strcmp(state, "authorized") == 0,
+				  strcmp(state, "captured") == 0);
+	finish_payment_call(call, p, type, previous, state, amount, declined, why, now);
+}
+
 /* a new payment as the caller describes it */
 typedef struct NewPayment
 {
@@ -637,16 +670,10 @@ authorize_work(PlRequest *req)
 	now = GetCurrentTimestamp();
 	if (reason == NULL)
 	{
-		store_payment(&p, "authorized", now, true, false);
-		payment_event(&p, "PAYMENT_AUTHORIZED", "pending", "authorized", p.amount, true, NULL,
-					  req->key, now);
-		payment_outcome(call, "authorized", NULL, now);
+		move_payment(call, &p, "PAYMENT_AUTHORIZED", "authorized", p.amount, NULL, NULL, now);
 		return;
 	}
-	store_payment(&p, "failed", now, false, false);
-	payment_event(&p, "PAYMENT_FAILED", "pending", "failed", p.amount, false, reason,
-				  req->key, now);
-	payment_outcome(call, "failed", reason, now);
+	move_payment(call, &p, "PAYMENT_FAILED", "failed", p.amount, reason, NULL, now);
 }
 
 /*
@@ -818,27 +845,20 @@ capture_work(PlRequest *req)
 	if (reason != NULL && strncmp(reason, "ACCOUNT_", 8) == 0)
 	{
 		/* a frozen or closed account: declined, the authorization stands */
-		payment_event(&p, "PAYMENT_CAPTURED", "authorized", "authorized", captured, false, reason,
-					  req->key, now);
-		payment_outcome(call, "authorized", reason, now);
+		finish_payment_call(call, &p, "PAYMENT_CAPTURED", "authorized", "authorized",
+							captured, reason, NULL, now);
 		return;
 	}
 	if (reason != NULL)
 	{
 		/* the authorization ran out: the payment expires */
-		store_payment(&p, "expired", now, false, false);
-		payment_event(&p, "PAYMENT_EXPIRED", "authorized", "expired", p.amount, false, reason,
-					  req->key, now);
-		payment_outcome(call, "expired", reason, now);
+		move_payment(call, &p, "PAYMENT_EXPIRED", "expired", p.amount, reason, NULL, now);
 		return;
 	}
 	pay_splits(call, &p);
 	p.captured = captured;
 	p.fees = call->split_total;
-	store_payment(&p, "captured", now, false, true);
-	payment_event(&p, "PAYMENT_CAPTURED", "authorized", "captured", captured, true, NULL,
-				  req->key, now);
-	payment_outcome(call, "captured", NULL, now);
+	move_payment(call, &p, "PAYMENT_CAPTURED", "captured", captured, NULL, NULL, now);
 }
 
 /*
@@ -887,15 +907,10 @@ void_work(PlRequest *req)
 	reason = PlHoldSettle(&p.hold_id, false, false, 0, req->key, req->hash, now, NULL, 0, 0);
 	if (reason != NULL)
 	{
-		store_payment(&p, "expired", now, false, false);
-		payment_event(&p, "PAYMENT_EXPIRED", "authorized", "expired", p.amount, false, reason,
-					  req->key, now);
-		payment_outcome(call, "expired", reason, now);
+		move_payment(call, &p, "PAYMENT_EXPIRED", "expired", p.amount, reason, NULL, now);
 		return;
 	}
-	store_payment(&p, "voided", now, false, false);
-	payment_event(&p, "PAYMENT_VOIDED", "authorized", "voided", p.amount, true, NULL, req->key, now);
-	payment_outcome(call, "voided", NULL, now);
+	move_payment(call, &p, "PAYMENT_VOIDED", "voided", p.amount, NULL, NULL, now);
 }
 
 /*
@@ -938,6 +953,22 @@ amount_and_reason(FunctionCallInfo fcinfo, PlHasher *h, const char *what, char *
 	return amount;
 }
 
+/*
+ * A refund or a dispute: its amount and reason (arguments 1 and 3), the key
+ * (argument 2), then the pipeline with the work given.
+ */
+static Datum
+run_amount_call(FunctionCallInfo fcinfo, const char *operation, PlRequestStep work,
+				const char *what)
+{
+	PaymentCall call;
+	PlHasher   *h = PlHashBegin(operation);
+
+	payment_call_init(&call, operation, work);
+	call.amount = amount_and_reason(fcinfo, h, what, &call.why);
+	return run_payment_call(fcinfo, &call, 2, h);
+}
+
 /* 22023 when amount is more than what is left of the payment */
 static void
 check_left(const char *operation, int64 amount, int64 left)
@@ -951,24 +982,34 @@ check_left(const char *operation, int64 amount, int64 left)
 }
 
 /*
+ * The first step of a refund or a dispute: the payment locked, captured
+ * (PY001 otherwise) and with at least the call's amount left (22023).
+ */
+static void
+lock_captured_payment(PaymentCall *call, const char *operation, Payment *p)
+{
+	static const char *const from[] = {"captured", "partially_refunded", "settled"};
+
+	lock_payment(&call->payment_id, p);
+	require_state(p, operation, from, lengthof(from));
+	check_left(operation, call->amount, p->captured - p->refunded);
+}
+
+/*
  * The work of refund_payment: the amount back from the merchant account to
  * the source; a decline leaves the state as it is.
  */
 static void
 refund_work(PlRequest *req)
 {
-	static const char *const from[] = {"captured", "partially_refunded", "settled"};
 	PaymentCall *call = req->arg;
 	Payment		p;
 	TimestampTz now;
 	const char *reason;
 	const char *state;
-	const char *previous;
 	pg_uuid_t	refund_id;
 
-	lock_payment(&call->payment_id, &p);
-	require_state(&p, "refund", from, lengthof(from));
-	check_left("refund", call->amount, p.captured - p.refunded);
+	lock_captured_payment(call, "refund", &p);
 
 	PlUuidV7(&refund_id);
 	reason = PlPostTransfer(&refund_id, "refund", &p.merchant_account, &p.source_account,
@@ -976,18 +1017,13 @@ refund_work(PlRequest *req)
 							&p.correlation_id, &now);
 	if (reason != NULL)
 	{
-		payment_event(&p, "PAYMENT_REFUNDED", p.state, p.state, call->amount, false, reason,
-					  req->key, now);
-		payment_outcome(call, p.state, reason, now);
+		finish_payment_call(call, &p, "PAYMENT_REFUNDED", p.state, p.state,
+							call->amount, reason, NULL, now);
 		return;
 	}
 	p.refunded += call->amount;
 	state = (p.refunded == p.captured) ? "refunded" : "partially_refunded";
-	previous = p.state;
-	store_payment(&p, state, now, false, false);
-	payment_event(&p, "PAYMENT_REFUNDED", previous, state, call->amount, true, call->why,
-				  req->key, now);
-	payment_outcome(call, state, NULL, now);
+	move_payment(call, &p, "PAYMENT_REFUNDED", state, call->amount, NULL, call->why, now);
 }
 
 /*
@@ -1004,12 +1040,7 @@ PG_FUNCTION_INFO_V1(refund_payment);
 Datum
 refund_payment(PG_FUNCTION_ARGS)
 {
-	PaymentCall call;
-	PlHasher   *h = PlHashBegin("refund_payment");
-
-	payment_call_init(&call, "refund_payment", refund_work);
-	call.amount = amount_and_reason(fcinfo, h, "refund reason", &call.why);
-	return run_payment_call(fcinfo, &call, 2, h);
+	return run_amount_call(fcinfo, "refund_payment", refund_work, "refund reason");
 }
 
 /* The work of fail_payment: -> failed, an authorization's hold released. */
@@ -1020,18 +1051,13 @@ fail_work(PlRequest *req)
 	PaymentCall *call = req->arg;
 	Payment		p;
 	TimestampTz now;
-	const char *previous;
 
 	lock_payment(&call->payment_id, &p);
 	require_state(&p, "fail", from, lengthof(from));
 	now = GetCurrentTimestamp();
-	previous = p.state;
 	if (strcmp(p.state, "authorized") == 0)
 		(void) PlHoldSettle(&p.hold_id, false, false, 0, req->key, req->hash, now, NULL, 0, 0);
-	store_payment(&p, "failed", now, false, false);
-	payment_event(&p, "PAYMENT_FAILED", previous, "failed", p.amount, false, call->why,
-				  req->key, now);
-	payment_outcome(call, "failed", call->why, now);
+	move_payment(call, &p, "PAYMENT_FAILED", "failed", p.amount, call->why, NULL, now);
 }
 
 /*
@@ -1251,7 +1277,6 @@ store_dispute(Payment *p, const char *state, const char *before)
 static void
 dispute_work(PlRequest *req)
 {
-	static const char *const from[] = {"captured", "partially_refunded", "settled"};
 	PaymentCall *call = req->arg;
 	Payment		p;
 	TimestampTz now;
@@ -1260,9 +1285,7 @@ dispute_work(PlRequest *req)
 	TimestampTz never;
 	const char *before;
 
-	lock_payment(&call->payment_id, &p);
-	require_state(&p, "dispute", from, lengthof(from));
-	check_left("dispute", call->amount, p.captured - p.refunded);
+	lock_captured_payment(call, "dispute", &p);
 	now = GetCurrentTimestamp();
 	/* reserved until resolve_dispute: no expiry, so no sweep releases it */
 	TIMESTAMP_NOEND(never);
@@ -1272,9 +1295,8 @@ dispute_work(PlRequest *req)
 						  &p.correlation_id);
 	if (reason != NULL)
 	{
-		payment_event(&p, "PAYMENT_DISPUTED", p.state, p.state, call->amount, false, reason,
-					  req->key, now);
-		payment_outcome(call, p.state, reason, now);
+		finish_payment_call(call, &p, "PAYMENT_DISPUTED", p.state, p.state,
+							call->amount, reason, NULL, now);
 		return;
 	}
 	before = p.state;
@@ -1282,9 +1304,8 @@ dispute_work(PlRequest *req)
 	p.has_dispute_hold = true;
 	p.dispute_hold_id = hold_id;
 	store_dispute(&p, "disputed", before);
-	payment_event(&p, "PAYMENT_DISPUTED", before, "disputed", call->amount, true, call->why,
-				  req->key, now);
-	payment_outcome(call, "disputed", NULL, now);
+	finish_payment_call(call, &p, "PAYMENT_DISPUTED", before, "disputed",
+						call->amount, NULL, call->why, now);
 }
 
 /*
@@ -1303,12 +1324,7 @@ PG_FUNCTION_INFO_V1(dispute_payment);
 Datum
 dispute_payment(PG_FUNCTION_ARGS)
 {
-	PaymentCall call;
-	PlHasher   *h = PlHashBegin("dispute_payment");
-
-	payment_call_init(&call, "dispute_payment", dispute_work);
-	call.amount = amount_and_reason(fcinfo, h, "dispute reason", &call.why);
-	return run_payment_call(fcinfo, &call, 2, h);
+	return run_amount_call(fcinfo, "dispute_payment", dispute_work, "dispute reason");
 }
 
 /*
@@ -1335,7 +1351,8 @@ resolve_work(PlRequest *req)
 								NULL, 0, 0);
 		p.disputed = 0;
 		store_dispute(&p, state, NULL);
-		payment_event(&p, "DISPUTE_WON", "disputed", state, 0, true, NULL, req->key, now);
+		finish_payment_call(call, &p, "DISPUTE_WON", "disputed", state, 0, NULL, NULL, now);
+		return;
 	}
 	else
 	{
@@ -1348,9 +1365,8 @@ resolve_work(PlRequest *req)
 		if (declined != NULL && strncmp(declined, "ACCOUNT_", 8) == 0)
 		{
 			/* a frozen or closed account: declined, the dispute stays open */
-			payment_event(&p, "PAYMENT_CHARGED_BACK", "disputed", "disputed", p.disputed, false,
-						  declined, req->key, now);
-			payment_outcome(call, "disputed", declined, now);
+			finish_payment_call(call, &p, "PAYMENT_CHARGED_BACK", "disputed", "disputed",
+								p.disputed, declined, NULL, now);
 			return;
 		}
 		if (declined != NULL)
@@ -1358,10 +1374,9 @@ resolve_work(PlRequest *req)
 					(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
 					 errmsg("the disputed funds can no longer be charged back: %s", declined)));
 		store_dispute(&p, state, p.state_before_dispute);
-		payment_event(&p, "PAYMENT_CHARGED_BACK", "disputed", state, p.disputed, true, NULL,
-					  req->key, now);
+		finish_payment_call(call, &p, "PAYMENT_CHARGED_BACK", "disputed", state, p.disputed,
+							NULL, NULL, now);
 	}
-	payment_outcome(call, state, NULL, now);
 }
 
 /*

@@ -54,6 +54,7 @@
 
 #include "payledger.h"
 #include "util.h"
+#include "layouts.h"
 #include "spi_plans.h"
 #include "audit.h"
 #include "ledger.h"
@@ -162,10 +163,12 @@ sb_load(void)
 			maxrows *= 2;
 			rows = repalloc(rows, sizeof(SlotRow) * maxrows);
 		}
-		rows[nrows].account_id = *DatumGetUUIDP(heap_getattr(tup, 1, desc, &isnull));
-		rows[nrows].slot = DatumGetInt32(heap_getattr(tup, 2, desc, &isnull));
-		rows[nrows].sub_id = *DatumGetUUIDP(heap_getattr(tup, 3, desc, &isnull));
-		rows[nrows].active = DatumGetBool(heap_getattr(tup, 4, desc, &isnull));
+		rows[nrows].account_id = *DatumGetUUIDP(heap_getattr(tup, Anum_sub_balances_account_id,
+															   desc, &isnull));
+		rows[nrows].slot = DatumGetInt32(heap_getattr(tup, Anum_sub_balances_slot, desc, &isnull));
+		rows[nrows].sub_id = *DatumGetUUIDP(heap_getattr(tup, Anum_sub_balances_sub_account_id,
+														   desc, &isnull));
+		rows[nrows].active = DatumGetBool(heap_getattr(tup, Anum_sub_balances_active, desc, &isnull));
 		nrows++;
 	}
 	table_endscan(scan);
@@ -338,6 +341,164 @@ PlSubBalanceTotal(const pg_uuid_t *id, int64 *versions, int64 *pending_credits)
 	return total;
 }
 
+/* parameters and results of the kept plans set_sub_balances() runs, 0-based */
+enum
+{
+	ACCOUNT_LOCK_ID, ACCOUNT_LOCK_NARGS
+};
+#define ACCOUNT_LOCK_COL_CURRENCY 1	/* result columns, 1-based as SPI_getvalue */
+#define ACCOUNT_LOCK_COL_STATUS 4
+enum
+{
+	ACCOUNT_INSERT_ID, ACCOUNT_INSERT_CURRENCY, ACCOUNT_INSERT_KIND, ACCOUNT_INSERT_MIN_BALANCE,
+	ACCOUNT_INSERT_METADATA, ACCOUNT_INSERT_AT, ACCOUNT_INSERT_NARGS
+};
+enum
+{
+	SUB_INSERT_ACCOUNT, SUB_INSERT_SLOT, SUB_INSERT_SUB_ACCOUNT, SUB_INSERT_AT, SUB_INSERT_NARGS
+};
+enum
+{
+	SUB_COUNT_ACCOUNT, SUB_COUNT_NARGS
+};
+#define SUB_COUNT_COL_MAX_SLOT 1	/* result column, 1-based as SPI_getbinval */
+enum
+{
+	SUB_ACTIVATE_ACCOUNT, SUB_ACTIVATE_WANTED, SUB_ACTIVATE_NARGS
+};
+
+/* 22023 unless 0..PL_MAX_SUB_BALANCES */
+static void
+check_sub_balance_count(int32 wanted)
+{
+	if (wanted < 0 || wanted > PL_MAX_SUB_BALANCES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sub_balances must be between 0 and %d", PL_MAX_SUB_BALANCES),
+				 errhint("About one per session that credits the account at the same time is enough.")));
+}
+
+/* payledger.sub_balances, which a schema older than the library lacks */
+static Oid
+sub_balances_relid(void)
+{
+	Oid			relid = get_relname_relid("sub_balances", get_namespace_oid("payledger", false));
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("payledger's schema is older than its library"),
+				 errhint("Run ALTER EXTENSION payledger UPDATE.")));
+	return relid;
+}
+
+/*
+ * Locks the account's own row and returns its currency: PY005 when there
+ * is no such account, PY001 when it is closed.
+ */
+static char *
+lock_hot_account(pg_uuid_t *id)
+{
+	Datum		values[ACCOUNT_LOCK_NARGS];
+	char	   *status;
+
+	values[ACCOUNT_LOCK_ID] = UUIDPGetDatum(id);
+	if (PlExec(PLAN_ACCOUNT_LOCK, values, NULL, 1) != SPI_OK_SELECT)
+		elog(ERROR, "account lookup failed");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+				 errmsg("account %s does not exist", PlUuidText(id))));
+	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, ACCOUNT_LOCK_COL_STATUS);
+	if (strcmp(status, "closed") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
+				 errmsg("account %s is closed", PlUuidText(id))));
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, ACCOUNT_LOCK_COL_CURRENCY);
+}
+
+/* How many sub-balance rows the account has (its highest slot). */
+static int32
+sub_balance_count(pg_uuid_t *id)
+{
+	Datum		values[SUB_COUNT_NARGS];
+	bool		isnull;
+
+	values[SUB_COUNT_ACCOUNT] = UUIDPGetDatum(id);
+	if (PlExec(PLAN_SUB_BALANCES_COUNT, values, NULL, 1) != SPI_OK_SELECT)
+		elog(ERROR, "sub-balance lookup failed");
+	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									   SUB_COUNT_COL_MAX_SLOT, &isnull));
+}
+
+/*
+ * Opens sub-balance row number slot of the account: an account of kind
+ * 'sub_balance' without a floor, its payledger.sub_balances row, and its
+ * ACCOUNT_CREATED audit row.
+ */
+static void
+add_sub_balance(pg_uuid_t *id, int32 slot, const char *currency, TimestampTz now)
+{
+	pg_uuid_t	sub;
+	Jsonb	   *meta;
+	Datum		account[ACCOUNT_INSERT_NARGS];
+	char		account_nulls[ACCOUNT_INSERT_NARGS];
+	Datum		row[SUB_INSERT_NARGS];
+	PlAuditEvent ev;
+
+	PlUuidV7(&sub);
+	meta = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(
+															psprintf("{\"sub_balance_of\": \"%s\", \"slot\": %d}",
+																	 PlUuidText(id), slot))));
+	memset(account_nulls, ' ', sizeof(account_nulls));
+	account[ACCOUNT_INSERT_ID] = UUIDPGetDatum(&sub);
+	account[ACCOUNT_INSERT_CURRENCY] = CStringGetTextDatum(currency);
+	account[ACCOUNT_INSERT_KIND] = CStringGetTextDatum("sub_balance");
+	account[ACCOUNT_INSERT_MIN_BALANCE] = (Datum) 0;
+	account_nulls[ACCOUNT_INSERT_MIN_BALANCE] = 'n';	/* no floor */
+	account[ACCOUNT_INSERT_METADATA] = JsonbPGetDatum(meta);
+	account[ACCOUNT_INSERT_AT] = TimestampTzGetDatum(now);
+	if (PlExec(PLAN_ACCOUNT_INSERT, account, account_nulls, 0) != SPI_OK_INSERT ||
+		SPI_processed != 1)
+		elog(ERROR, "sub-balance account insert failed");
+
+	row[SUB_INSERT_ACCOUNT] = UUIDPGetDatum(id);
+	row[SUB_INSERT_SLOT] = Int32GetDatum(slot);
+	row[SUB_INSERT_SUB_ACCOUNT] = UUIDPGetDatum(&sub);
+	row[SUB_INSERT_AT] = TimestampTzGetDatum(now);
+	if (PlExec(PLAN_SUB_BALANCE_INSERT, row, NULL, 0) != SPI_OK_INSERT)
+		elog(ERROR, "sub-balance insert failed");
+
+	PlAuditInit(&ev, "ACCOUNT_CREATED", now);
+	ev.new_state = "active";
+	ev.account_id = &sub;
+	ev.correlation_id = id;
+	ev.currency = currency;
+	ev.metadata = meta;
+	PlAuditWrite(&ev);
+}
+
+/* Slots 1..wanted take credits, the others not; ACCOUNT_SUB_BALANCES_SET. */
+static void
+activate_sub_balances(pg_uuid_t *id, int32 wanted, const char *currency, TimestampTz now)
+{
+	Datum		values[SUB_ACTIVATE_NARGS];
+	PlAuditEvent ev;
+
+	values[SUB_ACTIVATE_ACCOUNT] = UUIDPGetDatum(id);
+	values[SUB_ACTIVATE_WANTED] = Int32GetDatum(wanted);
+	if (PlExec(PLAN_SUB_BALANCES_ACTIVATE, values, NULL, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "sub-balance update failed");
+
+	PlAuditInit(&ev, "ACCOUNT_SUB_BALANCES_SET", now);
+	ev.account_id = id;
+	ev.correlation_id = id;
+	ev.currency = currency;
+	ev.metadata = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(
+																   psprintf("{\"sub_balances\": %d}", wanted))));
+	PlAuditWrite(&ev);
+}
+
 /*
  * payledger.set_sub_balances(account_id uuid, sub_balances integer)
  *		RETURNS integer
@@ -354,101 +515,23 @@ set_sub_balances(PG_FUNCTION_ARGS)
 	pg_uuid_t  *id;
 	int32		wanted;
 	PlPrivState priv;
-	Datum		values[6];
-	char		nulls[6] = "      ";
-	bool		isnull;
 	char	   *currency;
-	char	   *status;
-	int32		existing = 0;
 	Oid			relid;
 	TimestampTz now = GetCurrentTimestamp();
-	PlAuditEvent ev;
 
 	PlRequireArg(fcinfo, 0, "account_id");
 	PlRequireArg(fcinfo, 1, "sub_balances");
 	id = PG_GETARG_UUID_P(0);
 	wanted = PG_GETARG_INT32(1);
-	if (wanted < 0 || wanted > PL_MAX_SUB_BALANCES)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("sub_balances must be between 0 and %d", PL_MAX_SUB_BALANCES),
-				 errhint("About one per session that credits the account at the same time is enough.")));
+	check_sub_balance_count(wanted);
 
 	PlSpiBegin(&priv);
-	relid = get_relname_relid("sub_balances", get_namespace_oid("payledger", false));
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("payledger's schema is older than its library"),
-				 errhint("Run ALTER EXTENSION payledger UPDATE.")));
+	relid = sub_balances_relid();
 	PlRejectSubBalance(id);
-
-	values[0] = UUIDPGetDatum(id);
-	if (PlExec(PLAN_ACCOUNT_LOCK, values, NULL, 1) != SPI_OK_SELECT)
-		elog(ERROR, "account lookup failed");
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
-				 errmsg("account %s does not exist", PlUuidText(id))));
-	currency = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
-	if (strcmp(status, "closed") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_PAYLEDGER_INVALID_STATE_TRANSITION),
-				 errmsg("account %s is closed", PlUuidText(id))));
-
-	if (PlExec(PLAN_SUB_BALANCES_COUNT, values, NULL, 1) != SPI_OK_SELECT)
-		elog(ERROR, "sub-balance lookup failed");
-	existing = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-
-	for (int32 slot = existing + 1; slot <= wanted; slot++)
-	{
-		pg_uuid_t	sub;
-		Jsonb	   *meta;
-
-		PlUuidV7(&sub);
-		meta = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(
-																  psprintf("{\"sub_balance_of\": \"%s\", \"slot\": %d}",
-																		   PlUuidText(id), slot))));
-		values[0] = UUIDPGetDatum(&sub);
-		values[1] = CStringGetTextDatum(currency);
-		values[2] = CStringGetTextDatum("sub_balance");
-		nulls[3] = 'n';
-		values[3] = (Datum) 0;
-		values[4] = JsonbPGetDatum(meta);
-		values[5] = TimestampTzGetDatum(now);
-		if (PlExec(PLAN_ACCOUNT_INSERT, values, nulls, 0) != SPI_OK_INSERT || SPI_processed != 1)
-			elog(ERROR, "sub-balance account insert failed");
-		nulls[3] = ' ';
-
-		values[0] = UUIDPGetDatum(id);
-		values[1] = Int32GetDatum(slot);
-		values[2] = UUIDPGetDatum(&sub);
-		values[3] = TimestampTzGetDatum(now);
-		if (PlExec(PLAN_SUB_BALANCE_INSERT, values, NULL, 0) != SPI_OK_INSERT)
-			elog(ERROR, "sub-balance insert failed");
-
-		PlAuditInit(&ev, "ACCOUNT_CREATED", now);
-		ev.new_state = "active";
-		ev.account_id = &sub;
-		ev.correlation_id = id;
-		ev.currency = currency;
-		ev.metadata = meta;
-		PlAuditWrite(&ev);
-	}
-
-	values[0] = UUIDPGetDatum(id);
-	values[1] = Int32GetDatum(wanted);
-	if (PlExec(PLAN_SUB_BALANCES_ACTIVATE, values, NULL, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "sub-balance update failed");
-
-	PlAuditInit(&ev, "ACCOUNT_SUB_BALANCES_SET", now);
-	ev.account_id = id;
-	ev.correlation_id = id;
-	ev.currency = currency;
-	ev.metadata = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(
-																   psprintf("{\"sub_balances\": %d}", wanted))));
-	PlAuditWrite(&ev);
+	currency = lock_hot_account(id);
+	for (int32 slot = sub_balance_count(id) + 1; slot <= wanted; slot++)
+		add_sub_balance(id, slot, currency, now);
+	activate_sub_balances(id, wanted, currency, now);
 
 	/* every backend rereads the table at its next transaction */
 	CacheInvalidateRelcacheByRelid(relid);

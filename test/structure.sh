@@ -31,7 +31,6 @@ MAX_FUNCTION_LINES=80
 declare -A LONG_FUNCTIONS=(
 	[caller_enqueue]=83
 	[PlLedgerWriterMain]=82
-	[set_sub_balances]=103
 )
 # file -> literal SQL positions it still has
 declare -A LITERAL_POSITIONS=(
@@ -39,7 +38,6 @@ declare -A LITERAL_POSITIONS=(
 	[holds.c]=2
 	[payments.c]=8
 	[reads.c]=35
-	[sub_balances.c]=14
 	[transfer.c]=3
 )
 
