@@ -51,3 +51,31 @@ SELECT payledger.ack_events('regress_metrics', (SELECT event_id FROM payledger.r
 SELECT value > 0 AS unacked FROM payledger.metrics
  WHERE metric = 'payledger_events_unacked' AND labels = '{"consumer": "regress_metrics"}';
 SELECT count(*) AS error_rows_without_preload FROM payledger.metrics WHERE metric = 'payledger_errors_total';
+
+-- a declined authorization: the payment fails (payments_total
+-- PAYMENT_FAILED), and its hold, declined by the money, is a rejected
+-- transfer like any declined hold() (a transfers row and a
+-- TRANSFER_REJECTED audit row), counted once in transfers_total; a
+-- successful one is a pending transfer (its hold); a fraud decline moves
+-- no money and writes no transfer, so only the payment counts it
+SELECT payledger.create_account('USD') AS shop \gset
+SELECT payledger.create_payment('00000000-0000-0000-0000-0000000000a1', '00000000-0000-0000-0000-0000000000b1',
+  1000000, 'USD', :'a', :'shop', 'metrics-pay-1') AS pay1 \gset
+SELECT pg_temp.snap();
+SELECT payledger.authorize_payment(:'pay1', 'metrics-auth-1');
+SELECT * FROM pg_temp.moved() WHERE metric IN ('payledger_transfers_total', 'payledger_payments_total');
+SELECT kind, status, reason_code FROM payledger.transfers WHERE idempotency_key = 'metrics-auth-1';
+SELECT payledger.create_payment('00000000-0000-0000-0000-0000000000a1', '00000000-0000-0000-0000-0000000000b1',
+  5, 'USD', :'a', :'shop', 'metrics-pay-2') AS pay2 \gset
+SELECT pg_temp.snap();
+SELECT payledger.authorize_payment(:'pay2', 'metrics-auth-2');
+SELECT * FROM pg_temp.moved() WHERE metric IN ('payledger_transfers_total', 'payledger_payments_total');
+CREATE FUNCTION pg_temp.always_fraud(p payledger.payments) RETURNS integer
+  LANGUAGE sql AS $$ SELECT 100 $$;
+SET payledger.risk_function = 'pg_temp.always_fraud';
+SELECT payledger.create_payment('00000000-0000-0000-0000-0000000000a1', '00000000-0000-0000-0000-0000000000b1',
+  5, 'USD', :'a', :'shop', 'metrics-pay-3') AS pay3 \gset
+SELECT pg_temp.snap();
+SELECT payledger.authorize_payment(:'pay3', 'metrics-auth-3');
+SELECT * FROM pg_temp.moved() WHERE metric IN ('payledger_transfers_total', 'payledger_payments_total');
+RESET payledger.risk_function;
