@@ -2,9 +2,11 @@
 # test.sh: runs every test of payledger (pg_regress, isolation, TAP, pgTAP)
 # against a throwaway cluster and ends with "N passed, M failed".
 # Run as root on Debian bookworm; it installs what it needs.
-# TEST_STEPS="regress isolation tap pgtap dist" and PROVE_TESTS="test/t/NNN_x.pl"
-# run a part of it, for a quicker loop while working; the structure check
-# (test/structure.sh, half a second) runs whatever TEST_STEPS says.
+# TEST_STEPS="regress isolation tap pgtap sanitize dist" and
+# PROVE_TESTS="test/t/NNN_x.pl" run a part of it, for a quicker loop while
+# working; the structure check (test/structure.sh, half a second) runs
+# whatever TEST_STEPS says.  The step sanitize is test/sanitize.sh: regress
+# and isolation again, against a build under AddressSanitizer and UBSan.
 set -uo pipefail
 . "$(dirname "$0")/test/common.sh"
 
@@ -73,7 +75,7 @@ run_step() {
 }
 
 # TEST_STEPS picks steps for a quicker loop (default: all); PROVE_TESTS picks TAP files.
-steps=" ${TEST_STEPS:-regress isolation tap pgtap dist} "
+steps=" ${TEST_STEPS:-regress isolation tap pgtap sanitize dist} "
 want() { case "$steps" in *" $1 "*) return 0 ;; esac; return 1; }
 
 # the code's shape (test/structure.sh): function sizes, include and call
@@ -102,6 +104,21 @@ fi
 if want pgtap; then
 	run_step pgtap "make pgtap"
 	count_tap "$WORK_DIR/pgtap.out"
+fi
+
+# regress and isolation under ASan and UBSan, with a cluster of its own (it
+# puts back the library it replaces)
+if want sanitize; then
+	log sanitize
+	if PG_CONFIG="$PG_BIN/pg_config" PGPORT_TEST=$PGPORT "$SRC_DIR/test/sanitize.sh" \
+		>"$WORK_DIR/sanitize.out" 2>&1; then
+		passed=$((passed + 1))
+		grep -E 'self-test|tests passed|sanitizer reports' "$WORK_DIR/sanitize.out" | sed 's/^/    /'
+	else
+		failed=$((failed + 1))
+		status=1
+		tail -n 60 "$WORK_DIR/sanitize.out"
+	fi
 fi
 
 # The release tarball: make dist in the checkout, then unpack, build it the

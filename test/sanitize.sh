@@ -25,8 +25,10 @@
 # Usage (as root, like test.sh):
 #   PG_CONFIG=/path/to/pg_config PGPORT_TEST=55499 test/sanitize.sh
 #   SANITIZE_TAP='test/t/142_fuzz.pl' test/sanitize.sh    # TAP tests too
-# It installs the instrumented library into PG_CONFIG's installation; run
-# test.sh (or make install) afterwards to put a normal build back.
+# It installs the instrumented library into PG_CONFIG's installation for
+# the run, and puts back the payledger.so it replaced when it ends (a
+# library built with ASan cannot be loaded without its runtime preloaded).
+# ./test.sh runs it as its step "sanitize" (about a minute).
 set -uo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -54,7 +56,24 @@ SAN="-fsanitize=$SANITIZERS -fno-sanitize=alignment -fno-omit-frame-pointer -fno
 case "$SANITIZERS" in *address*) asan=1 ;; *) asan= ;; esac
 case "$SANITIZERS" in *undefined*) ubsan=1 ;; *) ubsan= ;; esac
 
+LIBDIR=$("$PG_BIN/pg_config" --pkglibdir)
+SAVED_LIB=
+if [ -f "$LIBDIR/payledger.so" ]; then
+	SAVED_LIB=$(mktemp /tmp/payledger-saved.XXXXXX)
+	cp -p "$LIBDIR/payledger.so" "$SAVED_LIB"
+fi
+# a new file renamed over the instrumented one: a process that has the
+# instrumented one mapped keeps it
+restore_library() {
+	if [ -n "$SAVED_LIB" ]; then
+		cp -p "$SAVED_LIB" "$LIBDIR/.payledger.so.restore" &&
+			mv -f "$LIBDIR/.payledger.so.restore" "$LIBDIR/payledger.so"
+		rm -f "$SAVED_LIB"
+	fi
+}
+trap restore_library EXIT
 build_and_install "-DUSE_ASSERT_CHECKING -Wall -Wextra -Werror -Wno-unused-parameter $SAN' PG_LDFLAGS='$SAN"
+ldd "$LIBDIR/payledger.so" | grep -qE 'libubsan|libasan' || { echo "the installed payledger.so is not instrumented" >&2; exit 1; }
 
 as_pg "mkdir -p '$WORK_DIR/selftest'"
 # the preloaded library that makes ASan start (see above) and gives UBSan
@@ -99,7 +118,7 @@ export PGHOST="$WORK_DIR/cluster" PGPORT=${PGPORT_TEST:-55499} PGUSER=postgres P
 as_pg "mkdir -p '$PGHOST' && $SAN_ENV '$PG_BIN/initdb' -D '$PGHOST/data' -A trust -U postgres >/dev/null 2>'$WORK_DIR/initdb.log'" || exit 1
 as_pg "$SAN_ENV '$PG_BIN/pg_ctl' -D '$PGHOST/data' -w -l '$PGHOST/server.log' \
 	-o \"-p $PGPORT -k '$PGHOST' -c listen_addresses='' -c shared_buffers=256MB\" start >/dev/null" || exit 1
-trap stop_cluster EXIT
+trap 'stop_cluster; restore_library' EXIT
 
 # the planted errors: the same build flags, loaded by a backend of this server
 cat >"$WORK_DIR/selftest/planted.c" <<'EOF'
@@ -187,7 +206,6 @@ if [ -n "${SANITIZE_TAP:-}" ]; then
 fi
 
 as_pg "'$PG_BIN/pg_ctl' -D '$PGHOST/data' -m fast stop >/dev/null" || true
-ldd "$WORK_DIR/payledger.so" | grep -qE 'libubsan|libasan' || { echo "payledger.so is not instrumented" >&2; status=1; }
 # a TAP test's own kill -9 is no finding; any other signal is
 pattern='AddressSanitizer|runtime error:|TRAP:|terminated by signal ([0-8]|[1-9][0-9])\b'
 findings=$(cat "$PGHOST/server.log" "$WORK_DIR/initdb.log" | grep -cE "$pattern")
