@@ -16,10 +16,11 @@
  *
  * The calling session does everything that needs no ledger state before
  * it queues: 25001 in a transaction block, 55000 without preloading, the
- * arguments (22004, 22023, PY006, max_metadata_bytes), PY008, and the
- * context settings.  It then copies the request (its role, the arguments,
- * the key, the metadata and the payledger.* context settings of the
- * audit row) into a slot of a bounded queue in shared memory.
+ * arguments (22004, 22023, PY006, max_metadata_bytes), PY008, the
+ * context settings, the request hash and the masked metadata.  It then
+ * copies the request (its role, the arguments, the key, the hash, the
+ * metadata and the payledger.* context settings of the audit row) into a
+ * slot of a bounded queue in shared memory.
  *
  * The queue.  payledger.submit_queue_size slots, each with room for a
  * request (a larger one goes into a DSM segment the caller keeps until
@@ -97,6 +98,11 @@
 #include "pii.h"
 #include "direct.h"
 #include "idempotency.h"
+#include "audit.h"
+#include "access.h"
+#include "spi_plans.h"
+#include "metrics.h"
+#include "pipeline.h"
 #include "ledger.h"
 #include "ledger_writer.h"
 
@@ -196,7 +202,8 @@ PGDLLEXPORT void PlLedgerWriterMain(Datum main_arg);
 /*
  * A request, as the caller lays it out: this header, then each field at a
  * MAXALIGNed offset.  Strings include their NUL; a string of length 0 is
- * NULL.  The metadata is the jsonb as sent.
+ * NULL.  The metadata is the jsonb to store (e-mail addresses masked); the
+ * request hash covers it as sent.
  */
 typedef enum SubmitField
 {
@@ -218,7 +225,7 @@ typedef struct SubmitHeader
 	pg_uuid_t	from_id;
 	pg_uuid_t	to_id;
 	int64		amount;
-	int			max_metadata_bytes;
+	uint8		hash[PL_SHA256_LEN];	/* the request hash (transfer()'s) */
 	uint32		len[NFIELDS];
 } SubmitHeader;
 
@@ -717,7 +724,7 @@ put_string(char **buf, Size *off, SubmitHeader *hdr, SubmitField f, const char *
  * Lays a request out, twice: first (buf NULL) to learn its size.
  */
 static Size
-build_request(char *buf, const PlTransferArgs *args)
+build_request(char *buf, const PlTransferArgs *args, const uint8 *hash, Jsonb *stored)
 {
 	SubmitHeader hdr;
 	Size		off = sizeof(SubmitHeader);
@@ -727,10 +734,10 @@ build_request(char *buf, const PlTransferArgs *args)
 	hdr.from_id = args->from_id;
 	hdr.to_id = args->to_id;
 	hdr.amount = args->amount;
-	hdr.max_metadata_bytes = pl_max_metadata_bytes;
+	memcpy(hdr.hash, hash, PL_SHA256_LEN);
 	put_string(&buf, &off, &hdr, FIELD_CURRENCY, args->currency);
 	put_string(&buf, &off, &hdr, FIELD_KEY, args->key);
-	off = put_field(buf, off, &hdr, FIELD_METADATA, args->metadata, VARSIZE(args->metadata));
+	off = put_field(buf, off, &hdr, FIELD_METADATA, stored, VARSIZE(stored));
 	for (int i = 0; i < (int) lengthof(context_settings); i++)
 		put_string(&buf, &off, &hdr, context_settings[i].field, *context_settings[i].var);
 	if (buf != NULL)
@@ -774,6 +781,8 @@ Datum
 submit_transfer(PG_FUNCTION_ARGS)
 {
 	PlTransferArgs args;
+	uint8		hash[PL_SHA256_LEN];
+	Jsonb	   *stored;
 	Size		len;
 	char	   *payload = NULL;
 	dsm_segment *seg = NULL;
@@ -802,7 +811,11 @@ submit_transfer(PG_FUNCTION_ARGS)
 	if (pl_actor_id != NULL && pl_actor_id[0] != '\0')
 		PlRejectPanInText("payledger.actor_id", pl_actor_id);
 
-	len = build_request(NULL, &args);
+	/* what transfer() hashes and stores: the hash covers the metadata as sent */
+	PlTransferHash(&args.from_id, &args.to_id, args.amount, args.currency, args.metadata, hash);
+	stored = PlMaskJsonb(args.metadata);
+
+	len = build_request(NULL, &args, hash, stored);
 	if (len > PG_UINT32_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -810,12 +823,12 @@ submit_transfer(PG_FUNCTION_ARGS)
 	if (len <= SUBMIT_INLINE)
 	{
 		payload = palloc0(len);
-		(void) build_request(payload, &args);
+		(void) build_request(payload, &args, hash, stored);
 	}
 	else
 	{
 		seg = dsm_create(len, 0);
-		(void) build_request(dsm_segment_address(seg), &args);
+		(void) build_request(dsm_segment_address(seg), &args, hash, stored);
 	}
 	if (!caller_exit_registered)
 	{
@@ -998,20 +1011,55 @@ account_id_cmp(const void *a, const void *b)
 	return memcmp(((const pg_uuid_t *) a)->data, ((const pg_uuid_t *) b)->data, UUID_LEN);
 }
 
+/* the batch's locked account row of id, or NULL (unknown, or a sub-balance row) */
+static PlAccountRow *
+batch_account(PlLockedSet *locked, const pg_uuid_t *id)
+{
+	int			lo = 0;
+	int			hi = locked->n - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+		int			c = account_id_cmp(id, &locked->rows[mid].id);
+
+		if (c == 0)
+			return &locked->rows[mid];
+		if (c < 0)
+			hi = mid - 1;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+/* an account id an item names is a sub-balance row: 22023, as transfer() */
+static bool
+is_sub_balance_row(const pg_uuid_t *id)
+{
+	const PlSubBalances *sb = PlSubBalancesOf(id);
+
+	return sb != NULL && sb->is_sub_balance;
+}
+
 /*
  * Every key of the batch, then every account, locked in the order every
- * payledger call uses (keys, then accounts by id), so that the items that
- * follow wait for nothing and the writer never deadlocks with transfer()
- * and the other calls.  An unknown account is left to its item (PY005).
+ * payledger call uses (keys, then accounts by id: idempotency.c,
+ * posting.c), so that the items wait for nothing and the writer never
+ * deadlocks with transfer() and the other calls.  An account that is a
+ * sub-balance row, or (with probe) does not exist, is not locked: the items
+ * that name it raise 22023 or PY005 as transfer() would.  Accounts are locked on their
+ * own rows, also those with sub-balances: the writer credits a hot account
+ * once per batch, so it needs no spreading.
  */
-static void
-writer_lock_batch(WriterItem *items, int n)
+static PlLockedSet *
+writer_lock_batch(WriterItem *items, int n, Relation accounts, bool probe)
 {
 	uint64	   *hashes = palloc(sizeof(uint64) * n);
 	pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * n * 2);
 	int			nkeys = 0;
 	int			nids = 0;
-	Relation	accounts;
+	int			nknown = 0;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -1027,19 +1075,29 @@ writer_lock_batch(WriterItem *items, int n)
 	}
 	PlLockKeyHashes(hashes, nkeys);
 
+	/*
+	 * Without probe every account is expected to exist (PlLockAccountsFor
+	 * raises PY005 otherwise, and the batch is locked again with probe).
+	 * Accounts are never deleted: one that exists now still does when it is
+	 * locked.
+	 */
 	qsort(ids, nids, sizeof(pg_uuid_t), account_id_cmp);
-	accounts = PlOpenAccounts();
 	for (int i = 0; i < nids; i++)
 	{
-		PlAccountRow row;
+		HeapTuple	tup = NULL;
 
-		if (i > 0 && account_id_cmp(&ids[i - 1], &ids[i]) == 0)
+		if (nknown > 0 && account_id_cmp(&ids[nknown - 1], &ids[i]) == 0)
 			continue;
-		(void) PlLockAccountRow(accounts, &ids[i], &row);
+		if (is_sub_balance_row(&ids[i]))
+			continue;
+		if (probe && (tup = PlFetchRow(accounts, &ids[i])) == NULL)
+			continue;
+		if (tup != NULL)
+			heap_freetuple(tup);
+		ids[nknown++] = ids[i];
 	}
-	table_close(accounts, NoLock);
-	pfree(ids);
 	pfree(hashes);
+	return PlLockAccountsFor(accounts, ids, nknown, NULL);
 }
 
 /*
@@ -1050,7 +1108,6 @@ static int
 writer_push_context(WriterItem *item)
 {
 	int			level = -1;
-	char		bytes[16];
 
 	for (int i = 0; i < (int) lengthof(context_settings); i++)
 	{
@@ -1064,60 +1121,172 @@ writer_push_context(WriterItem *item)
 		(void) set_config_option(context_settings[i].name, want ? want : "",
 								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	}
-	if (item->hdr->max_metadata_bytes != pl_max_metadata_bytes)
-	{
-		if (level < 0)
-			level = NewGUCNestLevel();
-		snprintf(bytes, sizeof(bytes), "%d", item->hdr->max_metadata_bytes);
-		(void) set_config_option("payledger.max_metadata_bytes", bytes,
-								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	}
 	return level;
 }
 
-/* one submission, as transfer() runs it, as the role that submitted it */
+/*
+ * One submission, as transfer() runs it once its key and accounts are
+ * locked (transfer.c, pipeline.c): (3) replay or PY002, (4) a sub-balance
+ * row or an unknown account, (5) the currency, then the scope check and
+ * the declines, the key's record, the entries, the transfer row and the
+ * audit row.  The account rows are the batch's, changed in memory and
+ * written back once at the end of the batch.
+ */
 static void
-writer_run_item(WriterItem *item, MemoryContext item_cxt)
+writer_item(WriterItem *item, PlLockedSet *locked, Relation entries, int *nreplayed)
 {
-	PlTransferArgs args;
-	PlTransferOutcome out;
-	Oid			save_userid;
-	int			save_sec_context;
+	SubmitHeader *hdr = item->hdr;
+	const char *currency = item->field[FIELD_CURRENCY];
+	const char *key = item->field[FIELD_KEY];
+	Jsonb	   *metadata = (Jsonb *) item->field[FIELD_METADATA];
+	const pg_uuid_t *first;
+	const pg_uuid_t *second;
+	PlRequest	req;
 	int			level;
-	MemoryContext oldcxt = MemoryContextSwitchTo(item_cxt);
-
-	args.from_id = item->hdr->from_id;
-	args.to_id = item->hdr->to_id;
-	args.amount = item->hdr->amount;
-	args.currency = item->field[FIELD_CURRENCY];
-	args.key = item->field[FIELD_KEY];
-	args.metadata = (Jsonb *) item->field[FIELD_METADATA];
-	args.transfer_id = NULL;
-	args.always_keyed = true;
 
 	level = writer_push_context(item);
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(item->hdr->roleid, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	PlTransferRequest(&args, &out);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	PlRequestInit(&req, "transfer", NULL, key, NULL, NULL);
+	memcpy(req.hash, hdr->hash, PL_SHA256_LEN);
+	if (PlRequestLookup(&req))
+		(*nreplayed)++;
+	else
+	{
+		PlAccountRow *src;
+		PlAccountRow *dst;
+		pg_uuid_t	id;
+		const char *reason;
+		TimestampTz now;
+		PlAuditEvent ev;
+
+		/* transfer() meets the two ids in ascending order */
+		first = account_id_cmp(&hdr->from_id, &hdr->to_id) < 0 ? &hdr->from_id : &hdr->to_id;
+		second = first == &hdr->from_id ? &hdr->to_id : &hdr->from_id;
+		PlRejectSubBalance(first);
+		PlRejectSubBalance(second);
+		src = batch_account(locked, &hdr->from_id);
+		dst = batch_account(locked, &hdr->to_id);
+		if (src == NULL || dst == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+					 errmsg("account %s does not exist",
+							PlUuidText(src == NULL ? &hdr->from_id : &hdr->to_id))));
+		PlCheckAccountCurrency(src, currency);
+		PlCheckAccountCurrency(dst, currency);
+
+		PlUuidV7(&id);
+		reason = PlDeclineReason(src, dst, hdr->amount);
+		now = GetCurrentTimestamp();
+		PlRequestOutcome(&req, &id, reason ? "rejected" : "posted", reason, now);
+		PlRequestRecord(&req);
+		if (reason == NULL)
+		{
+			PlWriteEntry(entries, src, &id, -hdr->amount, now);
+			PlWriteEntry(entries, dst, &id, hdr->amount, now);
+		}
+		PlStoreTransfer(&id, "transfer", reason, currency, hdr->amount, &hdr->from_id,
+						&hdr->to_id, key, hdr->hash, metadata, now);
+		PlAuditMovement(&ev, "TRANSFER_POSTED", "posted", reason, &id, &hdr->from_id,
+						&hdr->to_id, hdr->amount, currency, key, metadata, NULL, now);
+		PlAuditWrite(&ev);
+		/* the next items' key lookups see this item's key */
+		CommandCounterIncrement();
+	}
 	if (level >= 0)
 		AtEOXact_GUC(true, level);
 
-	item->out = out;
-	strlcpy(item->status, out.status, sizeof(item->status));
-	strlcpy(item->reason, out.reason_code ? out.reason_code : "", sizeof(item->reason));
-	MemoryContextSwitchTo(oldcxt);
-	MemoryContextReset(item_cxt);
+	item->out.transfer_id = req.result_id;
+	item->out.replayed = req.replayed;
+	strlcpy(item->status, req.status, sizeof(item->status));
+	strlcpy(item->reason, req.reason ? req.reason : "", sizeof(item->reason));
+}
+
+/*
+ * The items not done yet, in the current transaction: the locks, then each
+ * item, in runs of the same submitting role, each run one call of the
+ * request pipeline's owner switch (PlSpiBegin) made as that role, so that
+ * the audit rows' db_role, the default actor and the merchant scope are
+ * the submitter's; then every changed account row written back once.
+ * *cur names the item being applied, for the caller's error handling.
+ */
+static void
+writer_run_batch(WriterItem *items, int n, bool probe, volatile int *cur)
+{
+	MemoryContext batch_mem = CurrentMemoryContext;
+	MemoryContext item_cxt = AllocSetContextCreate(batch_mem,
+												   "payledger ledger writer item",
+												   ALLOCSET_DEFAULT_SIZES);
+	Oid			save_userid;
+	int			save_sec_context;
+	PlPrivState priv;
+	Relation	accounts = NULL;
+	Relation	entries = NULL;
+	PlLockedSet *locked = NULL;
+	int			i = 0;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	while (i < n)
+	{
+		Oid			role;
+		int			nreplayed = 0;
+
+		if (items[i].done)
+		{
+			i++;
+			continue;
+		}
+		role = items[i].hdr->roleid;
+		SetUserIdAndSecContext(role, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+		PlSpiBegin(&priv);
+		if (locked == NULL)
+		{
+			/* the locked rows live until the end of the batch, not in SPI's memory */
+			MemoryContext spi_mem = MemoryContextSwitchTo(batch_mem);
+
+			accounts = PlOpenAccounts();
+			entries = PlOpenEntries();
+			locked = writer_lock_batch(items, n, accounts, probe);
+			MemoryContextSwitchTo(spi_mem);
+		}
+		PlScopeDebits(true);
+		for (; i < n; i++)
+		{
+			MemoryContext oldcxt;
+
+			if (items[i].done)
+				continue;
+			if (items[i].hdr->roleid != role)
+				break;
+			*cur = i;
+			oldcxt = MemoryContextSwitchTo(item_cxt);
+			writer_item(&items[i], locked, entries, &nreplayed);
+			MemoryContextSwitchTo(oldcxt);
+			MemoryContextReset(item_cxt);
+		}
+		*cur = -1;
+		PlScopeDebits(false);
+		if (nreplayed > 0)
+			PlCountReplays(nreplayed);
+		PlSpiEnd(&priv);
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+	if (locked != NULL)
+	{
+		PlFlushAccounts(accounts, locked, GetCurrentTimestamp());
+		table_close(entries, NoLock);
+		table_close(accounts, NoLock);
+	}
+	MemoryContextDelete(item_cxt);
 }
 
 /*
  * One attempt at the items not done yet, in one transaction.  True when it
  * committed, or when an error outside any item failed them all; false when
  * an item raised (that item is now done, failed, and the rest is to be
- * applied again).
+ * applied again), or when an unknown account made the locks fail (*probe
+ * is then set: the next attempt looks for the accounts first).
  */
 static bool
-writer_attempt(WriterItem *items, int n, MemoryContext batch_cxt)
+writer_attempt(WriterItem *items, int n, MemoryContext batch_cxt, bool *probe)
 {
 	volatile int cur = -1;
 	volatile bool finished = false;
@@ -1126,25 +1295,13 @@ writer_attempt(WriterItem *items, int n, MemoryContext batch_cxt)
 	StartTransactionCommand();
 	PG_TRY();
 	{
-		MemoryContext item_cxt;
-
 		PushActiveSnapshot(GetTransactionSnapshot());
 		/* the callers return once the batch is durable */
 		if (synchronous_commit < SYNCHRONOUS_COMMIT_ON)
 			(void) set_config_option("synchronous_commit", "on", PGC_SUSET, PGC_S_SESSION,
 									 GUC_ACTION_LOCAL, true, 0, false);
-		item_cxt = AllocSetContextCreate(TopTransactionContext, "payledger ledger writer item",
-										 ALLOCSET_DEFAULT_SIZES);
 		pgstat_report_activity(STATE_RUNNING, "payledger ledger writer: applying a batch");
-		writer_lock_batch(items, n);
-		for (int i = 0; i < n; i++)
-		{
-			if (items[i].done)
-				continue;
-			cur = i;
-			writer_run_item(&items[i], item_cxt);
-		}
-		cur = -1;
+		writer_run_batch(items, n, *probe, &cur);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		finished = true;
@@ -1157,15 +1314,24 @@ writer_attempt(WriterItem *items, int n, MemoryContext batch_cxt)
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
-		for (int i = 0; i < n; i++)
+		if (cur < 0 && edata->sqlerrcode == ERRCODE_PAYLEDGER_NOT_FOUND && !*probe)
 		{
-			if (items[i].done || (cur >= 0 && i != cur))
-				continue;
-			items[i].done = true;
-			items[i].failed = true;
-			items[i].error = edata;
+			/* an item names an unknown account: lock again, leaving it out */
+			*probe = true;
+			FreeErrorData(edata);
 		}
-		finished = (cur < 0);
+		else
+		{
+			for (int i = 0; i < n; i++)
+			{
+				if (items[i].done || (cur >= 0 && i != cur))
+					continue;
+				items[i].done = true;
+				items[i].failed = true;
+				items[i].error = edata;
+			}
+			finished = (cur < 0);
+		}
 	}
 	PG_END_TRY();
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -1180,7 +1346,9 @@ writer_attempt(WriterItem *items, int n, MemoryContext batch_cxt)
 static void
 writer_apply(WriterItem *items, int n, MemoryContext batch_cxt)
 {
-	while (!writer_attempt(items, n, batch_cxt))
+	bool		probe = false;
+
+	while (!writer_attempt(items, n, batch_cxt, &probe))
 		;
 	for (int i = 0; i < n; i++)
 		items[i].done = true;
