@@ -44,21 +44,28 @@
  * sides Assert before touching it.  A server crash resets shared memory
  * and ends every caller with it.
  *
- * The writer.  One per database, started on demand by the first caller
- * that finds none (dynamic background worker; like the notify worker it
- * exits after a while with nothing to do, and only when nothing is queued
- * for it).  It takes up to WRITER_MAX_BATCH submissions and applies them
- * in one transaction: first every key of the batch is locked, then every
- * account, in the order transfer() uses (idempotency.c, posting.c), so
- * the writer never deadlocks with concurrent payledger calls; then each
- * item runs PlTransferRequest(), the code of transfer(), as the role that
- * submitted it (the audit row's db_role, merchant scope) and with its
- * context settings.  Declines, replays and PY002 are per item.  When an
- * item raises an error, the transaction is rolled back, that error becomes
- * the item's result and the other items are applied again in a new
- * transaction: one bad item never fails the others, and no subtransaction
- * is needed.  The commit is durable (synchronous_commit at least on)
- * before any result is handed back and its caller's latch set.
+ * The writers.  payledger.ledger_writers (default 2) per database, each a
+ * dynamic background worker started on demand by a caller that finds one
+ * missing; like the notify worker a writer exits after a while with
+ * nothing to do, and only when nothing is queued.  Two writers let one
+ * apply a batch while the other's commit is being flushed, and on a busy
+ * machine give the serial part of the work two shares of the CPU.  A
+ * writer takes up to WRITER_MAX_BATCH queued submissions, oldest first,
+ * and applies them in one transaction: first every key of the batch is
+ * locked, then every account, in the order every payledger call uses
+ * (idempotency.c, posting.c), so writers never deadlock with each other
+ * or with concurrent transfer() calls; then each item runs the steps of
+ * transfer()'s request pipeline (pipeline.c, posting.c), as transfer_many
+ * runs its items, as the role that submitted it (the audit row's db_role,
+ * merchant scope) and with that session's context settings, on the
+ * batch's locked account rows, which are written back once.  Declines,
+ * replays and PY002 are per item.  When an item raises an error, the
+ * transaction is rolled back, that error becomes the item's result and the
+ * other items are applied again in a new transaction: one bad item never
+ * fails the others, and no subtransaction is needed.  The commit is
+ * durable (synchronous_commit at least on) before any result is handed
+ * back and its caller's latch set.  Callers wake an idle writer; a busy
+ * one looks at the queue again before it waits.
  *
  * Copyright (c) 2026, payledger authors
  *
@@ -159,17 +166,24 @@ typedef struct SubmitSlot
 	char		data[SUBMIT_INLINE];
 } SubmitSlot;
 
-typedef struct WriterSlot
+/* one ledger writer of a database (protected by the queue lock) */
+typedef struct WriterProc
 {
-	/* protected by the queue lock */
-	Oid			dboid;			/* InvalidOid: free */
-	bool		wanted;			/* a writer is registered or running */
-	pid_t		pid;			/* the running writer, 0 while none */
+	bool		wanted;			/* registered or running */
+	bool		idle;			/* waiting for work: a caller may wake it */
+	pid_t		pid;			/* 0 while not running */
 	TimestampTz registered_at;
 	Latch	   *latch;			/* the running writer's latch, or NULL */
-	int			head;			/* the database's queued submissions, oldest first */
+} WriterProc;
+
+/* a database's queue and its writers (protected by the queue lock) */
+typedef struct WriterSlot
+{
+	Oid			dboid;			/* InvalidOid: free */
+	int			head;			/* the queued submissions, oldest first */
 	int			tail;
 	int			nqueued;
+	WriterProc	procs[PL_MAX_LEDGER_WRITERS];
 } WriterSlot;
 
 typedef struct SubmitQueue
@@ -194,8 +208,9 @@ static uint64 my_ticket = 0;
 static dsm_segment *my_dsm = NULL;
 static bool caller_exit_registered = false;
 
-/* writer: its writer slot, once it owns it */
+/* writer: its database's writer slot and its place there, once it owns it */
 static int	writer_slot = SUBMIT_NONE;
+static int	writer_proc = SUBMIT_NONE;
 
 PGDLLEXPORT void PlLedgerWriterMain(Datum main_arg);
 
@@ -389,19 +404,52 @@ queue_remove_locked(WriterSlot *w, int slotno)
 }
 
 /*
- * The writer slot of this database, claiming a free one if it has none;
- * -1 when every writer slot serves another database.  *start is set when
- * the caller must register a writer (none registered, or a registration
- * that never started).
+ * The writer of w that a caller must register, or -1: one of the first
+ * payledger.ledger_writers that is neither registered nor running, or
+ * registered so long ago that it never started.  It is marked wanted.
  */
 static int
-writer_for_database_locked(TimestampTz now, bool *start)
+writer_to_start_locked(WriterSlot *w, TimestampTz now)
+{
+	for (int k = 0; k < Min(pl_ledger_writers, PL_MAX_LEDGER_WRITERS); k++)
+	{
+		WriterProc *p = &w->procs[k];
+
+		if (!p->wanted ||
+			(p->pid == 0 &&
+			 TimestampDifferenceExceeds(p->registered_at, now, WRITER_START_TIMEOUT_MS)))
+		{
+			p->wanted = true;
+			p->registered_at = now;
+			return k;
+		}
+	}
+	return SUBMIT_NONE;
+}
+
+/* some writer of w is registered or running */
+static bool
+writer_wanted_locked(WriterSlot *w)
+{
+	for (int k = 0; k < PL_MAX_LEDGER_WRITERS; k++)
+		if (w->procs[k].wanted)
+			return true;
+	return false;
+}
+
+/*
+ * The writer slot of this database, claiming a free one if it has none;
+ * -1 when every writer slot serves another database.  *start is the
+ * writer the caller must register, or -1.
+ */
+static int
+writer_for_database_locked(TimestampTz now, int *start)
 {
 	int			found = SUBMIT_NONE;
 	int			free_slot = SUBMIT_NONE;
 	WriterSlot *w;
 
-	*start = false;
+	*start = SUBMIT_NONE;
 	for (int i = 0; i < queue->nwriters && found == SUBMIT_NONE; i++)
 	{
 		if (writers[i].dboid == MyDatabaseId)
@@ -415,26 +463,33 @@ writer_for_database_locked(TimestampTz now, bool *start)
 			return SUBMIT_NONE;
 		found = free_slot;
 		w = &writers[found];
-		Assert(w->nqueued == 0 && w->head == SUBMIT_NONE);
+		Assert(w->nqueued == 0 && w->head == SUBMIT_NONE && !writer_wanted_locked(w));
+		memset(w->procs, 0, sizeof(w->procs));
 		w->dboid = MyDatabaseId;
-		w->wanted = false;
-		w->pid = 0;
-		w->latch = NULL;
 	}
-	w = &writers[found];
-	if (!w->wanted ||
-		(w->pid == 0 &&
-		 TimestampDifferenceExceeds(w->registered_at, now, WRITER_START_TIMEOUT_MS)))
-	{
-		w->wanted = true;
-		w->registered_at = now;
-		*start = true;
-	}
+	*start = writer_to_start_locked(&writers[found], now);
 	return found;
 }
 
+/* an idle writer of w to wake (no longer idle), or NULL when all are busy */
+static Latch *
+writer_to_wake_locked(WriterSlot *w)
+{
+	for (int k = 0; k < PL_MAX_LEDGER_WRITERS; k++)
+	{
+		WriterProc *p = &w->procs[k];
+
+		if (p->idle && p->latch != NULL)
+		{
+			p->idle = false;
+			return p->latch;
+		}
+	}
+	return NULL;
+}
+
 static bool
-register_writer(int w)
+register_writer(int w, int k)
 {
 	BackgroundWorker worker;
 	Oid			dboid = MyDatabaseId;
@@ -447,7 +502,7 @@ register_writer(int w)
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "PlLedgerWriterMain");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "payledger ledger writer for database %u", dboid);
 	snprintf(worker.bgw_type, BGW_MAXLEN, "payledger ledger writer");
-	worker.bgw_main_arg = Int32GetDatum(w);
+	worker.bgw_main_arg = Int32GetDatum(w * PL_MAX_LEDGER_WRITERS + k);
 	memcpy(worker.bgw_extra, &dboid, sizeof(dboid));
 	worker.bgw_notify_pid = 0;
 	return RegisterDynamicBackgroundWorker(&worker, NULL);
@@ -518,18 +573,24 @@ raise_busy(const char *detail, const char *hint)
 }
 
 /*
- * Registers a writer for this database, which the caller found missing.
- * When that fails the submission is withdrawn and the call raises PY009.
+ * Registers writer k of this database, which the caller found missing.
+ * When that fails and the database has no writer at all, the submission
+ * is withdrawn and the call raises PY009.
  */
 static void
-caller_start_writer(int w)
+caller_start_writer(int w, int k)
 {
-	if (register_writer(w))
+	bool		none;
+
+	if (register_writer(w, k))
 		return;
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-	if (writers[w].pid == 0)
-		writers[w].wanted = false;
+	if (writers[w].procs[k].pid == 0)
+		writers[w].procs[k].wanted = false;
+	none = !writer_wanted_locked(&writers[w]);
 	LWLockRelease(queue->lock);
+	if (!none)
+		return;
 	caller_release(true);
 	raise_busy("No ledger writer could be started.",
 			   "Raise max_worker_processes, or call transfer().");
@@ -545,7 +606,7 @@ caller_enqueue(const char *payload, uint32 len, dsm_segment *seg)
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   pl_submit_timeout);
 	bool		sleeping = false;
-	bool		start;
+	int			start;
 	int			w;
 	SubmitSlot *s;
 	Latch	   *writer_latch;
@@ -569,8 +630,8 @@ caller_enqueue(const char *payload, uint32 len, dsm_segment *seg)
 			break;
 		LWLockRelease(queue->lock);
 		/* a full queue of this database's submissions with no writer to drain it */
-		if (start)
-			caller_start_writer(w);
+		if (start != SUBMIT_NONE)
+			caller_start_writer(w, start);
 
 		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 		if (remaining <= 0)
@@ -616,15 +677,16 @@ caller_enqueue(const char *payload, uint32 len, dsm_segment *seg)
 	queue_append_locked(&writers[w], my_slot);
 	my_ticket = s->ticket;
 	my_dsm = seg;
-	writer_latch = writers[w].latch;
+	/* busy writers look at the queue again before they wait */
+	writer_latch = writer_to_wake_locked(&writers[w]);
 	LWLockRelease(queue->lock);
 
 	if (sleeping)
 		ConditionVariableCancelSleep();
 	if (writer_latch != NULL)
 		SetLatch(writer_latch);
-	if (start)
-		caller_start_writer(w);
+	if (start != SUBMIT_NONE)
+		caller_start_writer(w, start);
 }
 
 /*
@@ -639,7 +701,7 @@ caller_wait(void)
 	{
 		SubmitSlot *s = &slots[my_slot];
 		SubmitState state;
-		bool		start = false;
+		int			start = SUBMIT_NONE;
 		int			w;
 
 		LWLockAcquire(queue->lock, LW_EXCLUSIVE);
@@ -648,25 +710,15 @@ caller_wait(void)
 		w = s->writer;
 		if (state == SUBMIT_QUEUED)
 		{
-			WriterSlot *ws = &writers[w];
-			TimestampTz now = GetCurrentTimestamp();
-
-			/* the writer left (or never started) with this submission queued */
-			Assert(ws->dboid == MyDatabaseId);
-			if (!ws->wanted ||
-				(ws->pid == 0 &&
-				 TimestampDifferenceExceeds(ws->registered_at, now, WRITER_START_TIMEOUT_MS)))
-			{
-				ws->wanted = true;
-				ws->registered_at = now;
-				start = true;
-			}
+			/* a writer left (or never started) with this submission queued */
+			Assert(writers[w].dboid == MyDatabaseId);
+			start = writer_to_start_locked(&writers[w], GetCurrentTimestamp());
 		}
 		LWLockRelease(queue->lock);
 		if (state == SUBMIT_DONE || state == SUBMIT_LOST)
 			return state;
-		if (start)
-			caller_start_writer(w);
+		if (start != SUBMIT_NONE)
+			caller_start_writer(w, start);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 CALLER_POLL_MS, PG_WAIT_EXTENSION);
@@ -893,12 +945,10 @@ writer_exit(int code, Datum arg)
 				wake[nwake++] = s->caller_latch;
 		}
 	}
-	if (w->pid == MyProcPid)
+	if (w->procs[writer_proc].pid == MyProcPid)
 	{
-		w->pid = 0;
-		w->latch = NULL;
-		w->wanted = false;
-		if (w->nqueued == 0)
+		memset(&w->procs[writer_proc], 0, sizeof(WriterProc));
+		if (w->nqueued == 0 && !writer_wanted_locked(w))
 			w->dboid = InvalidOid;
 	}
 	/* callers still queued start the next writer */
@@ -912,7 +962,11 @@ writer_exit(int code, Datum arg)
 		ConditionVariableBroadcast(&queue->slot_freed);
 }
 
-/* an idle writer exits unless something is queued for it */
+/*
+ * An idle writer exits unless something is queued for it; one beyond
+ * payledger.ledger_writers (the setting was lowered) exits when it is idle
+ * whatever is queued, which the others take.
+ */
 static bool
 writer_may_exit(void)
 {
@@ -920,14 +974,13 @@ writer_may_exit(void)
 	bool		idle;
 
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-	Assert(w->pid == MyProcPid);
-	idle = w->nqueued == 0;
+	Assert(w->procs[writer_proc].pid == MyProcPid);
+	idle = w->nqueued == 0 || writer_proc >= pl_ledger_writers;
 	if (idle)
 	{
-		w->pid = 0;
-		w->latch = NULL;
-		w->wanted = false;
-		w->dboid = InvalidOid;
+		memset(&w->procs[writer_proc], 0, sizeof(WriterProc));
+		if (w->nqueued == 0 && !writer_wanted_locked(w))
+			w->dboid = InvalidOid;
 		writer_slot = SUBMIT_NONE;
 	}
 	LWLockRelease(queue->lock);
@@ -971,7 +1024,9 @@ writer_take(WriterItem *items)
 	int			n = 0;
 
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-	Assert(w->pid == MyProcPid && w->dboid == MyDatabaseId);
+	Assert(w->procs[writer_proc].pid == MyProcPid && w->dboid == MyDatabaseId);
+	/* with nothing to take, the writer waits and a caller may wake it */
+	w->procs[writer_proc].idle = (w->head == SUBMIT_NONE);
 	while (w->head != SUBMIT_NONE && n < WRITER_MAX_BATCH)
 	{
 		int			slotno = w->head;
@@ -1439,7 +1494,8 @@ writer_hand_back(WriterItem *items, int n)
 void
 PlLedgerWriterMain(Datum main_arg)
 {
-	int			w = DatumGetInt32(main_arg);
+	int			w = DatumGetInt32(main_arg) / PL_MAX_LEDGER_WRITERS;
+	int			k = DatumGetInt32(main_arg) % PL_MAX_LEDGER_WRITERS;
 	Oid			dboid;
 	bool		mine;
 	MemoryContext batch_cxt;
@@ -1451,21 +1507,24 @@ PlLedgerWriterMain(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	if (queue == NULL || w < 0 || w >= queue->nwriters)
+	if (queue == NULL || DatumGetInt32(main_arg) < 0 || w >= queue->nwriters)
 		proc_exit(0);
 
 	/* a late or duplicate registration finds the slot taken or reused */
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-	mine = writers[w].dboid == dboid && writers[w].pid == 0;
+	mine = writers[w].dboid == dboid && writers[w].procs[k].pid == 0;
 	if (mine)
 	{
-		writers[w].pid = MyProcPid;
-		writers[w].latch = MyLatch;
+		writers[w].procs[k].wanted = true;
+		writers[w].procs[k].pid = MyProcPid;
+		writers[w].procs[k].latch = MyLatch;
+		writers[w].procs[k].idle = false;
 	}
 	LWLockRelease(queue->lock);
 	if (!mine)
 		proc_exit(0);
 	writer_slot = w;
+	writer_proc = k;
 	before_shmem_exit(writer_exit, (Datum) 0);
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);

@@ -52,6 +52,10 @@ extern int	pl_max_metadata_bytes;
 extern int	pl_shard_id;
 extern int	pl_submit_queue_size;
 extern int	pl_submit_timeout;
+extern int	pl_ledger_writers;
+
+/* most ledger writers of one database (payledger.ledger_writers) */
+#define PL_MAX_LEDGER_WRITERS	4
 
 extern void SettingsInit(void);
 extern void PlCheckContext(void);

@@ -52,6 +52,7 @@ int			pl_notify_delay = 10;
 int			pl_shard_id = -1;
 int			pl_submit_queue_size = 1024;
 int			pl_submit_timeout = 5000;
+int			pl_ledger_writers = 2;
 
 static Interval *retention_interval = NULL;
 
@@ -358,6 +359,11 @@ define_submit_settings(void)
 							gettext_noop("Longest time submit_transfer waits for a free queue slot before it raises PY009."),
 							NULL, &pl_submit_timeout, 5000, 0, PG_INT32_MAX,
 							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("payledger.ledger_writers",
+							gettext_noop("Ledger writers (background workers) that apply a database's submissions, each in batches of its own."),
+							gettext_noop("Two let one batch be applied while the other's commit is flushed; used when payledger is in shared_preload_libraries."),
+							&pl_ledger_writers, 2, 1, PL_MAX_LEDGER_WRITERS,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
 }
 
 /* The per-transaction context that goes into the audit log. */

@@ -30,6 +30,7 @@ $node->init;
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'payledger'
 max_connections = 40
+payledger.ledger_writers = 2
 });
 $node->start;
 
@@ -47,6 +48,17 @@ $node->safe_psql('postgres', qq{
 });
 
 my $tmp = PostgreSQL::Test::Utils::tempdir;
+
+# payledger.ledger_writers, once the writers beyond it have left
+sub set_writers
+{
+	my ($n) = @_;
+	$node->safe_psql('postgres',
+		"ALTER SYSTEM SET payledger.ledger_writers = $n; SELECT pg_reload_conf()");
+	ok( $node->poll_query_until('postgres',
+			"SELECT count(*) <= $n FROM pg_stat_activity WHERE backend_type = 'payledger ledger writer'"),
+		"at most $n ledger writers run");
+}
 my $nfile = 0;
 
 # a psql running a script in the background; output collected by finish_bg
@@ -194,10 +206,24 @@ my ($rc, $ro_out, $ro_err) = $node->psql('postgres',
 	extra_params => [ '-v', 'VERBOSITY=sqlstate' ]);
 like($ro_err, qr/ERROR:  25006/, 'a read-only session may not submit: 25006');
 
+# two writers: one stalled on a locked account, the other applies the rest
+my $locker = lock_hot();
+my $stalled = start_bg(submit_sql($ext, 1, 'two-stalled'));
+writer_stalled();
+is( $node->safe_psql('postgres',
+		"SELECT status FROM payledger.submit_transfer('$ext', '$poor', 1, 'USD', 'two-free')"),
+	'posted', 'while one writer waits for a lock, the second applies other submissions');
+$locker->query_safe('ROLLBACK');
+finish_bg($stalled);
+like($stalled->{out}, qr/^two-stalled\|posted\|\|f$/, 'and the first one posts once the lock is free');
+
+# one writer from here on, so that which batch takes what is known
+set_writers(1);
+
 # -------- 3. bad items in a batch of good ones
 $node->safe_psql('postgres',
 	"SELECT payledger.transfer('$ext', '$hot', 7, 'USD', 'mix-dup')");
-my $locker = lock_hot();
+$locker = lock_hot();
 my $first = start_bg(submit_sql($ext, 1, 'mix-first'));
 writer_stalled();
 my @mix = (
@@ -344,6 +370,8 @@ sub storm_started
 		"the $tag storm is under way");
 }
 
+# the storms with two writers
+set_writers(2);
 my @kill = storm('kill');
 storm_started('kill');
 for (1 .. 3)
