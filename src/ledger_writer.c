@@ -597,6 +597,45 @@ caller_start_writer(int w, int k)
 }
 
 /*
+ * Takes a free slot for the request and appends it to the queue of writer
+ * slot w (queue lock held); returns the latch of an idle writer to wake,
+ * or NULL: busy writers look at the queue again before they wait.
+ */
+static Latch *
+caller_queue_locked(int w, const char *payload, uint32 len, dsm_segment *seg)
+{
+	SubmitSlot *s;
+
+	Assert(LWLockHeldByMeInMode(queue->lock, LW_EXCLUSIVE));
+	Assert(queue->free_head != SUBMIT_NONE && my_slot == SUBMIT_NONE);
+	my_slot = queue->free_head;
+	s = &slots[my_slot];
+	Assert(s->state == SUBMIT_FREE);
+	queue->free_head = s->next;
+	s->state = SUBMIT_QUEUED;
+	s->dboid = MyDatabaseId;
+	s->writer = w;
+	s->caller_pid = MyProcPid;
+	s->caller_latch = MyLatch;
+	s->writer_pid = 0;
+	s->abandoned = false;
+	s->ticket = ++queue->next_ticket;
+	s->failed = false;
+	s->payload_len = len;
+	if (seg != NULL)
+		s->payload_dsm = dsm_segment_handle(seg);
+	else
+	{
+		s->payload_dsm = DSM_HANDLE_INVALID;
+		memcpy(s->data, payload, len);
+	}
+	queue_append_locked(&writers[w], my_slot);
+	my_ticket = s->ticket;
+	my_dsm = seg;
+	return writer_to_wake_locked(&writers[w]);
+}
+
+/*
  * Queues a request (in payload, or in seg when it did not fit), waiting up
  * to payledger.submit_timeout for a free slot.
  */
@@ -608,7 +647,6 @@ caller_enqueue(const char *payload, uint32 len, dsm_segment *seg)
 	bool		sleeping = false;
 	int			start;
 	int			w;
-	SubmitSlot *s;
 	Latch	   *writer_latch;
 
 	Assert(my_slot == SUBMIT_NONE);
@@ -652,33 +690,8 @@ caller_enqueue(const char *payload, uint32 len, dsm_segment *seg)
 		(void) ConditionVariableTimedSleep(&queue->slot_freed, remaining, PG_WAIT_EXTENSION);
 	}
 
-	/* the lock is held: take the slot and queue the request */
-	my_slot = queue->free_head;
-	s = &slots[my_slot];
-	Assert(s->state == SUBMIT_FREE);
-	queue->free_head = s->next;
-	s->state = SUBMIT_QUEUED;
-	s->dboid = MyDatabaseId;
-	s->writer = w;
-	s->caller_pid = MyProcPid;
-	s->caller_latch = MyLatch;
-	s->writer_pid = 0;
-	s->abandoned = false;
-	s->ticket = ++queue->next_ticket;
-	s->failed = false;
-	s->payload_len = len;
-	if (seg != NULL)
-		s->payload_dsm = dsm_segment_handle(seg);
-	else
-	{
-		s->payload_dsm = DSM_HANDLE_INVALID;
-		memcpy(s->data, payload, len);
-	}
-	queue_append_locked(&writers[w], my_slot);
-	my_ticket = s->ticket;
-	my_dsm = seg;
-	/* busy writers look at the queue again before they wait */
-	writer_latch = writer_to_wake_locked(&writers[w]);
+	/* the lock is held */
+	writer_latch = caller_queue_locked(w, payload, len, seg);
 	LWLockRelease(queue->lock);
 
 	if (sleeping)
@@ -1488,29 +1501,14 @@ writer_hand_back(WriterItem *items, int n)
 }
 
 /*
- * Main of a ledger writer: its writer slot in main_arg, its database's oid
- * in bgw_extra.
+ * Takes writer k of writer slot w, unless a late or duplicate registration
+ * finds it taken or the slot serving another database.
  */
-void
-PlLedgerWriterMain(Datum main_arg)
+static bool
+writer_claim(int w, int k, Oid dboid)
 {
-	int			w = DatumGetInt32(main_arg) / PL_MAX_LEDGER_WRITERS;
-	int			k = DatumGetInt32(main_arg) % PL_MAX_LEDGER_WRITERS;
-	Oid			dboid;
 	bool		mine;
-	MemoryContext batch_cxt;
-	WriterItem *items;
-	TimestampTz idle_since;
 
-	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(dboid));
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	if (queue == NULL || DatumGetInt32(main_arg) < 0 || w >= queue->nwriters)
-		proc_exit(0);
-
-	/* a late or duplicate registration finds the slot taken or reused */
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 	mine = writers[w].dboid == dboid && writers[w].procs[k].pid == 0;
 	if (mine)
@@ -1521,22 +1519,24 @@ PlLedgerWriterMain(Datum main_arg)
 		writers[w].procs[k].idle = false;
 	}
 	LWLockRelease(queue->lock);
-	if (!mine)
-		proc_exit(0);
-	writer_slot = w;
-	writer_proc = k;
-	before_shmem_exit(writer_exit, (Datum) 0);
+	if (mine)
+	{
+		writer_slot = w;
+		writer_proc = k;
+	}
+	return mine;
+}
 
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
-	pgstat_report_appname("payledger ledger writer");
-	/* a batch waits for the row locks it needs, however long they are held */
-	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-
-	batch_cxt = AllocSetContextCreate(TopMemoryContext, "payledger ledger writer batch",
-									  ALLOCSET_DEFAULT_SIZES);
-	items = MemoryContextAlloc(TopMemoryContext, sizeof(WriterItem) * WRITER_MAX_BATCH);
-	idle_since = GetCurrentTimestamp();
+/* takes and applies batches until idle for WRITER_IDLE_EXIT_MS */
+static void
+writer_loop(void)
+{
+	MemoryContext batch_cxt = AllocSetContextCreate(TopMemoryContext,
+													"payledger ledger writer batch",
+													ALLOCSET_DEFAULT_SIZES);
+	WriterItem *items = MemoryContextAlloc(TopMemoryContext,
+										   sizeof(WriterItem) * WRITER_MAX_BATCH);
+	TimestampTz idle_since = GetCurrentTimestamp();
 
 	for (;;)
 	{
@@ -1573,11 +1573,42 @@ PlLedgerWriterMain(Datum main_arg)
 		if (timeout <= 0)
 		{
 			if (writer_may_exit())
-				proc_exit(0);
+				return;
 			idle_since = GetCurrentTimestamp();
 			continue;
 		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 timeout, PG_WAIT_EXTENSION);
 	}
+}
+
+/*
+ * Main of a ledger writer: its writer slot and place there in main_arg
+ * (slot * PL_MAX_LEDGER_WRITERS + place), its database's oid in bgw_extra.
+ */
+void
+PlLedgerWriterMain(Datum main_arg)
+{
+	int			w = DatumGetInt32(main_arg) / PL_MAX_LEDGER_WRITERS;
+	int			k = DatumGetInt32(main_arg) % PL_MAX_LEDGER_WRITERS;
+	Oid			dboid;
+
+	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(dboid));
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	if (queue == NULL || DatumGetInt32(main_arg) < 0 || w >= queue->nwriters ||
+		!writer_claim(w, k, dboid))
+		proc_exit(0);
+	before_shmem_exit(writer_exit, (Datum) 0);
+
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("payledger ledger writer");
+	/* a batch waits for the row locks it needs, however long they are held */
+	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+
+	writer_loop();
+	proc_exit(0);
 }

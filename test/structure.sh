@@ -29,8 +29,6 @@ MAX_FUNCTION_LINES=80
 
 # function -> the length it may not exceed until it is split
 declare -A LONG_FUNCTIONS=(
-	[caller_enqueue]=83
-	[PlLedgerWriterMain]=82
 )
 # file -> literal SQL positions it still has
 declare -A LITERAL_POSITIONS=(
