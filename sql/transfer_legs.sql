@@ -102,3 +102,45 @@ SELECT * FROM payledger.transfer_legs(jsonb_build_array(
   jsonb_build_object('from', :'buyer', 'to', :'seller', 'amount', 1)), 'USD');
 SELECT (SELECT balance FROM payledger.get_balance(:'buyer')) AS buyer;
 SELECT check_name, ok FROM payledger.check_ledger() WHERE NOT ok;
+
+-- transfer_many looks each key up once (index scans of the key store
+-- during the call): new keys, the same batch replayed, and a key used
+-- twice in one batch, whose second item is looked up at its turn; a
+-- repeated key with other parameters, or a key of an earlier call with
+-- other parameters, is PY002 and writes nothing
+CREATE FUNCTION pg_temp.key_scans() RETURNS bigint LANGUAGE sql AS $$
+	SELECT pg_catalog.pg_stat_get_xact_numscans('payledger.idempotency_keys_pkey'::regclass) $$;
+BEGIN;
+SELECT pg_temp.key_scans() AS scans0 \gset
+SELECT string_agg(status || '/' || replayed, ',' ORDER BY ordinality) AS results
+  FROM payledger.transfer_many(ARRAY[:'buyer', :'buyer', :'buyer', :'buyer', :'buyer']::uuid[],
+                               ARRAY[:'seller', :'seller', :'seller', :'seller', :'seller']::uuid[],
+                               ARRAY[1, 2, 3, 4, 5]::bigint[], 'USD',
+                               ARRAY['once-1', 'once-2', 'once-3', 'once-4', 'once-5']) WITH ORDINALITY;
+SELECT pg_temp.key_scans() - :scans0 AS new_keys_scans;
+COMMIT;
+BEGIN;
+SELECT pg_temp.key_scans() AS scans0 \gset
+SELECT string_agg(status || '/' || replayed, ',' ORDER BY ordinality) AS results
+  FROM payledger.transfer_many(ARRAY[:'buyer', :'buyer', :'buyer', :'buyer', :'buyer']::uuid[],
+                               ARRAY[:'seller', :'seller', :'seller', :'seller', :'seller']::uuid[],
+                               ARRAY[1, 2, 3, 4, 5]::bigint[], 'USD',
+                               ARRAY['once-1', 'once-2', 'once-3', 'once-4', 'once-5']) WITH ORDINALITY;
+SELECT pg_temp.key_scans() - :scans0 AS replayed_batch_scans;
+COMMIT;
+BEGIN;
+SELECT pg_temp.key_scans() AS scans0 \gset
+SELECT string_agg(status || '/' || replayed, ',' ORDER BY ordinality) AS results
+  FROM payledger.transfer_many(ARRAY[:'buyer', :'buyer', :'buyer']::uuid[],
+                               ARRAY[:'seller', :'seller', :'seller']::uuid[],
+                               ARRAY[7, 7, 8]::bigint[], 'USD',
+                               ARRAY['twice-1', 'twice-1', 'once-6']) WITH ORDINALITY;
+SELECT pg_temp.key_scans() - :scans0 AS repeated_key_scans;
+COMMIT;
+\set VERBOSITY sqlstate
+SELECT status FROM payledger.transfer_many(ARRAY[:'buyer', :'buyer']::uuid[], ARRAY[:'seller', :'seller']::uuid[],
+                                           ARRAY[9, 10]::bigint[], 'USD', ARRAY['twice-2', 'twice-2']);
+SELECT status FROM payledger.transfer_many(ARRAY[:'buyer', :'buyer']::uuid[], ARRAY[:'seller', :'seller']::uuid[],
+                                           ARRAY[9, 9]::bigint[], 'USD', ARRAY['twice-3', 'once-1']);
+\set VERBOSITY terse
+SELECT count(*) AS written FROM payledger.transfers WHERE idempotency_key IN ('twice-2', 'twice-3');

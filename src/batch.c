@@ -15,7 +15,9 @@
  * transfer_many walks its arrays without copying them and runs each item in
  * a scratch memory context reset between items, so memory does not grow
  * with the number of items beyond the input itself: it holds the locked
- * accounts and its result set (a tuplestore, which spills to disk).
+ * accounts, its result set (a tuplestore, which spills to disk) and, when
+ * the items have keys, what the one lookup of each key found (a few dozen
+ * bytes per item).
  *
  * Copyright (c) 2026, payledger authors
  *
@@ -434,6 +436,23 @@ null_item(const char *name, int i)
 			 errdetail("%s[%d] is null.", name, i + 1)));
 }
 
+/* what the key store holds for an item's key, looked up once, in step (3) */
+typedef enum BatchKeyState
+{
+	KEY_NONE,					/* the item has no key */
+	KEY_NEW,					/* not stored, and no earlier item has it */
+	KEY_STORED,					/* stored by an earlier call: the item replays */
+	KEY_AGAIN					/* an earlier item has it: looked up at its turn */
+} BatchKeyState;
+
+typedef struct BatchKey
+{
+	BatchKeyState state;
+	pg_uuid_t	result_id;		/* KEY_STORED: the stored outcome */
+	const char *status;
+	const char *reason;
+} BatchKey;
+
 /* a transfer_many call: its arguments, then what its steps share */
 typedef struct Batch
 {
@@ -449,6 +468,7 @@ typedef struct Batch
 	bool	   *credit_only;	/* ids[i] is only credited by the batch */
 	int			nids;
 	PlLockedSet *locked;
+	BatchKey   *keys;			/* per item, when the batch has keys */
 	int			nreplayed;
 } Batch;
 
@@ -526,7 +546,11 @@ batch_check_items(Batch *b)
 /*
  * (3) every key of the batch locked, in one order, before any account,
  * then looked up: a key used before with other parameters raises PY002
- * ahead of PY005 and PY004.
+ * ahead of PY005 and PY004.  What the lookup found is kept for the item,
+ * so that each key is looked up once: the locks keep other sessions from
+ * storing a key of the batch meanwhile, and only an item whose key an
+ * earlier item of the batch has (or whose key's hash collides with one)
+ * is looked up again at its turn, after that item stored it.
  */
 static void
 batch_lock_keys(Batch *b)
@@ -534,6 +558,8 @@ batch_lock_keys(Batch *b)
 	uint64	   *hashes;
 	int			nkeys = 0;
 	BatchItem	item;
+	HASHCTL		ctl;
+	HTAB	   *seen;
 
 	if (b->arrays.keys == NULL)
 		return;
@@ -557,40 +583,84 @@ batch_lock_keys(Batch *b)
 	PlLockKeyHashes(hashes, nkeys);
 	pfree(hashes);
 
+	b->keys = palloc0(sizeof(BatchKey) * b->n);
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(uint64);
+	ctl.hcxt = CurrentMemoryContext;
+	seen = hash_create("payledger transfer_many keys", Max(nkeys, 16), &ctl,
+					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	items_rewind(&b->arrays);
 	for (int i = 0; i < b->n; i++)
 	{
 		MemoryContext oldcxt;
 		PlIdemResult stored;
 		uint8		hash[PL_SHA256_LEN];
+		PlKeyRef	ref;
+		uint64		key_hash;
+		bool		found;
+		BatchKey   *k = &b->keys[i];
 
 		items_next(&b->arrays, &item);
 		if (item.key == NULL)
+		{
+			k->state = KEY_NONE;
 			continue;
+		}
 		oldcxt = MemoryContextSwitchTo(b->scratch);
-		item_hash(&item, b->currency, b->empty, hash);
-		(void) PlIdemLookup(NULL, "transfer", text_to_cstring(item.key), hash, NULL, &stored);
+		ref.scope = NULL;
+		ref.key = text_to_cstring(item.key);
+		key_hash = PlKeyHash(&ref);
+		(void) hash_search(seen, &key_hash, HASH_ENTER, &found);
+		if (found)
+			k->state = KEY_AGAIN;
+		else
+		{
+			item_hash(&item, b->currency, b->empty, hash);
+			if (PlIdemLookup(NULL, "transfer", ref.key, hash, NULL, &stored))
+			{
+				k->state = KEY_STORED;
+				k->result_id = stored.result_id;
+				k->status = PlConstStatus(stored.status);
+				k->reason = PlConstReason(stored.reason_code);
+			}
+			else
+				k->state = KEY_NEW;
+		}
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(b->scratch);
 	}
+	hash_destroy(seen);
 }
 
 /*
  * One item, as a transfer request of its own whose key is locked: replayed
- * (by a key an earlier item of this batch stored), or posted or declined
- * on the locked accounts and recorded.  Adds its result row.
+ * (what step (3) found stored, or what an earlier item of this batch
+ * stored), or posted or declined on the locked accounts and recorded.
+ * Adds its result row.
  */
 static void
-batch_item(Batch *b, const BatchItem *item)
+batch_item(Batch *b, const BatchItem *item, const BatchKey *key)
 {
 	PlRequest	req;
 	Datum		values[Natts_transfer_result];
 	bool		nulls[Natts_transfer_result];
+	bool		replayed;
 
+	Assert((item->key == NULL) == (key == NULL || key->state == KEY_NONE));
 	PlRequestInit(&req, "transfer", NULL,
 				  item->key ? text_to_cstring(item->key) : NULL, NULL, NULL);
 	item_hash(item, b->currency, b->empty, req.hash);
-	if (PlRequestLookup(&req))
+	if (key != NULL && key->state == KEY_STORED)
+	{
+		req.replayed = true;
+		PlRequestOutcome(&req, &key->result_id, key->status, key->reason, 0);
+		replayed = true;
+	}
+	else if (key != NULL && key->state == KEY_AGAIN)
+		replayed = PlRequestLookup(&req);
+	else
+		replayed = false;
+	if (replayed)
 		b->nreplayed++;
 	else
 	{
@@ -650,7 +720,7 @@ batch_work(PlRequest *req)
 
 		items_next(&b->arrays, &item);
 		oldcxt = MemoryContextSwitchTo(b->scratch);
-		batch_item(b, &item);
+		batch_item(b, &item, b->keys ? &b->keys[i] : NULL);
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(b->scratch);
 	}
