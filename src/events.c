@@ -115,7 +115,7 @@ reset_notified(XactEvent event, void *arg)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot prepare a transaction that wrote payledger events while it sends its own NOTIFY"),
 				 errdetail("Without a payledger notify worker the transaction sends NOTIFY payledger_events itself, and PostgreSQL cannot prepare a transaction that has executed NOTIFY."),
-				 errhint("Add payledger to shared_preload_libraries, or set payledger.notify_events = off in the sessions that prepare transactions.")));
+				 errhint("Add payledger to shared_preload_libraries (where it is, raise max_worker_processes so that its notify worker can start), or set payledger.notify_events = off in the sessions that prepare transactions.")));
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
