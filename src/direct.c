@@ -226,8 +226,8 @@ static const char *const entries_triggers[] = {"entries_append_only", "payledger
 static const char *const entries_indexes[] = {"entries_pkey", NULL};
 static const char *const holds_triggers[] = {"holds_guard", "payledger_insert_guard", NULL};
 static const char *const holds_indexes[] = {
-	"holds_from_account", "holds_metadata", "holds_pending", "holds_pending_expiry",
-	"holds_pending_from", "holds_pending_to", "holds_pkey", "holds_to_account", NULL
+	"holds_metadata", "holds_pending", "holds_pending_expiry", "holds_pending_from",
+	"holds_pending_to", "holds_pkey", "holds_settled_from", "holds_settled_to", NULL
 };
 static const char *const legs_triggers[] = {"legs_append_only", "payledger_insert_guard", NULL};
 static const char *const legs_indexes[] = {"legs_from_account", "legs_pkey", "legs_to_account", NULL};

@@ -26,13 +26,13 @@
  * list_transfers read both as one relation (TRANSFER_ROWS), merged by id.
  * An account's page is the union of the first max_rows ids of each source
  * touching it (transfers from it, to it, leg sets through payledger.legs,
- * holds from and to it), each read in index order; a scoped caller's page
- * without an account is the same over every account of its merchants, so
- * it costs the page times the number of those accounts.  since and until
- * bound created_at exactly (a transfer's id is minted before it is
- * recorded, and a caller may supply its own), so they do not narrow the
- * index range: a window that starts late in a long history reads the
- * index entries before it.
+ * pending and settled holds from and to it), each read in index order; a
+ * scoped caller's page without an account is the same over every account
+ * of its merchants, so it costs the page times the number of those
+ * accounts.  since and until bound created_at exactly (a transfer's id is
+ * minted before it is recorded, and a caller may supply its own), so they
+ * do not narrow the index range: a window that starts late in a long
+ * history reads the index entries before it.
  *
  * Copyright (c) 2026, payledger authors
  *
@@ -100,7 +100,6 @@ typedef struct ReadDef
  * source that cannot have it folds to a constant false and is not read.
  */
 #define TRANSFERS_MAY_BE(p) " AND (" p "::text IS NULL OR " p " IN ('posted', 'rejected'))"
-#define HOLDS_MAY_BE(p) " AND (" p "::text IS NULL OR " p " <> 'rejected')"
 
 /*
  * The result columns of the rows query q selects from TRANSFER_ROWS: a leg
@@ -140,7 +139,16 @@ typedef struct ReadDef
 	" (SELECT DISTINCT x.id FROM " from " WHERE " where PAGE_FILTER("x") \
 	" ORDER BY x.id LIMIT $8)"
 #define TRANSFERS_PAGE(where) ACCOUNT_PAGE("payledger.transfers x", where TRANSFERS_MAY_BE("$5"))
-#define HOLDS_PAGE(where) ACCOUNT_PAGE("payledger.holds x", where HOLDS_MAY_BE("$5"))
+/*
+ * Holds by account are indexed in two halves, pending and settled (posted,
+ * voided, expired): a branch for each, read only when the status allows.
+ */
+#define HOLDS_PAGE(where) \
+	ACCOUNT_PAGE("payledger.holds x", where " AND x.status = 'pending'" \
+				 " AND ($5::text IS NULL OR $5 = 'pending')") \
+	" UNION ALL" \
+	ACCOUNT_PAGE("payledger.holds x", where " AND x.status <> 'pending'" \
+				 " AND ($5::text IS NULL OR $5 NOT IN ('pending', 'rejected'))")
 
 /*
  * The first $8 leg sets with a leg touching account a: legs by account in
