@@ -977,8 +977,9 @@ writer_exit(int code, Datum arg)
 
 /*
  * An idle writer exits unless something is queued for it; one beyond
- * payledger.ledger_writers (the setting was lowered) exits when it is idle
- * whatever is queued, which the others take.
+ * payledger.ledger_writers (the setting was lowered) exits between batches
+ * whatever is queued, which the others take (the callers waiting start
+ * them if need be).
  */
 static bool
 writer_may_exit(void)
@@ -1551,6 +1552,9 @@ writer_loop(void)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		/* payledger.ledger_writers was lowered: the others take the queue */
+		if (writer_proc >= pl_ledger_writers && writer_may_exit())
+			return;
 
 		oldcxt = MemoryContextSwitchTo(batch_cxt);
 		n = writer_take(items);

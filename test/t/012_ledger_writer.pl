@@ -201,7 +201,28 @@ is( $node->safe_psql(
 	"posted\nregress_app CUSTOMER regress_app 192.168.xxx.xxx true",
 	'the audit row names the submitting role and its context settings, and holds a 5 kB metadata');
 
-my ($rc, $ro_out, $ro_err) = $node->psql('postgres',
+# a role scoped to merchant m1 debits only m1's accounts: the writer checks
+# the scope as the submitting role
+my $m1 = '00000000-0000-7000-8000-0000000000d1';
+my $own = '00000000-0000-7000-8000-0000000000c1';
+my $other = '00000000-0000-7000-8000-0000000000c2';
+$node->safe_psql('postgres', qq{
+	CREATE ROLE regress_scoped LOGIN IN ROLE payledger_app;
+	SELECT payledger.create_account('USD', 'merchant', NULL, '{}', '$own', '$m1');
+	SELECT payledger.create_account('USD', 'merchant', NULL, '{}', '$other',
+		'00000000-0000-7000-8000-0000000000d2');
+	SELECT payledger.scope_role('regress_scoped', '$m1');
+});
+is( $node->safe_psql('postgres',
+		"SET ROLE regress_scoped; SELECT status FROM payledger.submit_transfer('$own', '$hot', 1, 'USD', 'scope-own')"),
+	'posted', 'a scoped role debits its merchant\'s account');
+my ($rc, $scope_out, $scope_err) = $node->psql('postgres',
+	"SET ROLE regress_scoped; SELECT payledger.submit_transfer('$other', '$hot', 1, 'USD', 'scope-other')",
+	extra_params => [ '-v', 'VERBOSITY=sqlstate' ]);
+like($scope_err, qr/ERROR:  42501/, 'and may not debit another merchant\'s: 42501');
+
+my ($ro_out, $ro_err);
+($rc, $ro_out, $ro_err) = $node->psql('postgres',
 	"SET default_transaction_read_only = on; SELECT payledger.submit_transfer('$ext', '$hot', 1, 'USD', 'ro-1')",
 	extra_params => [ '-v', 'VERBOSITY=sqlstate' ]);
 like($ro_err, qr/ERROR:  25006/, 'a read-only session may not submit: 25006');
