@@ -45,7 +45,7 @@ ensure_packages() {
 
 # build_and_install [CFLAGS]: copies the tree to $WORK_DIR, builds, installs
 build_and_install() {
-	WORK_DIR=$(mktemp -d /tmp/payledger.XXXXXX)
+	WORK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/payledger.XXXXXX")
 	chmod 755 "$WORK_DIR"
 	(cd "$SRC_DIR" && tar --exclude=.git --exclude=results --exclude=output_iso \
 		--exclude=tmp_check --exclude='*.o' --exclude='*.so' --exclude='*.bc' -cf - .) |
