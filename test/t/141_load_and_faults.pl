@@ -19,7 +19,9 @@
 # Faults during the load: SIGKILL of random backends (each a crash and
 # restart of every backend), pg_terminate_backend, pg_cancel_backend, a tiny
 # statement_timeout or lock_timeout on some calls, serialization failures,
-# and one immediate shutdown and restart of the server.
+# SIGKILL and pg_terminate_backend of a ledger writer (the background worker
+# that applies submit_transfer calls, when the server has one), and one
+# immediate shutdown and restart of the server.
 #
 # The checker afterwards (the bank test in ledger terms): every currency
 # sums to zero; no account is below its floor; every acknowledged call is in
@@ -70,6 +72,10 @@ $node->safe_psql('postgres', 'CREATE EXTENSION payledger');
 my $has_submit = $node->safe_psql('postgres',
 	q{SELECT count(*) FROM pg_proc WHERE proname = 'submit_transfer'
 	  AND pronamespace = 'payledger'::regnamespace}) > 0;
+# submit_transfer applied by ledger writers (background workers), whose
+# faults are then part of the plan
+my $has_writer = $node->safe_psql('postgres',
+	q{SELECT count(*) FROM pg_settings WHERE name = 'payledger.ledger_writers'}) > 0;
 
 # --- accounts ---
 
@@ -470,9 +476,12 @@ for my $c (0 .. $nclients - 1)
 }
 
 srand($seed);
-my %faults = (kill9 => 0, terminate => 0, cancel => 0, immediate_restart => 0);
+my %faults = (
+	kill9 => 0, terminate => 0, cancel => 0, immediate_restart => 0,
+	kill9_writer => 0, terminate_writer => 0);
 my @killed;    # pids this test killed with SIGKILL
 my @plan = ((('kill9') x 4), (('terminate') x 10), (('cancel') x 10));
+push @plan, (('kill9_writer') x 2), (('terminate_writer') x 3) if $has_writer;
 @plan = map { $_->[1] } sort { $a->[0] <=> $b->[0] } map { [ rand(), $_ ] } @plan;
 splice @plan, int(@plan / 2), 0, 'immediate_restart';
 my $start = time();
@@ -499,6 +508,14 @@ sub wait_up
 my $victims = q{SELECT pid FROM pg_stat_activity
 	WHERE application_name LIKE 'load-%' AND backend_type = 'client backend'
 	  AND state = 'active' AND query LIKE '%payledger.%' ORDER BY random() LIMIT 1};
+# a ledger writer runs while submissions keep coming (it exits after two
+# idle seconds); one applying a batch (state active) is preferred, so that
+# the sessions waiting on it see 40003
+my $writers = q{SELECT pid FROM pg_stat_activity
+	WHERE backend_type = 'payledger ledger writer'
+	ORDER BY state = 'active' DESC, random() LIMIT 1};
+my $busy_writers = q{SELECT pid FROM pg_stat_activity
+	WHERE backend_type = 'payledger ledger writer' AND state = 'active' LIMIT 1};
 for my $i (0 .. $#plan)
 {
 	my $at = $start + 4 + $i * $step + rand($step / 2);
@@ -513,21 +530,21 @@ for my $i (0 .. $#plan)
 		next;
 	}
 	my $victim;
-	for (1 .. 200)
+	for my $try (1 .. 200)
 	{
-		$victim = try_sql($victims);
+		$victim = try_sql($kind !~ /_writer$/ ? $victims : $try <= 60 ? $busy_writers : $writers);
 		last if defined $victim && $victim ne '';
-		usleep(10_000);
+		usleep($kind =~ /_writer$/ && $try <= 60 ? 0 : 10_000);
 	}
 	next unless defined $victim && $victim ne '';
-	if ($kind eq 'kill9')
+	if ($kind eq 'kill9' || $kind eq 'kill9_writer')
 	{
 		next unless kill('KILL', $victim);
 		push @killed, $victim;
 		usleep(300_000);
 		wait_up();
 	}
-	elsif ($kind eq 'terminate')
+	elsif ($kind eq 'terminate' || $kind eq 'terminate_writer')
 	{
 		next unless (try_sql("SELECT pg_terminate_backend($victim)") // '') eq 't';
 	}
@@ -556,6 +573,12 @@ cmp_ok($faults{kill9}, '>=', 2, "backends killed with SIGKILL: $faults{kill9}");
 cmp_ok($faults{terminate}, '>=', 4, "backends terminated: $faults{terminate}");
 cmp_ok($faults{cancel}, '>=', 4, "calls cancelled: $faults{cancel}");
 is($faults{immediate_restart}, 1, 'one immediate shutdown and restart');
+SKIP:
+{
+	skip 'no ledger writer in this build', 2 unless $has_writer;
+	cmp_ok($faults{kill9_writer}, '>=', 1, "ledger writers killed with SIGKILL: $faults{kill9_writer}");
+	cmp_ok($faults{terminate_writer}, '>=', 1, "ledger writers terminated: $faults{terminate_writer}");
+}
 
 # ====================================================================
 # The checker
@@ -860,6 +883,7 @@ my $line = sprintf(
 	  . ' (done before the answer was lost: %d) unresolved=%d retries=%d'
 	  . ' | acknowledged by kind: %s'
 	  . ' | faults: kill9=%d terminate=%d cancel=%d immediate_restart=%d'
+	  . ' kill9_writer=%d terminate_writer=%d'
 	  . ' injected_statement_timeout=%d injected_lock_timeout=%d'
 	  . ' | seen by clients: %s'
 	  . ' | errors by sqlstate: %s | violations=%d',
@@ -867,12 +891,18 @@ my $line = sprintf(
 	$nunknown, $doubt_done, scalar(@unsolved), $retries,
 	join(',', map { "$_=$kinds{$_}" } sort keys %kinds),
 	$faults{kill9}, $faults{terminate}, $faults{cancel}, $faults{immediate_restart},
+	$faults{kill9_writer}, $faults{terminate_writer},
 	$stat{injected_statement_timeout} // 0, $stat{injected_lock_timeout} // 0,
 	join(',', map { "$_=$stat{$_}" } grep { /^seen_/ } sort keys %stat) || 'none',
 	join(',', map { "$_=$errs{$_}" } sort keys %errs) || 'none',
 	scalar(@violations));
 diag($line);
 cmp_ok(scalar(@acked), '>', 1000, 'the load acknowledged more than 1000 calls');
+SKIP:
+{
+	skip 'no submit_transfer in this build', 1 unless $has_submit;
+	cmp_ok($kinds{submit_transfer} // 0, '>', 0, 'submit_transfer calls were acknowledged');
+}
 cmp_ok($nunknown, '>', 0, 'some calls had an unknown outcome and were retried');
 cmp_ok($stat{seen_40001} // 0, '>', 0, 'SERIALIZABLE sessions retried serialization failures');
 is(scalar(@violations), 0, 'violations: 0');
