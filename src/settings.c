@@ -253,16 +253,16 @@ PlCheckContext(void)
 }
 
 static void
-define_context_string(const char *name, const char *desc, char **var,
-					  GucStringCheckHook check, GucStringAssignHook assign,
-					  int which)
+define_context_string(const char *name, const char *desc, const char *boot,
+					  char **var, GucStringCheckHook check,
+					  GucStringAssignHook assign, int which)
 {
 	const char *placeholder = GetConfigOption(name, true, false);
 	char	   *before = NULL;
 
 	if (placeholder && placeholder[0] != '\0' && which >= 0)
 		before = MemoryContextStrdup(TopMemoryContext, placeholder);
-	DefineCustomStringVariable(name, desc, NULL, var, "", PGC_USERSET, 0,
+	DefineCustomStringVariable(name, desc, NULL, var, boot, PGC_USERSET, 0,
 							   check, assign, NULL);
 	if (before && strcmp(before, *var ? *var : "") != 0)
 		rejected_value[which] = before;
@@ -372,22 +372,22 @@ define_context_settings(void)
 {
 	define_context_string("payledger.actor_type",
 						  gettext_noop("Kind of actor behind this transaction: CUSTOMER, SYSTEM, OPERATOR or API."),
-						  &pl_actor_type, check_actor_type, assign_actor_type, CTX_ACTOR_TYPE);
+						  "SYSTEM", &pl_actor_type, check_actor_type, assign_actor_type, CTX_ACTOR_TYPE);
 	define_context_string("payledger.actor_id",
 						  gettext_noop("Actor behind this transaction (default: current_user)."),
-						  &pl_actor_id, NULL, NULL, -1);
+						  "", &pl_actor_id, NULL, NULL, -1);
 	define_context_string("payledger.ip_address",
 						  gettext_noop("Client IP address; the audit log stores it masked."),
-						  &pl_ip_address, check_ip_address, assign_ip_address, CTX_IP_ADDRESS);
+						  "", &pl_ip_address, check_ip_address, assign_ip_address, CTX_IP_ADDRESS);
 	define_context_string("payledger.user_agent",
 						  gettext_noop("Client user agent; the audit log stores its SHA-256."),
-						  &pl_user_agent, NULL, NULL, -1);
+						  "", &pl_user_agent, NULL, NULL, -1);
 	define_context_string("payledger.device_id",
 						  gettext_noop("Client device id; the audit log stores its SHA-256."),
-						  &pl_device_id, NULL, NULL, -1);
+						  "", &pl_device_id, NULL, NULL, -1);
 	define_context_string("payledger.correlation_id",
 						  gettext_noop("UUID that ties the events of one business flow together."),
-						  &pl_correlation_id, check_correlation_id, assign_correlation_id,
+						  "", &pl_correlation_id, check_correlation_id, assign_correlation_id,
 						  CTX_CORRELATION_ID);
 }
 
