@@ -418,6 +418,17 @@ REVOKE ALL ON FUNCTION payledger.submit_transfer(uuid, uuid, bigint, text, text,
 GRANT EXECUTE ON FUNCTION payledger.submit_transfer(uuid, uuid, bigint, text, text, jsonb)
 	TO payledger_app;
 
+/* ---- state machines ---- */
+
+-- Machines change only through define_state_machine() (which refuses the
+-- machine "payment" outside the extension's scripts): a hand-written UPDATE,
+-- DELETE or TRUNCATE of payledger.state_machines raises PY003, or a
+-- superuser could rewrite the payments' allowed transitions.
+CREATE TRIGGER state_machines_guard
+	BEFORE UPDATE OR DELETE OR TRUNCATE ON payledger.state_machines
+	FOR EACH STATEMENT EXECUTE FUNCTION payledger.guard_internal();
+ALTER TABLE payledger.state_machines ENABLE ALWAYS TRIGGER state_machines_guard;
+
 /* ---- privileges: nothing for PUBLIC, each role what section 13 grants ---- */
 
 -- A hand-written INSERT into any table of the ledger raises PY003, for every

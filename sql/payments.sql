@@ -151,12 +151,20 @@ CREATE TRIGGER orders_bad BEFORE UPDATE ON regress_orders
 UPDATE regress_orders SET status = 'paid';
 DROP TABLE regress_orders;
 
--- the payment functions' own state changes are checked by the machine
--- "payment" as a direct UPDATE is: without authorized -> captured in it,
--- capture_payment raises PY001
-BEGIN;
+-- the machine "payment" is the extension's: define_state_machine() refuses
+-- it (PY007) and a hand-written UPDATE of the machines is PY003
 SELECT payledger.define_state_machine('payment', transitions || '{"authorized": ["voided", "expired", "failed"]}')
   FROM payledger.state_machines WHERE name = 'payment';
+UPDATE payledger.state_machines SET transitions = '{}' WHERE name = 'payment';
+-- the payment functions' own state changes are checked by the machine
+-- "payment" as a direct UPDATE is: without authorized -> captured in it
+-- (edited behind the guards), capture_payment raises PY001
+BEGIN;
+ALTER EVENT TRIGGER payledger_protect_ddl DISABLE;
+ALTER TABLE payledger.state_machines DISABLE TRIGGER state_machines_guard;
+UPDATE payledger.state_machines
+   SET transitions = transitions || '{"authorized": ["voided", "expired", "failed"]}'
+ WHERE name = 'payment';
 SELECT payledger.create_payment(:merchant, :customer, 100, 'USD', :'cust', :'shop', 'sm-p') AS smp \gset
 SELECT payledger.authorize_payment(:'smp', 'sm-a');
 SELECT payledger.capture_payment(:'smp', 'sm-c');

@@ -13,7 +13,9 @@
  * callback empties every backend's cache when the definition commits.
  * payledger.payments is guarded by the machine named "payment": by the
  * trigger for hand-written UPDATEs, and by payments.c, which writes its own
- * state changes directly, through PlCheckTransition().
+ * state changes directly, through PlCheckTransition().  That machine is the
+ * extension's: only its scripts define it (PY007 for anybody else), and
+ * payledger.state_machines changes only through define_state_machine().
  *
  * Copyright (c) 2026, payledger authors
  *
@@ -27,6 +29,7 @@
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
@@ -230,7 +233,8 @@ enum
  * payledger.define_state_machine(name text, transitions jsonb) RETURNS void
  *
  * Creates or replaces a machine.  transitions maps every state to an array
- * of the states it may move to (empty for a final state).
+ * of the states it may move to (empty for a final state).  The machine
+ * "payment" is defined by the extension's scripts only.
  */
 PG_FUNCTION_INFO_V1(define_state_machine);
 Datum
@@ -247,6 +251,11 @@ define_state_machine(PG_FUNCTION_ARGS)
 	transitions = PG_GETARG_JSONB_P(1);
 	check_name(name);
 	check_transitions(transitions);
+	if (strcmp(name, "payment") == 0 && !creating_extension)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_PROTECTED_OBJECT),
+				 errmsg("state machine \"payment\" cannot be redefined"),
+				 errdetail("It guards payledger.payments and comes with the extension.")));
 
 	PlSpiBegin(&priv);
 	values[PUT_NAME] = CStringGetTextDatum(name);

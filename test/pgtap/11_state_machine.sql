@@ -12,7 +12,7 @@
 BEGIN;
 \ir helpers.psql
 
-SELECT plan(45);
+SELECT plan(50);
 
 ------------------------------------------------------------------------------
 -- fixtures of this file
@@ -297,6 +297,25 @@ SELECT pg_temp.raises($$SELECT payledger.define_state_machine('pgtap_x', '["new"
 	'22023', 'define_state_machine: transitions that are not an object raise 22023');
 SELECT pg_temp.raises($$SELECT payledger.define_state_machine('pgtap_x', '{"new": "paid"}')$$,
 	'22023', 'define_state_machine: a state whose targets are not an array raises 22023');
+
+------------------------------------------------------------------------------
+-- the machine "payment" is the extension's: nobody redefines or edits it
+------------------------------------------------------------------------------
+
+CREATE TEMP TABLE payment_machine AS
+	SELECT transitions FROM payledger.state_machines WHERE name = 'payment';
+SELECT pg_temp.raises($$SELECT payledger.define_state_machine('payment', '{"pending": ["settled"]}')$$,
+	'PY007', 'define_state_machine: the machine "payment" cannot be redefined (PY007)');
+SELECT pg_temp.raises($$UPDATE payledger.state_machines SET transitions = '{"pending": ["settled"]}' WHERE name = 'payment'$$,
+	'PY003', 'nor edited by hand, by a superuser either (PY003)');
+SELECT pg_temp.raises($$DELETE FROM payledger.state_machines WHERE name = 'payment'$$,
+	'PY003', 'nor deleted (PY003)');
+SELECT results_eq($$SELECT transitions FROM payledger.state_machines WHERE name = 'payment'$$,
+	$$SELECT transitions FROM payment_machine$$, 'so the payment machine is still the one payledger ships');
+SELECT lives_ok($$SELECT payledger.define_state_machine('pgtap_order', '{
+		"new": ["paid", "cancelled"], "paid": ["shipped", "refunded"],
+		"shipped": [], "cancelled": [], "refunded": []}')$$,
+	'a machine of the user''s is still redefined through define_state_machine()');
 
 ------------------------------------------------------------------------------
 -- the ledger agrees with itself
