@@ -139,7 +139,7 @@ SELECT results_eq(
 	$$SELECT tgrelid::regclass::text, tgenabled::text, pg_get_triggerdef(oid) FROM pg_trigger
 	   WHERE NOT tgisinternal AND tgrelid IN (SELECT inhrelid FROM pg_inherits
 	                                           WHERE inhparent = 'payledger.payment_audit_log'::regclass)
-	   ORDER BY 1$$,
+	   ORDER BY 1, 3$$,
 	$$SELECT 'payledger.' || pg_temp.month(n), 'A', t.def
 	    FROM generate_series(0, 2) n,
 	         LATERAL (VALUES (format('CREATE TRIGGER audit_append_only BEFORE DELETE OR UPDATE OR TRUNCATE ON payledger.%s'
