@@ -138,7 +138,17 @@ typedef struct ReadDef
 #define ACCOUNT_PAGE(from, where) \
 	" (SELECT DISTINCT x.id FROM " from " WHERE " where PAGE_FILTER("x") \
 	" ORDER BY x.id LIMIT $8)"
-#define TRANSFERS_PAGE(where) ACCOUNT_PAGE("payledger.transfers x", where TRANSFERS_MAY_BE("$5"))
+/*
+ * Transfers rows from or to account a.  A posted hold's shadowed row has
+ * the hold's id and accounts, so with no filter it may stand for the hold
+ * (the holds branches have its id too) and the index alone is read; with
+ * a filter it must not, since it has the post's created_at and metadata,
+ * not the hold's that the filter is about.
+ */
+#define TRANSFERS_PAGE(where) \
+	ACCOUNT_PAGE("payledger.transfers x", where TRANSFERS_MAY_BE("$5") \
+				 " AND ($3 = '-infinity' AND $4 = 'infinity' AND $5::text IS NULL" \
+				 " AND $6::jsonb IS NULL OR NOT (x.kind = 'hold' AND x.status = 'posted'))")
 /*
  * Holds by account are indexed in two halves, pending and settled (posted,
  * voided, expired): a branch for each, read only when the status allows.
@@ -186,9 +196,7 @@ static const ReadDef read_defs[READ_COUNT] = {
 	 * and to it in transfers, leg sets and holds (index order, each source
 	 * deduplicated), the first $8 of all of those: no id among the first $8
 	 * of the whole can be missing from the first $8 of a source holding it.
-	 * A posted hold's shadowed transfers row has the hold's id and accounts:
-	 * the holds branches have its id too, so the transfers branches need
-	 * not read the heap to leave it out.
+	 * A posted hold's shadowed transfers row: see TRANSFERS_PAGE.
 	 */
 	[READ_TRANSFERS_OF] = {
 		TRANSFER_OUT("SELECT v.* FROM " TRANSFER_ROWS " AND v.id IN ("

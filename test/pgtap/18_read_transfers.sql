@@ -7,7 +7,7 @@
 BEGIN;
 \ir helpers.psql
 
-SELECT plan(53);
+SELECT plan(55);
 
 -- the signatures, as the contract writes them
 SELECT is(pg_get_function_arguments('payledger.get_transfer(uuid)'::regprocedure) || ' -> ' ||
@@ -140,6 +140,18 @@ SELECT is(pg_temp.listed(format($$SELECT * FROM payledger.list_transfers(%L, sin
 		(SELECT created_at FROM payledger.transfers WHERE id = pg_temp.tid('ab')),
 		(SELECT created_at FROM payledger.transfers WHERE id = pg_temp.tid('legs')))),
 	'ab,hold-pending,hold-posted,hold-voided,hold-declined,legs', 'an account''s window, leg sets and holds included');
+-- a hold posted after since but made before it is outside the window: its
+-- created_at is when it was made, whatever its post's transfers row says
+SELECT results_eq(format($$SELECT transfer_id FROM payledger.list_transfers(%L, since => %L)$$, pg_temp.acct('b'),
+		(SELECT created_at FROM payledger.transfers WHERE id = pg_temp.tid('hold-posted'))),
+	format($$SELECT transfer_id FROM payledger.list_transfers(%L, max_rows => 1000) WHERE created_at >= %L$$, pg_temp.acct('b'),
+		(SELECT created_at FROM payledger.transfers WHERE id = pg_temp.tid('hold-posted'))),
+	'since is about the hold''s created_at, not its post''s, with an account ...');
+SELECT results_eq(format($$SELECT transfer_id FROM payledger.list_transfers(since => %L)$$,
+		(SELECT created_at FROM payledger.transfers WHERE id = pg_temp.tid('hold-posted'))),
+	format($$SELECT transfer_id FROM payledger.list_transfers(max_rows => 1000) WHERE created_at >= %L$$,
+		(SELECT created_at FROM payledger.transfers WHERE id = pg_temp.tid('hold-posted'))),
+	'... and without');
 SELECT is_empty($$SELECT * FROM payledger.list_transfers(since => clock_timestamp() + interval '1 hour')$$, 'a window in the future is empty');
 
 -- keyset pages of 2 over the whole ledger: every transfer once, in order
