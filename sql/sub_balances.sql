@@ -140,6 +140,21 @@ DROP ROLE sb_app;
 UPDATE payledger.sub_balances SET active = true;
 DELETE FROM payledger.sub_balances;
 
+-- a settlement pays out to a payout account with sub-balances on one of them
+SELECT payledger.create_account('USD', 'merchant') AS shop2 \gset
+SELECT payledger.create_account('USD', 'payout') AS bank \gset
+SELECT payledger.set_sub_balances(:'bank', 2);
+SELECT payledger.create_payment('00000000-0000-7000-8000-0000000005b1', '00000000-0000-7000-8000-0000000005c1',
+	300, 'USD', :'alice', :'shop2', 'sb-pay') AS pay \gset
+SELECT payledger.authorize_payment(:'pay', 'sb-auth');
+SELECT payledger.capture_payment(:'pay', 'sb-capture');
+SELECT count(*) AS settlements FROM (SELECT payledger.settle_merchant('00000000-0000-7000-8000-0000000005b1',
+	now() + interval '1 day', :'bank', 'sb-settle')) s;
+SELECT balance, pending_credits FROM payledger.get_balance(:'bank');
+SELECT balance AS own_row FROM payledger.accounts WHERE id = :'bank';
+SELECT sum(a.balance) AS in_sub_balances FROM payledger.sub_balances s
+JOIN payledger.accounts a ON a.id = s.sub_account_id WHERE s.account_id = :'bank';
+
 SELECT check_name, ok FROM payledger.check_ledger() WHERE check_name IN
 	('no_account_below_floor', 'sub_balances_only_credited', 'balances_match_entries',
 	 'currencies_sum_to_zero', 'entries_chain')
