@@ -64,8 +64,9 @@
  * other items are applied again in a new transaction: one bad item never
  * fails the others, and no subtransaction is needed.  The commit is
  * durable (synchronous_commit at least on) before any result is handed
- * back and its caller's latch set.  Callers wake an idle writer; a busy
- * one looks at the queue again before it waits.
+ * back and its caller's latch set.  A caller wakes an idle writer when no
+ * writer is busy, or when WRITER_WAKE_ANOTHER submissions already wait; a
+ * busy writer looks at the queue again before it waits.
  *
  * Copyright (c) 2026, payledger authors
  *
@@ -121,6 +122,8 @@
 #define WRITER_IDLE_EXIT_MS		2000
 /* a registered writer that has not started after this long is registered again */
 #define WRITER_START_TIMEOUT_MS 10000
+/* submissions waiting for a busy writer before an idle one is woken too */
+#define WRITER_WAKE_ANOTHER		8
 /* how often a waiting caller looks at its writer even without a wake-up */
 #define CALLER_POLL_MS			1000
 #define SUBMIT_NONE				(-1)
@@ -471,21 +474,31 @@ writer_for_database_locked(TimestampTz now, int *start)
 	return found;
 }
 
-/* an idle writer of w to wake (no longer idle), or NULL when all are busy */
+/*
+ * An idle writer of w to wake (no longer idle), or NULL.  While a writer
+ * is busy it takes what queued meanwhile as its next batch; a second one
+ * is woken only once WRITER_WAKE_ANOTHER submissions wait, since a writer
+ * woken for every arrival would commit batches of one.
+ */
 static Latch *
 writer_to_wake_locked(WriterSlot *w)
 {
+	bool		busy = false;
+	WriterProc *idle = NULL;
+
 	for (int k = 0; k < PL_MAX_LEDGER_WRITERS; k++)
 	{
 		WriterProc *p = &w->procs[k];
 
-		if (p->idle && p->latch != NULL)
-		{
-			p->idle = false;
-			return p->latch;
-		}
+		if (p->pid != 0 && !p->idle)
+			busy = true;
+		else if (p->idle && p->latch != NULL && idle == NULL)
+			idle = p;
 	}
-	return NULL;
+	if (idle == NULL || (busy && w->nqueued < WRITER_WAKE_ANOTHER))
+		return NULL;
+	idle->idle = false;
+	return idle->latch;
 }
 
 static bool
