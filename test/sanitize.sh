@@ -14,8 +14,8 @@
 # undefined behaviour in it (signed overflow, shifts, null access, invalid
 # enum or bool values, ...).  What it cannot catch: overruns inside a
 # smaller palloc'd chunk, since PostgreSQL's allocator carves those out of
-# large malloc'd blocks (that needs a server built with USE_VALGRIND, run
-# under valgrind).
+# large malloc'd blocks (test/valgrind.sh runs the suites under valgrind
+# against a server built with USE_VALGRIND for those).
 #
 # Before the suites, a planted error proves the reports are not lost: a
 # throwaway module (built here, never installed) reads past a malloc'd
