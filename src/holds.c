@@ -399,11 +399,12 @@ hold(PG_FUNCTION_ARGS)
 
 /*
  * Declines that post and void share: a hold no longer pending, or past its
- * expiry (which expires it now).  Returns the reason, or NULL to go on.
+ * expiry (which expires it now; a decline of the call, unless the call is
+ * an expiry sweep).  Returns the reason, or NULL to go on.
  */
 static const char *
 hold_not_usable(LockedHold *hold, const char *key, int64 amount, TimestampTz now,
-				PlLockedSet *locked)
+				PlLockedSet *locked, bool sweep)
 {
 	if (strcmp(hold->status, "pending") != 0)
 	{
@@ -412,7 +413,7 @@ hold_not_usable(LockedHold *hold, const char *key, int64 amount, TimestampTz now
 	}
 	if (now >= hold->expires_at)
 	{
-		expire_now(hold, key, now, true, locked);
+		expire_now(hold, key, now, !sweep, locked);
 		return "HOLD_EXPIRED";
 	}
 	return NULL;
@@ -457,7 +458,8 @@ lock_hold_accounts(LockedHold *hold, const pg_uuid_t *more_accounts, int nmore, 
  * PL_SETTLE_TARGET_DEBITED when the caller debits the hold's target next
  * (a capture's splits come out of the merchant account), so its own row is
  * locked; PL_SETTLE_OWN_ROWS when the caller locked every account's own
- * row already (the sweeps).  Part of a request's work (pipeline.c), which
+ * row already (the sweeps); PL_SETTLE_SWEEP when an expiry sweep voids an
+ * overdue hold, whose expiry is then no decline.  Part of a request's work (pipeline.c), which
  * records the key.
  */
 const char *
@@ -484,7 +486,7 @@ PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount, int64 amount,
 	locked = lock_hold_accounts(&hold, more_accounts, nmore, flags);
 	now = GetCurrentTimestamp();
 	posted = (post && has_amount) ? amount : hold.amount;
-	reason = hold_not_usable(&hold, key, posted, now, locked);
+	reason = hold_not_usable(&hold, key, posted, now, locked, (flags & PL_SETTLE_SWEEP) != 0);
 	if (reason == NULL && post && posted > hold.amount)
 	{
 		reason = "EXCEEDS_AVAILABLE_AMOUNT";

@@ -114,6 +114,7 @@ extern const char *PlHoldCreate(const pg_uuid_t *id, const pg_uuid_t *from_id,
 /* PlHoldSettle flags */
 #define PL_SETTLE_TARGET_DEBITED	0x01	/* the caller debits the target next */
 #define PL_SETTLE_OWN_ROWS			0x02	/* every account's own row is locked */
+#define PL_SETTLE_SWEEP				0x04	/* an expiry sweep: expiring is no decline */
 extern const char *PlHoldSettle(const pg_uuid_t *hold_id, bool post, bool has_amount,
 								int64 amount, const char *key, const uint8 *request_hash,
 								TimestampTz now, const pg_uuid_t *more_accounts, int nmore,

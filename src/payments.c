@@ -1141,7 +1141,7 @@ expire_authorizations_work(PlRequest *req)
 			continue;
 		/* an overdue hold is expired by the settle attempt itself */
 		if (PlHoldSettle(&p.hold_id, false, false, 0, NULL, (const uint8 *) "", now,
-						 NULL, 0, PL_SETTLE_OWN_ROWS) == NULL)
+						 NULL, 0, PL_SETTLE_OWN_ROWS | PL_SETTLE_SWEEP) == NULL)
 			elog(ERROR, "authorization %s was not overdue after all", PlUuidText(&p.id));
 		store_payment(&p, "expired", now, false, false);
 		payment_event(&p, "PAYMENT_EXPIRED", "authorized", "expired", p.amount, true, NULL, NULL, now);

@@ -10,7 +10,7 @@
 BEGIN;
 \ir helpers.psql
 
-SELECT plan(274);
+SELECT plan(275);
 
 ------------------------------------------------------------------------------
 -- fixtures of this file
@@ -390,6 +390,10 @@ SELECT is(payledger.expire_authorizations(), 1, 'expire_authorizations() expires
 SELECT is(pg_temp.pstate('p6') || ' ' || pg_temp.pstate('p7'), 'expired authorized', 'p6 is expired, p7 still authorized');
 SELECT is(pg_temp.money('cust'), '93800/400/0', 'p6''s 300 is released, p7''s 400 still reserved');
 SELECT is(pg_temp.last_event('p6'), 'PAYMENT_EXPIRED authorized->expired true 300', 'p6 gets a PAYMENT_EXPIRED audit row');
+SELECT is((SELECT string_agg(l.success || '/' || coalesce(l.reason_code, '-'), ',')
+			 FROM payledger.payment_audit_log l JOIN payledger.payments p ON l.payment_id = p.hold_id
+			WHERE p.id = pg_temp.pid('p6') AND l.event_type = 'HOLD_EXPIRED'),
+	'true/-', 'the sweep''s HOLD_EXPIRED row of p6''s hold is a success without a reason, as expire_holds() writes it');
 SELECT is(payledger.expire_authorizations(), 0, 'a second expire_authorizations() finds nothing');
 SELECT pg_temp.raises($$SELECT payledger.capture_payment(pg_temp.pid('p6'), 'cap-p6')$$,
 	'PY001', 'capture of an expired payment raises PY001', 'expired');
