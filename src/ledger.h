@@ -75,7 +75,7 @@ extern int64 PlSubBalanceTotal(const pg_uuid_t *id, int64 *versions, int64 *pend
 /* transfer.c */
 extern void PlTransferHash(const pg_uuid_t *from_id, const pg_uuid_t *to_id, int64 amount,
 						   const char *currency, Jsonb *metadata, uint8 *out);
-/* a transfer request in plain C (transfer(), the ledger writer) */
+/* a transfer request in plain C (transfer(); submit_transfer's checks) */
 typedef struct PlTransferArgs
 {
 	pg_uuid_t	from_id;

@@ -10,8 +10,10 @@
  * posting.c, so transfers never deadlock among themselves.
  *
  * transfer() is the SQL face of PlTransferRequest(), which takes plain C
- * arguments so that callers without a function call (the ledger writer of
- * submit_transfer, ledger_writer.c) run exactly the same request.
+ * arguments.  submit_transfer() (ledger_writer.c) checks its arguments
+ * with PlTransferCheckArgs() and hashes them with PlTransferHash() in the
+ * calling session; its writers then run the same pipeline steps per item
+ * on a batch's locked accounts, as transfer_many does.
  *
  * The hot path runs no SQL: the key and account rows are found by index
  * probes, rows are locked with table_tuple_lock(), updated in place (HOT)
