@@ -10,9 +10,10 @@
 # chunks out of large malloc'd blocks that memcheck sees as one.  Given
 # PG_SOURCE (an unpacked postgresql-15 source tree: `apt-get source
 # postgresql-15` with a deb-src line, or the tarball from postgresql.org),
-# the script builds one into VALGRIND_PG (once; about 15 minutes on two
-# cores) and uses PostgreSQL's own suppressions (src/tools/valgrind.supp)
-# plus test/valgrind.supp.  It takes about half an hour (every backend runs
+# the script builds one into VALGRIND_PG (once; two to three minutes on two
+# cores) and uses PostgreSQL's own suppressions (src/tools/valgrind.supp),
+# plus test/valgrind.supp when there is one (none has been needed: an entry
+# there must say why).  It takes half an hour or more (every backend runs
 # 20 to 50 times slower), so it is not part of ./test.sh.
 #
 # Before the suites, a planted error proves the reports are not lost: a
