@@ -52,7 +52,12 @@ build_and_install() {
 		(cd "$WORK_DIR" && tar -xf -)
 	chown -R postgres:postgres "$WORK_DIR"
 	log "building in $WORK_DIR"
-	as_pg "cd '$WORK_DIR' && make -s PG_CFLAGS='$1' 2>&1" | tee "$WORK_DIR/build.log"
+	# a failed build must stop here: make install below would build again,
+	# as root and without these flags
+	if ! as_pg "cd '$WORK_DIR' && make -s PG_CFLAGS='$1' 2>&1" | tee "$WORK_DIR/build.log"; then
+		echo "the build failed" >&2
+		exit 1
+	fi
 	if grep -q 'warning:' "$WORK_DIR/build.log"; then
 		echo "the build printed warnings" >&2
 		exit 1
