@@ -15,9 +15,9 @@
  * transfer_many walks its arrays without copying them and runs each item in
  * a scratch memory context reset between items, so memory does not grow
  * with the number of items beyond the input itself: it holds the locked
- * accounts, its result set (a tuplestore, which spills to disk) and, when
- * the items have keys, what the one lookup of each key found (a few dozen
- * bytes per item).
+ * accounts, its result set (a tuplestore, which spills to disk past
+ * work_mem) and, when the items have keys, one byte per item and the
+ * stored outcome of each item that replays.
  *
  * Copyright (c) 2026, payledger authors
  *
@@ -436,22 +436,25 @@ null_item(const char *name, int i)
 			 errdetail("%s[%d] is null.", name, i + 1)));
 }
 
-/* what the key store holds for an item's key, looked up once, in step (3) */
+/*
+ * What step (3) found for an item's key, one byte per item; the outcome of
+ * a stored key is kept apart (BatchReplay), for the items that replay only.
+ */
 typedef enum BatchKeyState
 {
 	KEY_NONE,					/* the item has no key */
 	KEY_NEW,					/* not stored, and no earlier item has it */
-	KEY_STORED,					/* stored by an earlier call: the item replays */
+	KEY_STORED,					/* stored by an earlier call: the item replays
+								 * the next BatchReplay */
 	KEY_AGAIN					/* an earlier item has it: looked up at its turn */
 } BatchKeyState;
 
-typedef struct BatchKey
+typedef struct BatchReplay
 {
-	BatchKeyState state;
-	pg_uuid_t	result_id;		/* KEY_STORED: the stored outcome */
+	pg_uuid_t	result_id;
 	const char *status;
 	const char *reason;
-} BatchKey;
+} BatchReplay;
 
 /* a transfer_many call: its arguments, then what its steps share */
 typedef struct Batch
@@ -468,7 +471,11 @@ typedef struct Batch
 	bool	   *credit_only;	/* ids[i] is only credited by the batch */
 	int			nids;
 	PlLockedSet *locked;
-	BatchKey   *keys;			/* per item, when the batch has keys */
+	uint8	   *keys;			/* a BatchKeyState per item, when the batch
+								 * has keys */
+	BatchReplay *replays;		/* the KEY_STORED items' outcomes, in order */
+	int			nreplays;
+	int			next_replay;
 	int			nreplayed;
 } Batch;
 
@@ -543,14 +550,34 @@ batch_check_items(Batch *b)
 	hash_destroy(account_set);
 }
 
+/* keeps the stored outcome of an item that replays, in cxt */
+static void
+batch_keep_replay(Batch *b, const PlIdemResult *stored, MemoryContext cxt, int *size)
+{
+	BatchReplay *r;
+
+	if (b->nreplays == *size)
+	{
+		*size = Max(16, *size * 2);
+		b->replays = b->replays == NULL ?
+			MemoryContextAlloc(cxt, sizeof(BatchReplay) * *size) :
+			repalloc(b->replays, sizeof(BatchReplay) * *size);
+	}
+	r = &b->replays[b->nreplays++];
+	r->result_id = stored->result_id;
+	r->status = PlConstStatus(stored->status);
+	r->reason = PlConstReason(stored->reason_code);
+}
+
 /*
  * (3) every key of the batch locked, in one order, before any account,
  * then looked up: a key used before with other parameters raises PY002
- * ahead of PY005 and PY004.  What the lookup found is kept for the item,
- * so that each key is looked up once: the locks keep other sessions from
- * storing a key of the batch meanwhile, and only an item whose key an
- * earlier item of the batch has (or whose key's hash collides with one)
- * is looked up again at its turn, after that item stored it.
+ * ahead of PY005 and PY004.  What the lookup found is kept, so that each
+ * key is looked up once: the locks keep other sessions from storing a key
+ * of the batch meanwhile, and only an item whose key an earlier item of
+ * the batch has (or whose key's hash collides with one) is looked up
+ * again at its turn, after that item stored it.  A new key costs one byte;
+ * a stored one, its outcome (a replaying item: 33 bytes).
  */
 static void
 batch_lock_keys(Batch *b)
@@ -560,6 +587,7 @@ batch_lock_keys(Batch *b)
 	BatchItem	item;
 	HASHCTL		ctl;
 	HTAB	   *seen;
+	int			replays_size = 0;
 
 	if (b->arrays.keys == NULL)
 		return;
@@ -583,7 +611,7 @@ batch_lock_keys(Batch *b)
 	PlLockKeyHashes(hashes, nkeys);
 	pfree(hashes);
 
-	b->keys = palloc0(sizeof(BatchKey) * b->n);
+	b->keys = palloc(sizeof(uint8) * b->n);
 	ctl.keysize = sizeof(uint64);
 	ctl.entrysize = sizeof(uint64);
 	ctl.hcxt = CurrentMemoryContext;
@@ -598,12 +626,11 @@ batch_lock_keys(Batch *b)
 		PlKeyRef	ref;
 		uint64		key_hash;
 		bool		found;
-		BatchKey   *k = &b->keys[i];
 
 		items_next(&b->arrays, &item);
 		if (item.key == NULL)
 		{
-			k->state = KEY_NONE;
+			b->keys[i] = KEY_NONE;
 			continue;
 		}
 		oldcxt = MemoryContextSwitchTo(b->scratch);
@@ -612,19 +639,17 @@ batch_lock_keys(Batch *b)
 		key_hash = PlKeyHash(&ref);
 		(void) hash_search(seen, &key_hash, HASH_ENTER, &found);
 		if (found)
-			k->state = KEY_AGAIN;
+			b->keys[i] = KEY_AGAIN;
 		else
 		{
 			item_hash(&item, b->currency, b->empty, hash);
 			if (PlIdemLookup(NULL, "transfer", ref.key, hash, NULL, &stored))
 			{
-				k->state = KEY_STORED;
-				k->result_id = stored.result_id;
-				k->status = PlConstStatus(stored.status);
-				k->reason = PlConstReason(stored.reason_code);
+				batch_keep_replay(b, &stored, oldcxt, &replays_size);
+				b->keys[i] = KEY_STORED;
 			}
 			else
-				k->state = KEY_NEW;
+				b->keys[i] = KEY_NEW;
 		}
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(b->scratch);
@@ -639,24 +664,27 @@ batch_lock_keys(Batch *b)
  * Adds its result row.
  */
 static void
-batch_item(Batch *b, const BatchItem *item, const BatchKey *key)
+batch_item(Batch *b, const BatchItem *item, BatchKeyState key)
 {
 	PlRequest	req;
 	Datum		values[Natts_transfer_result];
 	bool		nulls[Natts_transfer_result];
 	bool		replayed;
 
-	Assert((item->key == NULL) == (key == NULL || key->state == KEY_NONE));
+	Assert((item->key == NULL) == (key == KEY_NONE));
 	PlRequestInit(&req, "transfer", NULL,
 				  item->key ? text_to_cstring(item->key) : NULL, NULL, NULL);
 	item_hash(item, b->currency, b->empty, req.hash);
-	if (key != NULL && key->state == KEY_STORED)
+	if (key == KEY_STORED)
 	{
+		const BatchReplay *r = &b->replays[b->next_replay++];
+
+		Assert(b->next_replay <= b->nreplays);
 		req.replayed = true;
-		PlRequestOutcome(&req, &key->result_id, key->status, key->reason, 0);
+		PlRequestOutcome(&req, &r->result_id, r->status, r->reason, 0);
 		replayed = true;
 	}
-	else if (key != NULL && key->state == KEY_AGAIN)
+	else if (key == KEY_AGAIN)
 		replayed = PlRequestLookup(&req);
 	else
 		replayed = false;
@@ -720,7 +748,7 @@ batch_work(PlRequest *req)
 
 		items_next(&b->arrays, &item);
 		oldcxt = MemoryContextSwitchTo(b->scratch);
-		batch_item(b, &item, b->keys ? &b->keys[i] : NULL);
+		batch_item(b, &item, b->keys ? (BatchKeyState) b->keys[i] : KEY_NONE);
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(b->scratch);
 	}

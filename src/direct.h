@@ -37,6 +37,12 @@ typedef struct PlAccountRow
 	int64		version;
 	bool		has_limits;		/* see account_limits */
 	int64		call_debits;	/* debits this call decided but not yet wrote */
+	bool		limits_read;	/* the limits below were read (posting.c) */
+	bool		has_max_per_transfer;
+	bool		has_max_daily_debit;
+	int64		max_per_transfer;
+	int64		max_daily_debit;
+	int64		debited_today;	/* posted and pending debits of the UTC day */
 	bool		dirty;			/* changed in memory, not yet written */
 	bool		has_sub_balances;	/* committed sub-balances count toward its floor */
 	bool		has_owner;		/* owner_id is set: the merchant it belongs to */

@@ -201,38 +201,49 @@ enum
 /*
  * Is a debit of amount above the account's per-transfer limit, or would it
  * take today's (UTC) posted and pending debits above the daily limit?
+ *
+ * The limits and the day's debits are read once per locked set: the row
+ * lock keeps every other debit of the account out until the transaction
+ * ends, and PlWriteEntry adds the debits this call posts, so a batch
+ * checks each item in constant time and memory instead of summing the
+ * day's entries again for every item.
  */
 static bool
-over_limit(const pg_uuid_t *account, int64 amount)
+over_limit(PlAccountRow *src, int64 amount)
 {
-	Datum		values[1];
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		isnull;
-	int64		max_per,
-				max_daily,
-				today;
-	bool		per_null,
-				daily_null;
-
-	values[0] = UUIDPGetDatum((pg_uuid_t *) account);
-	if (PlExec(PLAN_LIMITS_CHECK, values, NULL, 1) != SPI_OK_SELECT)
-		elog(ERROR, "limit lookup failed");
-	if (SPI_processed == 0)
+	if (!src->limits_read)
 	{
+		Datum		values[1];
+		HeapTuple	tup;
+		TupleDesc	desc;
+		bool		isnull;
+
+		values[0] = UUIDPGetDatum(&src->id);
+		if (PlExec(PLAN_LIMITS_CHECK, values, NULL, 1) != SPI_OK_SELECT)
+			elog(ERROR, "limit lookup failed");
+		src->limits_read = true;
+		if (SPI_processed == 0)
+		{
+			SPI_freetuptable(SPI_tuptable);
+			src->has_max_per_transfer = false;
+			src->has_max_daily_debit = false;
+			return false;
+		}
+		tup = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		src->max_per_transfer = DatumGetInt64(SPI_getbinval(tup, desc, LIMITS_MAX_PER_TRANSFER,
+															&isnull));
+		src->has_max_per_transfer = !isnull;
+		src->max_daily_debit = DatumGetInt64(SPI_getbinval(tup, desc, LIMITS_MAX_DAILY_DEBIT,
+														   &isnull));
+		src->has_max_daily_debit = !isnull;
+		src->debited_today = DatumGetInt64(SPI_getbinval(tup, desc, LIMITS_DEBITED_TODAY,
+														 &isnull));
 		SPI_freetuptable(SPI_tuptable);
-		return false;
 	}
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	max_per = DatumGetInt64(SPI_getbinval(tup, desc, LIMITS_MAX_PER_TRANSFER, &per_null));
-	max_daily = DatumGetInt64(SPI_getbinval(tup, desc, LIMITS_MAX_DAILY_DEBIT, &daily_null));
-	today = DatumGetInt64(SPI_getbinval(tup, desc, LIMITS_DEBITED_TODAY, &isnull));
-	/* batches check every item: do not let SPI results pile up */
-	SPI_freetuptable(SPI_tuptable);
-	if (!per_null && amount > max_per)
+	if (src->has_max_per_transfer && amount > src->max_per_transfer)
 		return true;
-	if (!daily_null && (today > max_daily - amount))
+	if (src->has_max_daily_debit && src->debited_today > src->max_daily_debit - amount)
 		return true;
 	return false;
 }
@@ -281,7 +292,7 @@ PlDeclineReason(PlAccountRow *src, PlAccountRow *dst, int64 amount)
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("balance of account %s would overflow bigint", PlUuidText(&dst->id))));
-	if (src->has_limits && over_limit(&src->id, amount + src->call_debits))
+	if (src->has_limits && over_limit(src, amount + src->call_debits))
 		return "LIMIT_EXCEEDED";
 	if (src->has_floor)
 	{
@@ -333,6 +344,10 @@ PlWriteEntry(Relation entries, PlAccountRow *row, const pg_uuid_t *transfer_id,
 	posting_currency = row->currency;
 	posting_sum += delta;
 #endif
+	/* the day's debits, for the next limit check of this locked set */
+	if (delta < 0 && row->limits_read &&
+		pg_sub_s64_overflow(row->debited_today, delta, &row->debited_today))
+		row->debited_today = PG_INT64_MAX;
 	row->version++;
 	row->dirty = true;
 	values[Anum_entries_account_id - 1] = UUIDPGetDatum(&row->row_id);

@@ -10,7 +10,7 @@
 BEGIN;
 \ir helpers.psql
 
-SELECT plan(275);
+SELECT plan(279);
 
 ------------------------------------------------------------------------------
 -- fixtures of this file
@@ -608,6 +608,24 @@ SELECT is(pg_temp.xfer('lim-in', 'net', 'lim', 5000), 'posted', 'credits to lim 
 SELECT lives_ok($$SELECT payledger.set_limits(pg_temp.acct('lim'), NULL, NULL)$$, 'set_limits(lim, NULL, NULL) lifts the limits');
 SELECT is(payledger.authorize_payment(pg_temp.pid('l5'), 'auth-l5'), 'authorized', 'authorizing 2000 succeeds without limits');
 SELECT is(pg_temp.money('lim'), '15000/3500/0', 'lim: 15000, 3500 reserved');
+-- a batch checks each item on the day's debits as its earlier items leave
+-- them (it reads them once and counts its own): 3500 pending, 1500 left
+SELECT lives_ok($$SELECT payledger.set_limits(pg_temp.acct('lim'), 1000, 5000)$$,
+	'set_limits(lim, 1000, 5000): 1500 left today');
+SELECT is((SELECT string_agg(r.status || coalesce(':' || r.reason_code, ''), ' ' ORDER BY n)
+			 FROM payledger.transfer_many(ARRAY[pg_temp.acct('lim'), pg_temp.acct('lim'), pg_temp.acct('lim'), pg_temp.acct('lim')],
+										  ARRAY[pg_temp.acct('shop'), pg_temp.acct('shop'), pg_temp.acct('shop'), pg_temp.acct('shop')],
+										  ARRAY[1000, 400, 200, 100]::bigint[], 'USD',
+										  ARRAY['blim-1', 'blim-2', 'blim-3', 'blim-4']) WITH ORDINALITY AS r(transfer_id, status, reason_code, replayed, n)),
+	'posted posted rejected:LIMIT_EXCEEDED posted',
+	'transfer_many: 1000 and 400 post, 200 more would exceed the day''s 5000, 100 reaches it exactly');
+SELECT is((SELECT status || ':' || reason_code
+			 FROM payledger.transfer_legs(jsonb_build_array(
+					jsonb_build_object('from', pg_temp.acct('net'), 'to', pg_temp.acct('lim'), 'amount', 300),
+					jsonb_build_object('from', pg_temp.acct('lim'), 'to', pg_temp.acct('shop'), 'amount', 1)),
+					'USD', 'blim-legs')),
+	'rejected:LIMIT_EXCEEDED', 'transfer_legs: a leg of 1 from lim is declined once the day''s 5000 are reached');
+SELECT is(pg_temp.money('lim'), '13500/3500/0', 'lim: the batch posted 1500 of its 1700');
 SELECT pg_temp.raises($$SELECT payledger.set_limits(NULL, 1, 1)$$,
 	'22004', 'set_limits: NULL account_id raises 22004', 'account_id');
 SELECT pg_temp.raises($$SELECT payledger.set_limits(pg_temp.acct('ghost'), 1, 1)$$,
