@@ -256,20 +256,55 @@ counter_key(void)
 	}
 }
 
-/* parameters of PLAN_COUNTERS_ADD, 0-based: the counter key, then three arrays */
+/* parameters of PLAN_COUNTERS_UPDATE and _ADD, 0-based: the key, then three arrays */
 enum
 {
 	COUNTERS_KEY, COUNTERS_METRICS, COUNTERS_LABELS, COUNTERS_DELTAS, COUNTERS_NARGS
 };
 
-/* Adds the running call's counts to this transaction's rows (inside SPI). */
-static void
-flush_counts(void)
+/*
+ * Runs plan with the counter key and the pending counts whose skip[] is
+ * false; returns the SPI result code.
+ */
+static int
+exec_counts(PlPlanId plan, int32 key, const bool *skip)
 {
 	Datum		metrics[PENDING_SLOTS];
 	Datum		labels[PENDING_SLOTS];
 	Datum		deltas[PENDING_SLOTS];
 	Datum		values[COUNTERS_NARGS];
+	int			n = 0;
+
+	for (int i = 0; i < npending; i++)
+	{
+		if (skip[i])
+			continue;
+		metrics[n] = CStringGetTextDatum(pending[i].metric);
+		labels[n] = CStringGetTextDatum(pending[i].labels);
+		deltas[n] = Int64GetDatum(pending[i].delta);
+		n++;
+	}
+	Assert(n > 0);
+	values[COUNTERS_KEY] = Int32GetDatum(key);
+	values[COUNTERS_METRICS] = PointerGetDatum(construct_array(metrics, n, TEXTOID, -1, false,
+															   TYPALIGN_INT));
+	values[COUNTERS_LABELS] = PointerGetDatum(construct_array(labels, n, TEXTOID, -1, false,
+															  TYPALIGN_INT));
+	values[COUNTERS_DELTAS] = PointerGetDatum(construct_array(deltas, n, INT8OID, 8,
+															  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	return PlExec(plan, values, NULL, 0);
+}
+
+/*
+ * Adds the running call's counts to this transaction's rows (inside SPI):
+ * updates the rows that exist, inserts the others (a backend's first count
+ * of a metric and labels).
+ */
+static void
+flush_counts(void)
+{
+	bool		updated[PENDING_SLOTS] = {false};
+	int32		key;
 
 	if (npending == 0)
 		return;
@@ -279,22 +314,24 @@ flush_counts(void)
 		npending = 0;
 		return;
 	}
-	for (int i = 0; i < npending; i++)
-	{
-		metrics[i] = CStringGetTextDatum(pending[i].metric);
-		labels[i] = CStringGetTextDatum(pending[i].labels);
-		deltas[i] = Int64GetDatum(pending[i].delta);
-	}
-	values[COUNTERS_KEY] = Int32GetDatum(counter_key());
-	values[COUNTERS_METRICS] = PointerGetDatum(construct_array(metrics, npending, TEXTOID, -1, false,
-															   TYPALIGN_INT));
-	values[COUNTERS_LABELS] = PointerGetDatum(construct_array(labels, npending, TEXTOID, -1, false,
-															  TYPALIGN_INT));
-	values[COUNTERS_DELTAS] = PointerGetDatum(construct_array(deltas, npending, INT8OID, 8,
-															  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	npending = 0;
-	if (PlExec(PLAN_COUNTERS_ADD, values, NULL, 0) != SPI_OK_INSERT)
+	key = counter_key();
+	if (exec_counts(PLAN_COUNTERS_UPDATE, key, updated) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "metric counters update failed");
+	if (SPI_processed < (uint64) npending)
+	{
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			bool		isnull;
+			int64		i = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+														SPI_tuptable->tupdesc, 1, &isnull));
+
+			Assert(!isnull && i >= 1 && i <= npending);
+			updated[i - 1] = true;
+		}
+		if (exec_counts(PLAN_COUNTERS_ADD, key, updated) != SPI_OK_INSERT)
+			elog(ERROR, "metric counters insert failed");
+	}
+	npending = 0;
 }
 
 /* a new outermost call: what a failed one left is not to be counted */

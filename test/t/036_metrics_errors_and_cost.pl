@@ -3,7 +3,8 @@
 # manager, the audit-partition and sub-balance code, the risk hook whose
 # error payledger swallowed), and a scrape of payledger.metrics does not
 # grow with the ledger's history: its buffer count is the same before and
-# after 20,000 more transfers.
+# after 20,000 more transfers.  A flush that updates some of a backend's
+# counter rows and inserts another counts each once.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -87,6 +88,23 @@ is(q1(q{SELECT value FROM payledger.metrics WHERE metric = 'payledger_transfers_
 	'and still counts every posted transfer');
 is(q1(q{SELECT value FROM payledger.metrics WHERE metric = 'payledger_audit_rows_total'}),
 	q1('SELECT count(*) FROM payledger.payment_audit_log'), 'and every audit row');
+
+# one flush that both updates this backend's rows (the audit rows) and adds
+# one it has not written yet (a rejected transfer's reason): each counted
+# once, none lost
+my $by_status = q{SELECT string_agg(labels->>'status' || '/' || (labels->>'reason_code') || '=' || value, ' '
+	ORDER BY labels->>'status', labels->>'reason_code') FROM payledger.metrics
+	WHERE metric = 'payledger_transfers_total' AND labels->>'status' IN ('posted', 'rejected')};
+my $from_table = q{SELECT string_agg(status || '/' || coalesce(reason_code, '') || '=' || n, ' '
+	ORDER BY status, coalesce(reason_code, '')) FROM (SELECT status, reason_code, count(*) AS n
+	FROM payledger.transfers WHERE status IN ('posted', 'rejected') GROUP BY 1, 2) t};
+unlike(q1($by_status), qr/rejected/, 'no rejected transfer counted yet');
+is(q1("SELECT status FROM payledger.transfer('$a', '$b', 1000000000000, 'USD', 'too-much')"),
+	'rejected', 'a transfer beyond the balance is rejected');
+like(q1($by_status), qr/rejected\/\w+=1/, 'the rejection is counted once');
+is(q1($by_status), q1($from_table), 'every transfer status and reason matches the table');
+is(q1(q{SELECT value FROM payledger.metrics WHERE metric = 'payledger_audit_rows_total'}),
+	q1('SELECT count(*) FROM payledger.payment_audit_log'), 'and the audit rows of that same flush');
 
 $node->stop;
 done_testing();
