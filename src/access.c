@@ -336,6 +336,12 @@ audit_scope_change(const char *event_type, Oid role, pg_uuid_t *merchant)
 	PlAuditWrite(&ev);
 }
 
+/* parameters of change_scope()'s statement, 0-based */
+enum
+{
+	SCOPE_ROLE, SCOPE_MERCHANT, SCOPE_NARGS
+};
+
 /*
  * Binds or unbinds a role and a merchant, with its audit row when that
  * changed anything; every backend rereads the table.
@@ -344,23 +350,25 @@ static void
 change_scope(FunctionCallInfo fcinfo, const char *sql, const char *event_type)
 {
 	PlPrivState priv;
-	Datum		values[2];
-	Oid			types[2] = {REGROLEOID, UUIDOID};
+	Datum		values[SCOPE_NARGS];
+	Oid			types[SCOPE_NARGS] = {[SCOPE_ROLE] = REGROLEOID, [SCOPE_MERCHANT] = UUIDOID};
 	Oid			relid;
 
 	PlRequireArg(fcinfo, 0, "role");
 	PlRequireArg(fcinfo, 1, "merchant_id");
-	values[0] = PG_GETARG_DATUM(0);
-	values[1] = PG_GETARG_DATUM(1);
-	if (!SearchSysCacheExists1(AUTHOID, values[0]))
+	values[SCOPE_ROLE] = PG_GETARG_DATUM(0);
+	values[SCOPE_MERCHANT] = PG_GETARG_DATUM(1);
+	if (!SearchSysCacheExists1(AUTHOID, values[SCOPE_ROLE]))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("role with OID %u does not exist", DatumGetObjectId(values[0]))));
+				 errmsg("role with OID %u does not exist",
+						DatumGetObjectId(values[SCOPE_ROLE]))));
 	PlSpiBegin(&priv);
-	if (SPI_execute_with_args(sql, 2, types, values, NULL, false, 0) < 0)
+	if (SPI_execute_with_args(sql, SCOPE_NARGS, types, values, NULL, false, 0) < 0)
 		elog(ERROR, "payledger could not change the scope of a role");
 	if (SPI_processed > 0)
-		audit_scope_change(event_type, DatumGetObjectId(values[0]), PG_GETARG_UUID_P(1));
+		audit_scope_change(event_type, DatumGetObjectId(values[SCOPE_ROLE]),
+						   PG_GETARG_UUID_P(1));
 	relid = get_relname_relid("role_scopes", get_namespace_oid("payledger", false));
 	CacheInvalidateRelcacheByRelid(relid);
 	PlSpiEnd(&priv);

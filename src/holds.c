@@ -610,6 +610,12 @@ void_hold(PG_FUNCTION_ARGS)
 	return hold_call(fcinfo, false);
 }
 
+/* columns of PLAN_HOLDS_OVERDUE */
+enum
+{
+	OVERDUE_HOLD = 1, OVERDUE_FROM, OVERDUE_TO
+};
+
 /* the work of expire_holds(): a request without a key */
 static void
 expire_holds_work(PlRequest *req)
@@ -633,9 +639,9 @@ expire_holds_work(PlRequest *req)
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 
-		ids[i] = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
-		accounts[2 * i] = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
-		accounts[2 * i + 1] = *DatumGetUUIDP(SPI_getbinval(tup, desc, 3, &isnull));
+		ids[i] = *DatumGetUUIDP(SPI_getbinval(tup, desc, OVERDUE_HOLD, &isnull));
+		accounts[2 * i] = *DatumGetUUIDP(SPI_getbinval(tup, desc, OVERDUE_FROM, &isnull));
+		accounts[2 * i + 1] = *DatumGetUUIDP(SPI_getbinval(tup, desc, OVERDUE_TO, &isnull));
 	}
 	if (n > 0)
 	{

@@ -238,6 +238,15 @@ payment_merchant(const pg_uuid_t *id)
 }
 
 /*
+ * the most columns store_payment() writes: state, the four amounts that
+ * change, hold_id, version, updated_at, authorized_at and captured_at
+ */
+enum
+{
+	STORE_MAX_COLS = 10
+};
+
+/*
  * Writes the payment's state and amounts back into its locked row.  The
  * row is replaced directly, so this does what the row triggers do for a
  * hand-written UPDATE: the state machine "payment" checks the transition
@@ -251,9 +260,9 @@ store_payment(Payment *p, const char *state, TimestampTz now, bool authorized, b
 	Relation	rel = open_payments();
 	TupleDesc	desc = RelationGetDescr(rel);
 	Oid			typid = TupleDescAttr(desc, Anum_payments_state - 1)->atttypid;
-	int			cols[11];
-	Datum		values[11];
-	bool		nulls[11] = {false};
+	int			cols[STORE_MAX_COLS];
+	Datum		values[STORE_MAX_COLS];
+	bool		nulls[STORE_MAX_COLS] = {false};
 	int			n = 0;
 	HeapTuple	newtup;
 
@@ -286,6 +295,7 @@ store_payment(Payment *p, const char *state, TimestampTz now, bool authorized, b
 		cols[n] = Anum_payments_captured_at;
 		values[n++] = TimestampTzGetDatum(now);
 	}
+	Assert(n <= STORE_MAX_COLS);
 	newtup = heap_modify_tuple_by_cols(p->tuple, desc, n, cols, values, nulls);
 	PlDirectUpdate(rel, p->tuple, newtup);
 	table_close(rel, NoLock);
@@ -1087,6 +1097,12 @@ fail_payment(PG_FUNCTION_ARGS)
 	return run_payment_call(fcinfo, &call, 2, h);
 }
 
+/* columns of PLAN_AUTHS_OVERDUE */
+enum
+{
+	AUTHS_OVERDUE_PAYMENT = 1, AUTHS_OVERDUE_HOLD, AUTHS_OVERDUE_FROM, AUTHS_OVERDUE_TO
+};
+
 /* the work of expire_authorizations(): a request without a key */
 static void
 expire_authorizations_work(PlRequest *req)
@@ -1113,11 +1129,11 @@ expire_authorizations_work(PlRequest *req)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		pg_uuid_t  *h = palloc(sizeof(pg_uuid_t));
 
-		ids[i] = *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
-		*h = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
+		ids[i] = *DatumGetUUIDP(SPI_getbinval(tup, desc, AUTHS_OVERDUE_PAYMENT, &isnull));
+		*h = *DatumGetUUIDP(SPI_getbinval(tup, desc, AUTHS_OVERDUE_HOLD, &isnull));
 		holds[i] = UUIDPGetDatum(h);
-		accounts[2 * i] = *DatumGetUUIDP(SPI_getbinval(tup, desc, 3, &isnull));
-		accounts[2 * i + 1] = *DatumGetUUIDP(SPI_getbinval(tup, desc, 4, &isnull));
+		accounts[2 * i] = *DatumGetUUIDP(SPI_getbinval(tup, desc, AUTHS_OVERDUE_FROM, &isnull));
+		accounts[2 * i + 1] = *DatumGetUUIDP(SPI_getbinval(tup, desc, AUTHS_OVERDUE_TO, &isnull));
 	}
 	if (n > 0)
 	{
@@ -1401,6 +1417,12 @@ resolve_dispute(PG_FUNCTION_ARGS)
 	return run_payment_call(fcinfo, &call, 2, h);
 }
 
+/* the columns guard_payments() stamps, 0-based */
+enum
+{
+	STAMP_VERSION, STAMP_UPDATED_AT, STAMP_NCOLS
+};
+
 /*
  * payledger.guard_payments() RETURNS trigger, BEFORE UPDATE FOR EACH ROW
  *
@@ -1425,9 +1447,9 @@ guard_payments(PG_FUNCTION_ARGS)
 	HeapTuple	newtup;
 	int			version_att;
 	int			updated_att;
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
-	int			cols[2];
+	Datum		values[STAMP_NCOLS];
+	bool		nulls[STAMP_NCOLS] = {false};
+	int			cols[STAMP_NCOLS];
 	bool		isnull;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ||
@@ -1469,10 +1491,11 @@ guard_payments(PG_FUNCTION_ARGS)
 	}
 	version_att = SPI_fnumber(desc, "version");
 	updated_att = SPI_fnumber(desc, "updated_at");
-	cols[0] = version_att;
-	cols[1] = updated_att;
-	values[0] = Int64GetDatum(DatumGetInt64(heap_getattr(oldtup, version_att, desc, &isnull)) + 1);
-	values[1] = TimestampTzGetDatum(GetCurrentTimestamp());
-	newtup = heap_modify_tuple_by_cols(newtup, desc, 2, cols, values, nulls);
+	cols[STAMP_VERSION] = version_att;
+	cols[STAMP_UPDATED_AT] = updated_att;
+	values[STAMP_VERSION] =
+		Int64GetDatum(DatumGetInt64(heap_getattr(oldtup, version_att, desc, &isnull)) + 1);
+	values[STAMP_UPDATED_AT] = TimestampTzGetDatum(GetCurrentTimestamp());
+	newtup = heap_modify_tuple_by_cols(newtup, desc, STAMP_NCOLS, cols, values, nulls);
 	return PointerGetDatum(newtup);
 }

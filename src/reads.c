@@ -68,11 +68,66 @@ typedef enum ReadPlan
 	READ_COUNT
 } ReadPlan;
 
+/* parameters of READ_TRANSFER, 0-based */
+enum
+{
+	TRANSFER_ARG_ID, TRANSFER_ARG_SCOPE, TRANSFER_NARGS
+};
+
+/* parameters of READ_TRANSFERS, 0-based */
+enum
+{
+	TRANSFERS_ARG_SINCE, TRANSFERS_ARG_UNTIL, TRANSFERS_ARG_STATUS, TRANSFERS_ARG_METADATA,
+	TRANSFERS_ARG_AFTER, TRANSFERS_ARG_MAX_ROWS, TRANSFERS_NARGS
+};
+
+/*
+ * parameters of READ_TRANSFERS_OF, 0-based: the account and the scope,
+ * then those of READ_TRANSFERS in their order
+ */
+enum
+{
+	TRANSFERS_OF_ARG_ACCOUNT, TRANSFERS_OF_ARG_SCOPE, TRANSFERS_OF_ARG_SINCE,
+	TRANSFERS_OF_ARG_UNTIL, TRANSFERS_OF_ARG_STATUS, TRANSFERS_OF_ARG_METADATA,
+	TRANSFERS_OF_ARG_AFTER, TRANSFERS_OF_ARG_MAX_ROWS, TRANSFERS_OF_NARGS
+};
+
+StaticAssertDecl(TRANSFERS_OF_NARGS - TRANSFERS_OF_ARG_SINCE == TRANSFERS_NARGS &&
+				 TRANSFERS_OF_ARG_MAX_ROWS - TRANSFERS_OF_ARG_SINCE == TRANSFERS_ARG_MAX_ROWS,
+				 "READ_TRANSFERS takes the last parameters of READ_TRANSFERS_OF");
+
+/* parameters of READ_PAYMENT, 0-based */
+enum
+{
+	PAYMENT_ARG_ID, PAYMENT_ARG_SCOPE, PAYMENT_NARGS
+};
+
+/* parameters of READ_PAYMENTS, 0-based */
+enum
+{
+	PAYMENTS_ARG_MERCHANT, PAYMENTS_ARG_STATE, PAYMENTS_ARG_SINCE, PAYMENTS_ARG_UNTIL,
+	PAYMENTS_ARG_METADATA, PAYMENTS_ARG_AFTER, PAYMENTS_ARG_SCOPE, PAYMENTS_ARG_MAX_ROWS,
+	PAYMENTS_ARG_FLOOR, PAYMENTS_NARGS
+};
+
+/* parameters of READ_ACCOUNTS, 0-based */
+enum
+{
+	ACCOUNTS_ARG_OWNER, ACCOUNTS_ARG_KIND, ACCOUNTS_ARG_CURRENCY, ACCOUNTS_ARG_AFTER,
+	ACCOUNTS_ARG_SCOPE, ACCOUNTS_ARG_MAX_ROWS, ACCOUNTS_NARGS
+};
+
+/* the most parameters a read has */
+enum
+{
+	READ_MAX_ARGS = PAYMENTS_NARGS
+};
+
 typedef struct ReadDef
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[10];
+	Oid			argtypes[READ_MAX_ARGS];
 } ReadDef;
 
 /*
@@ -175,7 +230,7 @@ typedef struct ReadDef
 static const ReadDef read_defs[READ_COUNT] = {
 	[READ_TRANSFER] = {
 		TRANSFER_OUT("SELECT v.* FROM " TRANSFER_ROWS " AND v.id = $1" TRANSFER_IN_SCOPE),
-		2, {UUIDOID, UUIDARRAYOID}
+		TRANSFER_NARGS, {UUIDOID, UUIDARRAYOID}
 	},
 	/* every transfer (an unscoped caller, no account): the primary keys */
 	[READ_TRANSFERS] = {
@@ -187,7 +242,7 @@ static const ReadDef read_defs[READ_COUNT] = {
 					 " AND ($4::jsonb IS NULL OR v.metadata @> $4)"
 					 " AND ($5::uuid IS NULL OR v.id > $5)"
 					 " ORDER BY v.id LIMIT $6"),
-		6, {TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, JSONBOID, UUIDOID, INT4OID}
+		TRANSFERS_NARGS, {TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, JSONBOID, UUIDOID, INT4OID}
 	},
 
 	/*
@@ -216,13 +271,13 @@ static const ReadDef read_defs[READ_COUNT] = {
 		" WHERE ($1::uuid IS NULL OR a.id = $1)"
 		" AND ($2::uuid[] IS NULL OR a.owner_id = ANY ($2))"
 		" ORDER BY hit.id LIMIT $8)"),
-		8, {UUIDOID, UUIDARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, JSONBOID, UUIDOID,
-		INT4OID}
+		TRANSFERS_OF_NARGS, {UUIDOID, UUIDARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID,
+		JSONBOID, UUIDOID, INT4OID}
 	},
 	[READ_PAYMENT] = {
 		"SELECT * FROM payledger.payments WHERE id = $1"
 		" AND ($2::uuid[] IS NULL OR merchant_id = ANY ($2))",
-		2, {UUIDOID, UUIDARRAYOID}
+		PAYMENT_NARGS, {UUIDOID, UUIDARRAYOID}
 	},
 	[READ_PAYMENTS] = {
 		"SELECT * FROM payledger.payments"
@@ -234,7 +289,7 @@ static const ReadDef read_defs[READ_COUNT] = {
 		" AND ($7::uuid[] IS NULL OR merchant_id = ANY ($7))"
 		" AND ($9::uuid IS NULL OR id >= $9)"
 		" ORDER BY id LIMIT $8",
-		9, {UUIDOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, JSONBOID, UUIDOID,
+		PAYMENTS_NARGS, {UUIDOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, JSONBOID, UUIDOID,
 		UUIDARRAYOID, INT4OID, UUIDOID}
 	},
 	/* balances as get_balance() reports them: sub-balances added, overdue holds released */
@@ -254,7 +309,7 @@ static const ReadDef read_defs[READ_COUNT] = {
 		" AND ($4::uuid IS NULL OR a.id > $4)"
 		" AND ($5::uuid[] IS NULL OR a.owner_id = ANY ($5))"
 		" ORDER BY a.id LIMIT $6",
-		6, {UUIDOID, TEXTOID, TEXTOID, UUIDOID, UUIDARRAYOID, INT4OID}
+		ACCOUNTS_NARGS, {UUIDOID, TEXTOID, TEXTOID, UUIDOID, UUIDARRAYOID, INT4OID}
 	},
 };
 
@@ -396,17 +451,18 @@ Datum
 get_transfer(PG_FUNCTION_ARGS)
 {
 	PlPrivState priv;
-	Datum		values[2];
-	char		nulls[2] = "  ";
+	Datum		values[TRANSFER_NARGS];
+	char		nulls[TRANSFER_NARGS];
 	bool		scope_null;
 
 	PlRequireArg(fcinfo, 0, "transfer_id");
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	PlSpiBegin(&priv);
-	values[0] = PG_GETARG_DATUM(0);
-	values[1] = PlScopeMerchants(&scope_null);
+	memset(nulls, ' ', sizeof(nulls));
+	values[TRANSFER_ARG_ID] = PG_GETARG_DATUM(0);
+	values[TRANSFER_ARG_SCOPE] = PlScopeMerchants(&scope_null);
 	if (scope_null)
-		nulls[1] = 'n';
+		nulls[TRANSFER_ARG_SCOPE] = 'n';
 	run_read(READ_TRANSFER, values, nulls);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -436,11 +492,12 @@ list_transfers(PG_FUNCTION_ARGS)
 {
 	static const char *const statuses[] = {"posted", "pending", "voided", "expired", "rejected"};
 	PlPrivState priv;
-	Datum		values[8];
-	char		nulls[8] = "        ";
+	Datum		values[TRANSFERS_OF_NARGS];
+	char		nulls[TRANSFERS_OF_NARGS];
 	bool		scope_null;
 
-	values[7] = max_rows_arg(fcinfo, 6);
+	memset(nulls, ' ', sizeof(nulls));
+	values[TRANSFERS_OF_ARG_MAX_ROWS] = max_rows_arg(fcinfo, 6);
 	if (!PG_ARGISNULL(3))
 	{
 		char	   *status = text_to_cstring(PG_GETARG_TEXT_PP(3));
@@ -455,18 +512,19 @@ list_transfers(PG_FUNCTION_ARGS)
 					 errhint("A transfer is posted, pending, voided, expired or rejected.")));
 	}
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	arg_or_null(fcinfo, 0, values, nulls, 0);
-	values[2] = time_arg(fcinfo, 1, true);
-	values[3] = time_arg(fcinfo, 2, false);
-	for (int i = 3; i < 6; i++)
-		arg_or_null(fcinfo, i, values, nulls, i + 1);
+	arg_or_null(fcinfo, 0, values, nulls, TRANSFERS_OF_ARG_ACCOUNT);
+	values[TRANSFERS_OF_ARG_SINCE] = time_arg(fcinfo, 1, true);
+	values[TRANSFERS_OF_ARG_UNTIL] = time_arg(fcinfo, 2, false);
+	arg_or_null(fcinfo, 3, values, nulls, TRANSFERS_OF_ARG_STATUS);
+	arg_or_null(fcinfo, 4, values, nulls, TRANSFERS_OF_ARG_METADATA);
+	arg_or_null(fcinfo, 5, values, nulls, TRANSFERS_OF_ARG_AFTER);
 
 	PlSpiBegin(&priv);
-	values[1] = PlScopeMerchants(&scope_null);
+	values[TRANSFERS_OF_ARG_SCOPE] = PlScopeMerchants(&scope_null);
 	if (scope_null)
-		nulls[1] = 'n';
-	if (nulls[0] == 'n' && scope_null)
-		run_read(READ_TRANSFERS, &values[2], &nulls[2]);
+		nulls[TRANSFERS_OF_ARG_SCOPE] = 'n';
+	if (nulls[TRANSFERS_OF_ARG_ACCOUNT] == 'n' && scope_null)
+		run_read(READ_TRANSFERS, &values[TRANSFERS_OF_ARG_SINCE], &nulls[TRANSFERS_OF_ARG_SINCE]);
 	else
 		run_read(READ_TRANSFERS_OF, values, nulls);
 	return_rows(fcinfo);
@@ -484,17 +542,18 @@ Datum
 get_payment(PG_FUNCTION_ARGS)
 {
 	PlPrivState priv;
-	Datum		values[2];
-	char		nulls[2] = "  ";
+	Datum		values[PAYMENT_NARGS];
+	char		nulls[PAYMENT_NARGS];
 	bool		scope_null;
 
 	PlRequireArg(fcinfo, 0, "payment_id");
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	PlSpiBegin(&priv);
-	values[0] = PG_GETARG_DATUM(0);
-	values[1] = PlScopeMerchants(&scope_null);
+	memset(nulls, ' ', sizeof(nulls));
+	values[PAYMENT_ARG_ID] = PG_GETARG_DATUM(0);
+	values[PAYMENT_ARG_SCOPE] = PlScopeMerchants(&scope_null);
 	if (scope_null)
-		nulls[1] = 'n';
+		nulls[PAYMENT_ARG_SCOPE] = 'n';
 	run_read(READ_PAYMENT, values, nulls);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -519,32 +578,34 @@ Datum
 list_payments(PG_FUNCTION_ARGS)
 {
 	PlPrivState priv;
-	Datum		values[9];
-	char		nulls[9] = "         ";
+	Datum		values[PAYMENTS_NARGS];
+	char		nulls[PAYMENTS_NARGS];
 	bool		scope_null;
 	pg_uuid_t	floor;
 
-	values[7] = max_rows_arg(fcinfo, 6);
+	memset(nulls, ' ', sizeof(nulls));
+	values[PAYMENTS_ARG_MAX_ROWS] = max_rows_arg(fcinfo, 6);
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	arg_or_null(fcinfo, 0, values, nulls, 0);
+	arg_or_null(fcinfo, 0, values, nulls, PAYMENTS_ARG_MERCHANT);
 	if (PG_ARGISNULL(1))
-		nulls[1] = 'n';
+		nulls[PAYMENTS_ARG_STATE] = 'n';
 	else
-		values[1] = CStringGetTextDatum(DatumGetCString(DirectFunctionCall1(enum_out,
-																			PG_GETARG_DATUM(1))));
-	values[2] = time_arg(fcinfo, 2, true);
-	values[3] = time_arg(fcinfo, 3, false);
-	arg_or_null(fcinfo, 4, values, nulls, 4);
-	arg_or_null(fcinfo, 5, values, nulls, 5);
-	if (uuid_v7_floor(DatumGetTimestampTz(values[2]), &floor))
-		values[8] = UUIDPGetDatum(&floor);
+		values[PAYMENTS_ARG_STATE] =
+			CStringGetTextDatum(DatumGetCString(DirectFunctionCall1(enum_out,
+																	PG_GETARG_DATUM(1))));
+	values[PAYMENTS_ARG_SINCE] = time_arg(fcinfo, 2, true);
+	values[PAYMENTS_ARG_UNTIL] = time_arg(fcinfo, 3, false);
+	arg_or_null(fcinfo, 4, values, nulls, PAYMENTS_ARG_METADATA);
+	arg_or_null(fcinfo, 5, values, nulls, PAYMENTS_ARG_AFTER);
+	if (uuid_v7_floor(DatumGetTimestampTz(values[PAYMENTS_ARG_SINCE]), &floor))
+		values[PAYMENTS_ARG_FLOOR] = UUIDPGetDatum(&floor);
 	else
-		nulls[8] = 'n';
+		nulls[PAYMENTS_ARG_FLOOR] = 'n';
 
 	PlSpiBegin(&priv);
-	values[6] = PlScopeMerchants(&scope_null);
+	values[PAYMENTS_ARG_SCOPE] = PlScopeMerchants(&scope_null);
 	if (scope_null)
-		nulls[6] = 'n';
+		nulls[PAYMENTS_ARG_SCOPE] = 'n';
 	run_read(READ_PAYMENTS, values, nulls);
 	return_rows(fcinfo);
 	PlSpiEnd(&priv);
@@ -567,18 +628,21 @@ Datum
 list_accounts(PG_FUNCTION_ARGS)
 {
 	PlPrivState priv;
-	Datum		values[6];
-	char		nulls[6] = "      ";
+	Datum		values[ACCOUNTS_NARGS];
+	char		nulls[ACCOUNTS_NARGS];
 	bool		scope_null;
 
-	values[5] = max_rows_arg(fcinfo, 4);
+	memset(nulls, ' ', sizeof(nulls));
+	values[ACCOUNTS_ARG_MAX_ROWS] = max_rows_arg(fcinfo, 4);
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	for (int i = 0; i < 4; i++)
-		arg_or_null(fcinfo, i, values, nulls, i);
+	arg_or_null(fcinfo, 0, values, nulls, ACCOUNTS_ARG_OWNER);
+	arg_or_null(fcinfo, 1, values, nulls, ACCOUNTS_ARG_KIND);
+	arg_or_null(fcinfo, 2, values, nulls, ACCOUNTS_ARG_CURRENCY);
+	arg_or_null(fcinfo, 3, values, nulls, ACCOUNTS_ARG_AFTER);
 	PlSpiBegin(&priv);
-	values[4] = PlScopeMerchants(&scope_null);
+	values[ACCOUNTS_ARG_SCOPE] = PlScopeMerchants(&scope_null);
 	if (scope_null)
-		nulls[4] = 'n';
+		nulls[ACCOUNTS_ARG_SCOPE] = 'n';
 	run_read(READ_ACCOUNTS, values, nulls);
 	return_rows(fcinfo);
 	PlSpiEnd(&priv);

@@ -48,6 +48,12 @@
 #include "pipeline.h"
 #include "ledger.h"
 
+/* columns of PLAN_TRANSFER_GET */
+enum
+{
+	TRANSFER_GET_HASH = 1, TRANSFER_GET_STATUS, TRANSFER_GET_REASON, TRANSFER_GET_KIND
+};
+
 /*
  * A caller-supplied transfer_id the ledger has used already: a transfer
  * with the same parameters replays (binding a new key to it); any other
@@ -74,14 +80,14 @@ replay_existing_id(PlRequest *req)
 
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	kind = SPI_getvalue(tup, desc, 4);
+	kind = SPI_getvalue(tup, desc, TRANSFER_GET_KIND);
 	if (strcmp(kind, "transfer") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_PAYLEDGER_IDEMPOTENCY_KEY_REUSED),
 				 errmsg("transfer_id %s is already the id of a %s",
 						PlUuidText(req->wanted_id), kind),
 				 errhint("A caller-supplied transfer_id must be new to the ledger.")));
-	hash = SPI_getbinval(tup, desc, 1, &isnull);
+	hash = SPI_getbinval(tup, desc, TRANSFER_GET_HASH, &isnull);
 	if (VARSIZE_ANY_EXHDR(DatumGetByteaPP(hash)) != PL_SHA256_LEN ||
 		memcmp(VARDATA_ANY(DatumGetByteaPP(hash)), req->hash, PL_SHA256_LEN) != 0)
 		ereport(ERROR,
@@ -90,8 +96,8 @@ replay_existing_id(PlRequest *req)
 						PlUuidText(req->wanted_id)),
 				 errhint("A caller-supplied transfer_id is unique forever.")));
 	oldcxt = MemoryContextSwitchTo(req->caller_cxt);
-	rc = SPI_getvalue(tup, desc, 3);
-	PlRequestOutcome(req, req->wanted_id, SPI_getvalue(tup, desc, 2), rc, 0);
+	rc = SPI_getvalue(tup, desc, TRANSFER_GET_REASON);
+	PlRequestOutcome(req, req->wanted_id, SPI_getvalue(tup, desc, TRANSFER_GET_STATUS), rc, 0);
 	MemoryContextSwitchTo(oldcxt);
 	SPI_freetuptable(SPI_tuptable);
 	req->replayed = true;

@@ -32,11 +32,6 @@ declare -A LONG_FUNCTIONS=(
 )
 # file -> literal SQL positions it still has
 declare -A LITERAL_POSITIONS=(
-	[access.c]=3
-	[holds.c]=2
-	[payments.c]=8
-	[reads.c]=35
-	[transfer.c]=3
 )
 
 fail=0
