@@ -30,6 +30,7 @@ OBJS = \
 	src/protect.o \
 	src/events.o \
 	src/metrics.o \
+	src/workers.o \
 	src/check.o \
 	src/sub_balances.o \
 	src/access.o \

@@ -316,21 +316,37 @@ PlNotifyEvents(void)
 }
 
 /*
+ * True when current_era is this server's era in the cluster_eras table
+ * that exists now (not one dropped with the extension); otherwise sets
+ * *relid to that table and *sysid to this server's system identifier, the
+ * key to look the era up by.
+ */
+static bool
+cached_era(Oid *relid, Datum *sysid)
+{
+	char		text[32];
+
+	*relid = get_relname_relid("cluster_eras", get_namespace_oid("payledger", false));
+	if (*relid == era_relid && current_era > 0)
+		return true;
+	snprintf(text, sizeof(text), UINT64_FORMAT, GetSystemIdentifier());
+	*sysid = CStringGetTextDatum(text);
+	return false;
+}
+
+/*
  * The era of this server (inside PlSpiBegin): registered on first use,
  * then cached for the life of the backend.
  */
 int32
 PlCurrentEra(void)
 {
-	Oid			relid = get_relname_relid("cluster_eras", get_namespace_oid("payledger", false));
-	char		sysid[32];
+	Oid			relid;
 	Datum		values[1];
 	bool		isnull;
 
-	if (relid == era_relid && current_era > 0)
+	if (cached_era(&relid, values))
 		return current_era;
-	snprintf(sysid, sizeof(sysid), UINT64_FORMAT, GetSystemIdentifier());
-	values[0] = CStringGetTextDatum(sysid);
 	if (PlExec(PLAN_ERA_REGISTER, values, NULL, 0) < 0 ||
 		PlExec(PLAN_ERA_GET, values, NULL, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not find this server's era");
@@ -346,15 +362,12 @@ PlCurrentEra(void)
 static int32
 reader_era(void)
 {
-	Oid			relid = get_relname_relid("cluster_eras", get_namespace_oid("payledger", false));
-	char		sysid[32];
+	Oid			relid;
 	Datum		values[1];
 	bool		isnull;
 
-	if (relid == era_relid && current_era > 0)
+	if (cached_era(&relid, values))
 		return current_era;
-	snprintf(sysid, sizeof(sysid), UINT64_FORMAT, GetSystemIdentifier());
-	values[0] = CStringGetTextDatum(sysid);
 	if (PlExec(PLAN_ERA_GET, values, NULL, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up this server's era");
 	if (SPI_processed == 1)

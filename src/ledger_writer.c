@@ -113,6 +113,7 @@
 #include "pipeline.h"
 #include "ledger.h"
 #include "ledger_writer.h"
+#include "workers.h"
 
 /* room for a request (or an error's texts) in a queue slot */
 #define SUBMIT_INLINE			2048
@@ -504,21 +505,8 @@ writer_to_wake_locked(WriterSlot *w)
 static bool
 register_writer(int w, int k)
 {
-	BackgroundWorker worker;
-	Oid			dboid = MyDatabaseId;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "payledger");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "PlLedgerWriterMain");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "payledger ledger writer for database %u", dboid);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "payledger ledger writer");
-	worker.bgw_main_arg = Int32GetDatum(w * PL_MAX_LEDGER_WRITERS + k);
-	memcpy(worker.bgw_extra, &dboid, sizeof(dboid));
-	worker.bgw_notify_pid = 0;
-	return RegisterDynamicBackgroundWorker(&worker, NULL);
+	return PlStartDatabaseWorker("PlLedgerWriterMain", "payledger ledger writer",
+								 "payledger ledger writer", w * PL_MAX_LEDGER_WRITERS + k);
 }
 
 /* ---- the caller ---- */
@@ -1608,12 +1596,7 @@ PlLedgerWriterMain(Datum main_arg)
 {
 	int			w = DatumGetInt32(main_arg) / PL_MAX_LEDGER_WRITERS;
 	int			k = DatumGetInt32(main_arg) % PL_MAX_LEDGER_WRITERS;
-	Oid			dboid;
-
-	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(dboid));
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
+	Oid			dboid = PlDatabaseWorkerBegin();
 
 	if (queue == NULL || DatumGetInt32(main_arg) < 0 || w >= queue->nwriters ||
 		!writer_claim(w, k, dboid))

@@ -62,6 +62,7 @@
 #include "utils/timestamp.h"
 
 #include "notify_worker.h"
+#include "workers.h"
 
 /* a worker with nothing to do for this long exits */
 #define NOTIFY_IDLE_EXIT_MS		2000
@@ -204,21 +205,8 @@ NotifyWorkerInit(void)
 static bool
 start_worker(int slotno)
 {
-	BackgroundWorker worker;
-	Oid			dboid = MyDatabaseId;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "payledger");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "PlNotifyWorkerMain");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "payledger notify worker for database %u", dboid);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "payledger notify");
-	worker.bgw_main_arg = Int32GetDatum(slotno);
-	memcpy(worker.bgw_extra, &dboid, sizeof(dboid));
-	worker.bgw_notify_pid = 0;
-	return RegisterDynamicBackgroundWorker(&worker, NULL);
+	return PlStartDatabaseWorker("PlNotifyWorkerMain", "payledger notify worker",
+								 "payledger notify", slotno);
 }
 
 /* the slot of this database, claiming a free one if it has none (mutex held) */
@@ -471,14 +459,10 @@ worker_idle(NotifySlot *slot, WorkerClock *wc, TimestampTz now)
 void
 PlNotifyWorkerMain(Datum main_arg)
 {
-	Oid			dboid;
+	Oid			dboid = PlDatabaseWorkerBegin();
 	NotifySlot *slot;
 	WorkerClock wc;
 
-	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(dboid));
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
 	slot = worker_claim_slot(DatumGetInt32(main_arg), dboid);
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
