@@ -79,3 +79,24 @@ SELECT pg_temp.snap();
 SELECT payledger.authorize_payment(:'pay3', 'metrics-auth-3');
 SELECT * FROM pg_temp.moved() WHERE metric IN ('payledger_transfers_total', 'payledger_payments_total');
 RESET payledger.risk_function;
+
+-- several calls in one transaction, three of them in one statement and one
+-- in a savepoint rolled back: each call adds to the rows the calls before
+-- it updated, and the counters move by what committed (3 + 1 + 1 posted)
+SELECT pg_temp.snap();
+BEGIN;
+SELECT count(*) AS posted FROM generate_series(1, 3) g,
+	payledger.transfer(:'sys', :'a', 1, 'USD', 'metrics-stmt-' || g) t WHERE t.status = 'posted';
+SAVEPOINT before_x;
+SELECT status FROM payledger.transfer(:'sys', :'a', 1, 'USD', 'metrics-x1');
+ROLLBACK TO SAVEPOINT before_x;
+SELECT status FROM payledger.transfer(:'sys', :'a', 1, 'USD', 'metrics-x2');
+SELECT status FROM payledger.transfer(:'sys', :'a', 1, 'USD', 'metrics-x3');
+COMMIT;
+SELECT * FROM pg_temp.moved() WHERE metric IN ('payledger_transfers_total', 'payledger_audit_rows_total');
+-- a transaction rolled back moves nothing
+SELECT pg_temp.snap();
+BEGIN;
+SELECT status FROM payledger.transfer(:'sys', :'a', 1, 'USD', 'metrics-gone');
+ROLLBACK;
+SELECT count(*) AS moved FROM pg_temp.moved() WHERE metric IN ('payledger_transfers_total', 'payledger_audit_rows_total');

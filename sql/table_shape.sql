@@ -71,6 +71,13 @@ ALTER TABLE payledger.payments DROP COLUMN regress_note;
 SELECT payledger.create_payment(payledger.uuid_v7(), payledger.uuid_v7(), 10, 'USD', :'a', :'sys',
 	'shape-9') IS NOT NULL AS created;
 
+-- a trigger on the metric counters, which every call updates
+CREATE TRIGGER regress_count AFTER UPDATE ON payledger.metric_counters
+	FOR EACH ROW EXECUTE FUNCTION pg_temp.regress_count();
+SELECT status FROM payledger.transfer(:'sys', :'a', 100, 'USD', 'shape-10');
+DROP TRIGGER regress_count ON payledger.metric_counters;
+SELECT status FROM payledger.transfer(:'sys', :'a', 100, 'USD', 'shape-10');
+
 -- the refused calls wrote nothing: each key that posted did so once
 SELECT count(*) AS transfers_made FROM payledger.transfers WHERE idempotency_key LIKE 'shape-%';
 ALTER EVENT TRIGGER payledger_protect_ddl ENABLE;

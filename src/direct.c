@@ -218,6 +218,13 @@ static const PlColumn transfers_columns[] = {
 	{"metadata", JSONBOID},
 	{"created_at", TIMESTAMPTZOID},
 };
+
+static const PlColumn metric_counters_columns[] = {
+	{"backend", INT4OID},
+	{"metric", TEXTOID},
+	{"labels", JSONBOID},
+	{"value", INT8OID},
+};
 static const char *const no_names[] = {NULL};
 
 static const char *const accounts_triggers[] = {"accounts_guard", "payledger_insert_guard", NULL};
@@ -242,6 +249,10 @@ static const char *const month_indexes[] = {
 	"%s_delivery", "%s_event_id_key", "%s_payment", NULL
 };
 static const char *const month_checks[] = {"%s_range", NULL};
+static const char *const metric_counters_triggers[] = {
+	"metric_counters_guard", "payledger_insert_guard", NULL
+};
+static const char *const metric_counters_indexes[] = {"metric_counters_pkey", NULL};
 static const char *const payments_triggers[] = {
 	"payledger_insert_guard", "payments_1_state", "payments_2_guard", "payments_no_delete", NULL
 };
@@ -262,6 +273,8 @@ static const PlTableShape shapes[] = {
 	SHAPE("entries", entries_columns, entries_triggers, entries_indexes, no_names),
 	SHAPE("holds", holds_columns, holds_triggers, holds_indexes, no_names),
 	SHAPE("legs", legs_columns, legs_triggers, legs_indexes, no_names),
+	SHAPE("metric_counters", metric_counters_columns, metric_counters_triggers,
+		  metric_counters_indexes, no_names),
 	SHAPE("idempotency_keys", idempotency_keys_columns, idempotency_keys_triggers,
 		  idempotency_keys_indexes, no_names),
 	SHAPE("payment_audit_log", audit_columns, audit_triggers, audit_indexes, no_names),
@@ -279,6 +292,7 @@ StaticAssertDecl(lengthof(holds_columns) == Natts_holds, "layout of holds");
 StaticAssertDecl(lengthof(legs_columns) == Natts_legs, "layout of legs");
 StaticAssertDecl(lengthof(idempotency_keys_columns) == Natts_idempotency_keys, "layout of idempotency_keys");
 StaticAssertDecl(lengthof(audit_columns) == Natts_audit, "layout of audit");
+StaticAssertDecl(lengthof(metric_counters_columns) == Natts_metric_counters, "layout of metric_counters");
 StaticAssertDecl(lengthof(payments_columns) == Natts_payments, "layout of payments");
 StaticAssertDecl(lengthof(transfers_columns) == Natts_transfers, "layout of transfers");
 
@@ -877,6 +891,68 @@ PlDirectUpdate(Relation rel, HeapTuple oldtup, HeapTuple newtup)
 		}
 		list_free(indexes);
 	}
+}
+
+/*
+ * Adds delta to the counter row (backend, metric, labels) of
+ * metric_counters, or makes the row.  Only the transaction holding the
+ * advisory lock of backend (metrics.c) writes its rows, so the newest
+ * version is the one SnapshotSelf sees: committed, or written earlier by
+ * this transaction (also within this command), and nobody else can be
+ * updating it.  value is not indexed, so the update is HOT when the page
+ * has room.
+ */
+void
+PlAddCounter(Relation rel, int32 backend, const char *metric, const char *labels, int64 delta)
+{
+	Relation	pkey = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	Datum		labels_jsonb = DirectFunctionCall1(jsonb_in, CStringGetDatum(labels));
+	ScanKeyData keys[3];
+	SysScanDesc scan;
+	HeapTuple	found;
+
+	ScanKeyEntryInitialize(&keys[0], 0, Inum_metric_counters_pkey_backend, BTEqualStrategyNumber,
+						   InvalidOid, InvalidOid, F_INT4EQ, Int32GetDatum(backend));
+	ScanKeyEntryInitialize(&keys[1], 0, Inum_metric_counters_pkey_metric, BTEqualStrategyNumber,
+						   InvalidOid, pkey->rd_indcollation[Inum_metric_counters_pkey_metric - 1],
+						   F_TEXTEQ, CStringGetTextDatum(metric));
+	ScanKeyEntryInitialize(&keys[2], 0, Inum_metric_counters_pkey_labels, BTEqualStrategyNumber,
+						   InvalidOid, InvalidOid, F_JSONB_EQ, labels_jsonb);
+	scan = systable_beginscan(rel, RelationGetRelid(pkey), true, SnapshotSelf, lengthof(keys), keys);
+	found = systable_getnext(scan);
+	if (HeapTupleIsValid(found))
+	{
+		HeapTuple	old = heap_copytuple(found);
+		Datum		values[Natts_metric_counters];
+		bool		nulls[Natts_metric_counters] = {false};
+		bool		replace[Natts_metric_counters] = {false};
+		bool		isnull;
+		int64		value = DatumGetInt64(heap_getattr(old, Anum_metric_counters_value,
+													   RelationGetDescr(rel), &isnull));
+		HeapTuple	newtup;
+
+		systable_endscan(scan);
+		Assert(!isnull);
+		values[Anum_metric_counters_value - 1] = Int64GetDatum(value + delta);
+		replace[Anum_metric_counters_value - 1] = true;
+		newtup = heap_modify_tuple(old, RelationGetDescr(rel), values, nulls, replace);
+		PlDirectUpdate(rel, old, newtup);
+		heap_freetuple(newtup);
+		heap_freetuple(old);
+	}
+	else
+	{
+		Datum		values[Natts_metric_counters];
+		bool		nulls[Natts_metric_counters] = {false};
+
+		systable_endscan(scan);
+		values[Anum_metric_counters_backend - 1] = Int32GetDatum(backend);
+		values[Anum_metric_counters_metric - 1] = CStringGetTextDatum(metric);
+		values[Anum_metric_counters_labels - 1] = labels_jsonb;
+		values[Anum_metric_counters_value - 1] = Int64GetDatum(delta);
+		PlDirectInsert(rel, values, nulls);
+	}
+	index_close(pkey, AccessShareLock);
 }
 
 Relation

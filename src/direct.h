@@ -77,5 +77,7 @@ extern void PlDirectInsert(Relation rel, Datum *values, bool *nulls);
 extern HeapTuple PlFetchRow(Relation rel, const pg_uuid_t *id);
 extern HeapTuple PlLockRow(Relation rel, const pg_uuid_t *id, LockTupleMode mode);
 extern void PlDirectUpdate(Relation rel, HeapTuple oldtup, HeapTuple newtup);
+extern void PlAddCounter(Relation rel, int32 backend, const char *metric, const char *labels,
+						 int64 delta);
 
 #endif							/* DIRECT_H */

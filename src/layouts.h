@@ -150,6 +150,17 @@
 #define Anum_payments_updated_at			23
 #define Natts_payments						23
 
+/* payledger.metric_counters (since 0.3.0) */
+#define Anum_metric_counters_backend	1
+#define Anum_metric_counters_metric		2
+#define Anum_metric_counters_labels		3
+#define Anum_metric_counters_value		4
+#define Natts_metric_counters			4
+/* its primary key metric_counters_pkey (backend, metric, labels) */
+#define Inum_metric_counters_pkey_backend	1
+#define Inum_metric_counters_pkey_metric	2
+#define Inum_metric_counters_pkey_labels	3
+
 /* payledger.sub_balances (read directly by sub_balances.c) */
 #define Anum_sub_balances_account_id		1
 #define Anum_sub_balances_slot				2

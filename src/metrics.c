@@ -9,8 +9,8 @@
  *	- transfers by status and reason, holds made, voided and expired, audit
  *	  rows and payment events are counted as a call makes them, in memory,
  *	  and added at the end of the outermost call to this backend's rows of
- *	  payledger.metric_counters, in one statement, in the same transaction
- *	  as the rows they count (so a rollback takes both back).  Rows are
+ *	  payledger.metric_counters, directly (direct.c), in the same
+ *	  transaction as the rows they count (so a rollback takes both back).  Rows are
  *	  keyed by backend slot: no two live sessions share a row, so counting
  *	  adds no contention; the view sums a backend's rows, whose number is
  *	  bounded by max_connections times the label sets.  A prepared
@@ -41,6 +41,7 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
 #include "access/twophase.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -53,14 +54,13 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_type.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/elog.h"
 #include "utils/lsyscache.h"
 #include "utils/resowner.h"
 
 #include "payledger.h"
+#include "direct.h"
 #include "spi_plans.h"
 #include "metrics.h"
 
@@ -256,54 +256,16 @@ counter_key(void)
 	}
 }
 
-/* parameters of PLAN_COUNTERS_UPDATE and _ADD, 0-based: the key, then three arrays */
-enum
-{
-	COUNTERS_KEY, COUNTERS_METRICS, COUNTERS_LABELS, COUNTERS_DELTAS, COUNTERS_NARGS
-};
-
 /*
- * Runs plan with the counter key and the pending counts whose skip[] is
- * false; returns the SPI result code.
- */
-static int
-exec_counts(PlPlanId plan, int32 key, const bool *skip)
-{
-	Datum		metrics[PENDING_SLOTS];
-	Datum		labels[PENDING_SLOTS];
-	Datum		deltas[PENDING_SLOTS];
-	Datum		values[COUNTERS_NARGS];
-	int			n = 0;
-
-	for (int i = 0; i < npending; i++)
-	{
-		if (skip[i])
-			continue;
-		metrics[n] = CStringGetTextDatum(pending[i].metric);
-		labels[n] = CStringGetTextDatum(pending[i].labels);
-		deltas[n] = Int64GetDatum(pending[i].delta);
-		n++;
-	}
-	Assert(n > 0);
-	values[COUNTERS_KEY] = Int32GetDatum(key);
-	values[COUNTERS_METRICS] = PointerGetDatum(construct_array(metrics, n, TEXTOID, -1, false,
-															   TYPALIGN_INT));
-	values[COUNTERS_LABELS] = PointerGetDatum(construct_array(labels, n, TEXTOID, -1, false,
-															  TYPALIGN_INT));
-	values[COUNTERS_DELTAS] = PointerGetDatum(construct_array(deltas, n, INT8OID, 8,
-															  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	return PlExec(plan, values, NULL, 0);
-}
-
-/*
- * Adds the running call's counts to this transaction's rows (inside SPI):
- * updates the rows that exist, inserts the others (a backend's first count
- * of a metric and labels).
+ * Adds the running call's counts to this transaction's rows (inside SPI,
+ * as the ledger's owner), without the executor: an index probe and a HOT
+ * update per counter (direct.c), where an UPDATE statement cost an
+ * executor start, its statement trigger and a join over the counts.
  */
 static void
 flush_counts(void)
 {
-	bool		updated[PENDING_SLOTS] = {false};
+	Relation	rel;
 	int32		key;
 
 	if (npending == 0)
@@ -315,22 +277,10 @@ flush_counts(void)
 		return;
 	}
 	key = counter_key();
-	if (exec_counts(PLAN_COUNTERS_UPDATE, key, updated) != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "metric counters update failed");
-	if (SPI_processed < (uint64) npending)
-	{
-		for (uint64 r = 0; r < SPI_processed; r++)
-		{
-			bool		isnull;
-			int64		i = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
-														SPI_tuptable->tupdesc, 1, &isnull));
-
-			Assert(!isnull && i >= 1 && i <= npending);
-			updated[i - 1] = true;
-		}
-		if (exec_counts(PLAN_COUNTERS_ADD, key, updated) != SPI_OK_INSERT)
-			elog(ERROR, "metric counters insert failed");
-	}
+	rel = PlOpenTable("metric_counters");
+	for (int i = 0; i < npending; i++)
+		PlAddCounter(rel, key, pending[i].metric, pending[i].labels, pending[i].delta);
+	table_close(rel, NoLock);
 	npending = 0;
 }
 

@@ -170,24 +170,6 @@ static const PlPlanDef plan_defs[PLAN_COUNT] = {
 		" ON CONFLICT (backend) DO UPDATE SET replays = r.replays + excluded.replays",
 		2, {INT4OID, INT8OID}
 	},
-	/*
-	 * see metrics.c: one row per backend slot, metric and labels; the rows
-	 * that exist are updated first (returning which), as ON CONFLICT DO
-	 * UPDATE would lock each row before updating it, a WAL record more
-	 */
-	[PLAN_COUNTERS_UPDATE] = {
-		"UPDATE payledger.metric_counters AS c SET value = c.value + u.d"
-		" FROM unnest($2::text[], $3::text[], $4::bigint[]) WITH ORDINALITY AS u(m, l, d, i)"
-		" WHERE c.backend = $1 AND c.metric = u.m AND c.labels = u.l::jsonb RETURNING u.i",
-		4, {INT4OID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID}
-	},
-	/* and the others inserted */
-	[PLAN_COUNTERS_ADD] = {
-		"INSERT INTO payledger.metric_counters AS c (backend, metric, labels, value)"
-		" SELECT $1, u.m, u.l::jsonb, u.d FROM unnest($2::text[], $3::text[], $4::bigint[]) AS u(m, l, d)"
-		" ON CONFLICT (backend, metric, labels) DO UPDATE SET value = c.value + excluded.value",
-		4, {INT4OID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID}
-	},
 	[PLAN_MACHINE_GET] = {
 		"SELECT transitions FROM payledger.state_machines WHERE name = $1",
 		1, {TEXTOID}
