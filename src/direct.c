@@ -37,10 +37,12 @@
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_rewrite.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
+#include "optimizer/optimizer.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -501,51 +503,155 @@ PlVerifyAuditMonth(Relation rel)
 		verify_once(rel, &month_shape, RelationGetNamespace(rel));
 }
 
+/* how the index checks uniqueness of a new entry */
+static IndexUniqueCheck
+unique_check(Relation idx)
+{
+	if (!idx->rd_index->indisunique)
+		return UNIQUE_CHECK_NO;
+	return idx->rd_index->indimmediate ? UNIQUE_CHECK_YES : UNIQUE_CHECK_PARTIAL;
+}
+
+/*
+ * What inserting into an index needs beyond the tuple, per index and
+ * backend: its IndexInfo and, for a partial index, its predicate ready to
+ * run.  Building them is a catalog-cache walk and an expression
+ * compilation, which every row would otherwise pay for every index.  Any
+ * invalidation of a cached index drops the whole cache at the next insert
+ * (never while an entry is in use).
+ */
+#define INDEX_CACHE_SIZE 32
+
+typedef struct IndexCacheEntry
+{
+	Oid			indexoid;
+	IndexInfo  *ii;
+	ExprState  *predicate;		/* NULL unless a partial index */
+} IndexCacheEntry;
+
+static MemoryContext index_cache_cxt = NULL;
+static IndexCacheEntry index_cache[INDEX_CACHE_SIZE];
+static int	index_cache_used = 0;
+static bool index_cache_stale = false;
+
 static void
-insert_index_entry(Relation rel, Relation idx, HeapTuple tup)
+invalidate_index_cache(Datum arg, Oid relid)
+{
+	for (int i = 0; i < index_cache_used; i++)
+		if (!OidIsValid(relid) || index_cache[i].indexoid == relid)
+			index_cache_stale = true;
+}
+
+/*
+ * The cached entry of idx (made now if missing); NULL for an index with
+ * expressions, whose evaluation needs an EState of its own.
+ */
+static IndexCacheEntry *
+index_cache_entry(Relation idx)
+{
+	IndexCacheEntry *entry;
+	MemoryContext old;
+
+	if (index_cache_cxt == NULL)
+	{
+		index_cache_cxt = AllocSetContextCreate(CacheMemoryContext, "payledger index cache",
+												ALLOCSET_SMALL_SIZES);
+		CacheRegisterRelcacheCallback(invalidate_index_cache, (Datum) 0);
+	}
+	if (index_cache_stale || index_cache_used == INDEX_CACHE_SIZE)
+	{
+		MemoryContextReset(index_cache_cxt);
+		index_cache_used = 0;
+		index_cache_stale = false;
+	}
+	for (int i = 0; i < index_cache_used; i++)
+		if (index_cache[i].indexoid == RelationGetRelid(idx))
+			return &index_cache[i];
+	if (!heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL))
+		return NULL;
+
+	old = MemoryContextSwitchTo(index_cache_cxt);
+	entry = &index_cache[index_cache_used++];
+	entry->indexoid = RelationGetRelid(idx);
+	entry->ii = BuildIndexInfo(idx);
+	entry->predicate = entry->ii->ii_Predicate == NIL ? NULL :
+		ExecInitQual((List *) expression_planner((Expr *) entry->ii->ii_Predicate), NULL);
+	MemoryContextSwitchTo(old);
+	return entry;
+}
+
+/* Does tup qualify for the partial index of entry? */
+static bool
+satisfies_predicate(IndexCacheEntry *entry, Relation rel, HeapTuple tup)
+{
+	ExprContext *econtext = CreateStandaloneExprContext();
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
+	bool		result;
+
+	ExecStoreHeapTuple(tup, slot, false);
+	econtext->ecxt_scantuple = slot;
+	result = ExecQual(entry->predicate, econtext);
+	ExecDropSingleTupleTableSlot(slot);
+	FreeExprContext(econtext, true);
+	return result;
+}
+
+/* The entry of an index with expressions, which a DBA may add, evaluated through an EState. */
+static void
+insert_expression_index_entry(Relation rel, Relation idx, HeapTuple tup)
 {
 	IndexInfo  *ii = BuildIndexInfo(idx);
 	Datum		values[INDEX_MAX_KEYS];
 	bool		isnull[INDEX_MAX_KEYS];
-	IndexUniqueCheck check;
+	EState	   *estate = CreateExecutorState();
+	ExprContext *econtext = GetPerTupleExprContext(estate);
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
+	bool		qualifies = true;
+
+	ExecStoreHeapTuple(tup, slot, false);
+	econtext->ecxt_scantuple = slot;
+	if (ii->ii_Predicate != NIL)
+		qualifies = ExecQual(ExecPrepareQual(ii->ii_Predicate, estate), econtext);
+	if (qualifies)
+	{
+		FormIndexDatum(ii, slot, estate, values, isnull);
+		index_insert(idx, values, isnull, &tup->t_self, rel, unique_check(idx), false, ii);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	FreeExecutorState(estate);
+}
+
+static void
+insert_index_entry(Relation rel, Relation idx, HeapTuple tup)
+{
+	IndexCacheEntry *entry;
+	IndexInfo	ii;
+	Datum		values[INDEX_MAX_KEYS];
+	bool		isnull[INDEX_MAX_KEYS];
 
 	if (!idx->rd_index->indisready)
 		return;
-	check = idx->rd_index->indisunique ?
-		(idx->rd_index->indimmediate ? UNIQUE_CHECK_YES : UNIQUE_CHECK_PARTIAL) :
-		UNIQUE_CHECK_NO;
-
-	if (ii->ii_Expressions == NIL && ii->ii_Predicate == NIL)
+	entry = index_cache_entry(idx);
+	if (entry == NULL)
 	{
-		for (int i = 0; i < ii->ii_NumIndexAttrs; i++)
-			values[i] = heap_getattr(tup, ii->ii_IndexAttrNumbers[i],
-									 RelationGetDescr(rel), &isnull[i]);
+		insert_expression_index_entry(rel, idx, tup);
+		return;
 	}
-	else
-	{
-		EState	   *estate = CreateExecutorState();
-		ExprContext *econtext = GetPerTupleExprContext(estate);
-		TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
-														&TTSOpsHeapTuple);
+	if (entry->predicate != NULL && !satisfies_predicate(entry, rel, tup))
+		return;
+	for (int i = 0; i < entry->ii->ii_NumIndexAttrs; i++)
+		values[i] = heap_getattr(tup, entry->ii->ii_IndexAttrNumbers[i],
+								 RelationGetDescr(rel), &isnull[i]);
 
-		ExecStoreHeapTuple(tup, slot, false);
-		econtext->ecxt_scantuple = slot;
-		if (ii->ii_Predicate != NIL)
-		{
-			ExprState  *pred = ExecPrepareQual(ii->ii_Predicate, estate);
-
-			if (!ExecQual(pred, econtext))
-			{
-				ExecDropSingleTupleTableSlot(slot);
-				FreeExecutorState(estate);
-				return;
-			}
-		}
-		FormIndexDatum(ii, slot, estate, values, isnull);
-		ExecDropSingleTupleTableSlot(slot);
-		FreeExecutorState(estate);
-	}
-	index_insert(idx, values, isnull, &tup->t_self, rel, check, false, ii);
+	/*
+	 * An access method may keep state of its own in the IndexInfo (GIN its
+	 * GinState, which points at the open relation): each insert gets a copy
+	 * whose state lives only as long as the call's memory.
+	 */
+	ii = *entry->ii;
+	ii.ii_AmCache = NULL;
+	ii.ii_Context = CurrentMemoryContext;
+	index_insert(idx, values, isnull, &tup->t_self, rel, unique_check(idx), false, &ii);
 }
 
 /* Inserts one row into a payledger table and all of its indexes. */

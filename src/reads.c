@@ -150,6 +150,14 @@ typedef struct ReadDef
 	" FROM payledger.holds h) v WHERE NOT v.shadowed"
 
 /*
+ * The GIN indexes on metadata cover only rows whose metadata is not '{}'
+ * (the rest could match only the filter '{}', which matches every row):
+ * with a filter other than '{}' the row's metadata cannot be '{}', and
+ * saying so lets the planner use them.
+ */
+#define NON_EMPTY(col, filter) "(" filter " = '{}' OR " col " <> '{}')"
+
+/*
  * Which table can hold a status: transfers rows are posted or rejected,
  * holds rows pending, posted, voided or expired.  Given a status, the
  * source that cannot have it folds to a constant false and is not read.
@@ -186,7 +194,7 @@ typedef struct ReadDef
 	" AND ($3 = '-infinity' OR " x ".created_at >= $3)" \
 	" AND ($4 = 'infinity' OR " x ".created_at <= $4)" \
 	" AND ($5::text IS NULL OR " x ".status = $5)" \
-	" AND ($6::jsonb IS NULL OR " x ".metadata @> $6)" \
+	" AND ($6::jsonb IS NULL OR " x ".metadata @> $6 AND " NON_EMPTY(x ".metadata", "$6") ")" \
 	" AND ($7::uuid IS NULL OR " x ".id > $7)"
 
 /* the first $8 ids of one source's rows touching account a */
@@ -239,7 +247,7 @@ static const ReadDef read_defs[READ_COUNT] = {
 					 " AND ($3::text IS NULL OR v.status = $3)"
 					 " AND (v.is_hold OR ($3::text IS NULL OR $3 IN ('posted', 'rejected')))"
 					 " AND (NOT v.is_hold OR ($3::text IS NULL OR $3 <> 'rejected'))"
-					 " AND ($4::jsonb IS NULL OR v.metadata @> $4)"
+					 " AND ($4::jsonb IS NULL OR v.metadata @> $4 AND " NON_EMPTY("v.metadata", "$4") ")"
 					 " AND ($5::uuid IS NULL OR v.id > $5)"
 					 " ORDER BY v.id LIMIT $6"),
 		TRANSFERS_NARGS, {TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, JSONBOID, UUIDOID, INT4OID}
@@ -284,7 +292,7 @@ static const ReadDef read_defs[READ_COUNT] = {
 		" WHERE ($1::uuid IS NULL OR merchant_id = $1)"
 		" AND ($2::text IS NULL OR state = $2::payledger.payment_state)"
 		" AND created_at >= $3 AND created_at <= $4"
-		" AND ($5::jsonb IS NULL OR metadata @> $5)"
+		" AND ($5::jsonb IS NULL OR metadata @> $5 AND " NON_EMPTY("metadata", "$5") ")"
 		" AND ($6::uuid IS NULL OR id > $6)"
 		" AND ($7::uuid[] IS NULL OR merchant_id = ANY ($7))"
 		" AND ($9::uuid IS NULL OR id >= $9)"

@@ -5,7 +5,7 @@
 BEGIN;
 \ir helpers.psql
 
-SELECT plan(24);
+SELECT plan(26);
 
 \set m1 '''00000000-0000-7000-8000-0000000000a1'''
 \set m2 '''00000000-0000-7000-8000-0000000000a2'''
@@ -57,6 +57,15 @@ SELECT results_eq($$SELECT id FROM payledger.list_payments(state => 'authorized'
 	$$SELECT id FROM pay WHERE n = 2$$, 'by state');
 SELECT results_eq($$SELECT id FROM payledger.list_payments(metadata_contains => '{"tag": "even"}')$$,
 	$$SELECT id FROM pay WHERE n % 2 = 0 ORDER BY id$$, 'by metadata containment');
+SET LOCAL enable_seqscan = off;
+SET LOCAL enable_indexscan = off;
+CREATE TEMP TABLE gin_scans AS SELECT pg_stat_get_xact_numscans('payledger.payments_metadata'::regclass) AS n;
+SELECT results_eq($$SELECT id FROM payledger.list_payments(metadata_contains => '{"tag": "even"}')$$,
+	$$SELECT id FROM pay WHERE n % 2 = 0 ORDER BY id$$, 'by metadata containment, only bitmap scans allowed');
+SELECT cmp_ok(pg_stat_get_xact_numscans('payledger.payments_metadata'::regclass), '>', (SELECT n FROM gin_scans),
+	'through the GIN index on metadata (rows with metadata only)');
+RESET enable_seqscan;
+RESET enable_indexscan;
 SELECT is_empty($$SELECT id FROM payledger.list_payments(since => clock_timestamp() + interval '1 hour')$$,
 	'a window in the future is empty');
 SELECT is_empty($$SELECT id FROM payledger.list_payments(until => '2000-01-01')$$, 'and one in the past');

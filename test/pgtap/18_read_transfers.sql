@@ -7,7 +7,7 @@
 BEGIN;
 \ir helpers.psql
 
-SELECT plan(55);
+SELECT plan(58);
 
 -- the signatures, as the contract writes them
 SELECT is(pg_get_function_arguments('payledger.get_transfer(uuid)'::regprocedure) || ' -> ' ||
@@ -132,6 +132,22 @@ SELECT is(pg_temp.listed($$SELECT * FROM payledger.list_transfers(metadata_conta
 	'hold-pending', 'by metadata containment (a hold''s metadata)');
 SELECT is(pg_temp.listed(format($$SELECT * FROM payledger.list_transfers(%L, metadata_contains => '{"tag": "fund"}')$$, pg_temp.acct('a'))),
 	'fund-a', 'by account and metadata');
+-- the GIN indexes cover rows with metadata only: a filter other than '{}'
+-- is served by them (the only other plan is a scan of the whole table), and
+-- '{}' matches every row, those without metadata too
+SET LOCAL enable_seqscan = off;
+SET LOCAL enable_indexscan = off;
+CREATE TEMP TABLE gin_scans AS SELECT pg_stat_get_xact_numscans('payledger.transfers_metadata'::regclass)
+	+ pg_stat_get_xact_numscans('payledger.holds_metadata'::regclass) AS n;
+SELECT is(pg_temp.listed($$SELECT * FROM payledger.list_transfers(metadata_contains => '{"order": "o-3"}')$$),
+	'hold-pending', 'by metadata containment, only bitmap scans allowed');
+SELECT ok(pg_stat_get_xact_numscans('payledger.transfers_metadata'::regclass)
+	+ pg_stat_get_xact_numscans('payledger.holds_metadata'::regclass) >= (SELECT n FROM gin_scans) + 2,
+	'through the GIN indexes on metadata of transfers and holds');
+RESET enable_seqscan;
+RESET enable_indexscan;
+SELECT is(pg_temp.listed($$SELECT * FROM payledger.list_transfers(metadata_contains => '{}')$$),
+	pg_temp.listed($$SELECT * FROM payledger.list_transfers()$$), 'the filter ''{}'' lists every transfer');
 SELECT is(pg_temp.listed(format($$SELECT * FROM payledger.list_transfers(since => %L, until => %L)$$,
 		(SELECT created_at FROM payledger.transfers WHERE id = pg_temp.tid('ab')),
 		(SELECT created_at FROM payledger.holds WHERE id = pg_temp.tid('hold-pending')))),
