@@ -100,3 +100,6 @@ BEGIN;
 SELECT status FROM payledger.transfer(:'sys', :'a', 1, 'USD', 'metrics-gone');
 ROLLBACK;
 SELECT count(*) AS moved FROM pg_temp.moved() WHERE metric IN ('payledger_transfers_total', 'payledger_audit_rows_total');
+-- and the next call after it counts from the committed rows
+SELECT status FROM payledger.transfer(:'sys', :'a', 1, 'USD', 'metrics-after');
+SELECT * FROM pg_temp.moved() WHERE metric IN ('payledger_transfers_total', 'payledger_audit_rows_total');

@@ -43,6 +43,7 @@
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
 #include "optimizer/optimizer.h"
+#include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -999,23 +1000,50 @@ PlDirectUpdate(Relation rel, HeapTuple oldtup, HeapTuple newtup)
 	}
 }
 
-/*
- * Adds delta to the counter row (backend, metric, labels) of
- * metric_counters, or makes the row.  Only the transaction holding the
- * advisory lock of backend (metrics.c) writes its rows, so the newest
- * version is the one SnapshotSelf sees: committed, or written earlier by
- * this transaction (also within this command), and nobody else can be
- * updating it.  value is not indexed, so the update is HOT when the page
- * has room.
- */
-void
-PlAddCounter(Relation rel, int32 backend, const char *metric, const char *labels, int64 delta)
+/* Is tup the counter row of (backend, metric, labels)? */
+static bool
+is_counter_row(Relation rel, HeapTuple tup, int32 backend, const char *metric, Datum labels)
 {
-	Relation	pkey = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
-	Datum		labels_jsonb = DirectFunctionCall1(jsonb_in, CStringGetDatum(labels));
+	TupleDesc	desc = RelationGetDescr(rel);
+	bool		isnull[3];
+	Datum		row_backend = heap_getattr(tup, Anum_metric_counters_backend, desc, &isnull[0]);
+	Datum		row_metric = heap_getattr(tup, Anum_metric_counters_metric, desc, &isnull[1]);
+	Datum		row_labels = heap_getattr(tup, Anum_metric_counters_labels, desc, &isnull[2]);
+
+	return !isnull[0] && !isnull[1] && !isnull[2] &&
+		DatumGetInt32(row_backend) == backend &&
+		strcmp(TextDatumGetCString(row_metric), metric) == 0 &&
+		DatumGetBool(DirectFunctionCall2(jsonb_eq, row_labels, labels));
+}
+
+/*
+ * The counter row at tid if it is there and it is the newest version of
+ * (backend, metric, labels) (see PlAddCounters): a palloc'd copy, or NULL.
+ */
+static HeapTuple
+counter_at(Relation rel, ItemPointer tid, int32 backend, const char *metric, Datum labels)
+{
+	HeapTupleData tuple;
+	Buffer		buf;
+	HeapTuple	copy = NULL;
+
+	tuple.t_self = *tid;
+	if (!heap_fetch(rel, SnapshotSelf, &tuple, &buf, false))
+		return NULL;
+	if (is_counter_row(rel, &tuple, backend, metric, labels))
+		copy = heap_copytuple(&tuple);
+	ReleaseBuffer(buf);
+	return copy;
+}
+
+/* The counter row of (backend, metric, labels) by the primary key, or NULL. */
+static HeapTuple
+probe_counter(Relation rel, Relation pkey, int32 backend, const char *metric, Datum labels)
+{
 	ScanKeyData keys[3];
 	SysScanDesc scan;
 	HeapTuple	found;
+	HeapTuple	copy = NULL;
 
 	ScanKeyEntryInitialize(&keys[0], 0, Inum_metric_counters_pkey_backend, BTEqualStrategyNumber,
 						   InvalidOid, InvalidOid, F_INT4EQ, Int32GetDatum(backend));
@@ -1023,42 +1051,77 @@ PlAddCounter(Relation rel, int32 backend, const char *metric, const char *labels
 						   InvalidOid, pkey->rd_indcollation[Inum_metric_counters_pkey_metric - 1],
 						   F_TEXTEQ, CStringGetTextDatum(metric));
 	ScanKeyEntryInitialize(&keys[2], 0, Inum_metric_counters_pkey_labels, BTEqualStrategyNumber,
-						   InvalidOid, InvalidOid, F_JSONB_EQ, labels_jsonb);
+						   InvalidOid, InvalidOid, F_JSONB_EQ, labels);
 	scan = systable_beginscan(rel, RelationGetRelid(pkey), true, SnapshotSelf, lengthof(keys), keys);
 	found = systable_getnext(scan);
 	if (HeapTupleIsValid(found))
+		copy = heap_copytuple(found);
+	systable_endscan(scan);
+	return copy;
+}
+
+/*
+ * Adds each delta to its counter row (backend, metric, labels) of
+ * metric_counters, or makes the row.  Only the transaction holding the
+ * advisory lock of backend (metrics.c) writes its rows, so the one version
+ * SnapshotSelf sees is the newest: committed, or written earlier by this
+ * transaction (also within this command), and nobody else can be updating
+ * it.  value is not indexed, so updates are HOT while the page has room,
+ * and the index entry then leads through the whole chain of versions: a
+ * row is looked for first where the caller last saw it (where, which is
+ * set to its new version), and through the index only when that is not
+ * it (the version there was rolled back, or pruned and its slot reused).
+ */
+void
+PlAddCounters(Relation rel, int32 backend, PlCounterDelta *counts, int n)
+{
+	BlockNumber nblocks = RelationGetNumberOfBlocks(rel);
+	Relation	pkey = NULL;
+
+	for (int i = 0; i < n; i++)
 	{
-		HeapTuple	old = heap_copytuple(found);
+		PlCounterDelta *c = &counts[i];
+		HeapTuple	old = NULL;
 		Datum		values[Natts_metric_counters];
 		bool		nulls[Natts_metric_counters] = {false};
 		bool		replace[Natts_metric_counters] = {false};
-		bool		isnull;
-		int64		value = DatumGetInt64(heap_getattr(old, Anum_metric_counters_value,
-													   RelationGetDescr(rel), &isnull));
-		HeapTuple	newtup;
 
-		systable_endscan(scan);
-		Assert(!isnull);
-		values[Anum_metric_counters_value - 1] = Int64GetDatum(value + delta);
-		replace[Anum_metric_counters_value - 1] = true;
-		newtup = heap_modify_tuple(old, RelationGetDescr(rel), values, nulls, replace);
-		PlDirectUpdate(rel, old, newtup);
-		heap_freetuple(newtup);
-		heap_freetuple(old);
-	}
-	else
-	{
-		Datum		values[Natts_metric_counters];
-		bool		nulls[Natts_metric_counters] = {false};
+		if (ItemPointerIsValid(&c->where) && ItemPointerGetBlockNumber(&c->where) < nblocks)
+			old = counter_at(rel, &c->where, backend, c->metric, c->labels);
+		if (old == NULL)
+		{
+			if (pkey == NULL)
+				pkey = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+			old = probe_counter(rel, pkey, backend, c->metric, c->labels);
+		}
+		if (old != NULL)
+		{
+			bool		isnull;
+			int64		value = DatumGetInt64(heap_getattr(old, Anum_metric_counters_value,
+														   RelationGetDescr(rel), &isnull));
+			HeapTuple	newtup;
 
-		systable_endscan(scan);
-		values[Anum_metric_counters_backend - 1] = Int32GetDatum(backend);
-		values[Anum_metric_counters_metric - 1] = CStringGetTextDatum(metric);
-		values[Anum_metric_counters_labels - 1] = labels_jsonb;
-		values[Anum_metric_counters_value - 1] = Int64GetDatum(delta);
-		PlDirectInsert(rel, values, nulls);
+			Assert(!isnull);
+			values[Anum_metric_counters_value - 1] = Int64GetDatum(value + c->delta);
+			replace[Anum_metric_counters_value - 1] = true;
+			newtup = heap_modify_tuple(old, RelationGetDescr(rel), values, nulls, replace);
+			PlDirectUpdate(rel, old, newtup);
+			c->where = newtup->t_self;
+			heap_freetuple(newtup);
+			heap_freetuple(old);
+		}
+		else
+		{
+			values[Anum_metric_counters_backend - 1] = Int32GetDatum(backend);
+			values[Anum_metric_counters_metric - 1] = CStringGetTextDatum(c->metric);
+			values[Anum_metric_counters_labels - 1] = c->labels;
+			values[Anum_metric_counters_value - 1] = Int64GetDatum(c->delta);
+			PlDirectInsert(rel, values, nulls);
+			ItemPointerSetInvalid(&c->where);
+		}
 	}
-	index_close(pkey, AccessShareLock);
+	if (pkey != NULL)
+		index_close(pkey, AccessShareLock);
 }
 
 Relation

@@ -77,7 +77,16 @@ extern void PlDirectInsert(Relation rel, Datum *values, bool *nulls);
 extern HeapTuple PlFetchRow(Relation rel, const pg_uuid_t *id);
 extern HeapTuple PlLockRow(Relation rel, const pg_uuid_t *id, LockTupleMode mode);
 extern void PlDirectUpdate(Relation rel, HeapTuple oldtup, HeapTuple newtup);
-extern void PlAddCounter(Relation rel, int32 backend, const char *metric, const char *labels,
-						 int64 delta);
+
+/* a count to add to a row of metric_counters (PlAddCounters) */
+typedef struct PlCounterDelta
+{
+	const char *metric;
+	Datum		labels;			/* jsonb */
+	int64		delta;
+	ItemPointerData where;		/* where the row was last seen, or invalid; then its new version */
+} PlCounterDelta;
+
+extern void PlAddCounters(Relation rel, int32 backend, PlCounterDelta *counts, int n);
 
 #endif							/* DIRECT_H */

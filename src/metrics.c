@@ -55,8 +55,10 @@
 #include "storage/spin.h"
 #include "catalog/namespace.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/elog.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/resowner.h"
 
 #include "payledger.h"
@@ -257,14 +259,59 @@ counter_key(void)
 }
 
 /*
+ * The counter rows this backend has written: their labels as jsonb, made
+ * once, and where each row's newest version was written last, which is
+ * where PlAddCounters looks first.
+ */
+#define COUNTER_ROWS 64
+
+typedef struct CounterRow
+{
+	int32		key;
+	const char *metric;
+	char		labels[LABELS_LEN];
+	Datum		labels_jsonb;
+	ItemPointerData where;
+} CounterRow;
+
+static CounterRow counter_rows[COUNTER_ROWS];
+static int	ncounter_rows = 0;
+static MemoryContext counter_rows_cxt = NULL;
+
+static CounterRow *
+counter_row(int32 key, const PendingCount *count)
+{
+	CounterRow *row;
+
+	for (int i = 0; i < ncounter_rows; i++)
+	{
+		row = &counter_rows[i];
+		if (row->key == key && strcmp(row->metric, count->metric) == 0 &&
+			strcmp(row->labels, count->labels) == 0)
+			return row;
+	}
+	Assert(ncounter_rows < COUNTER_ROWS);
+	row = &counter_rows[ncounter_rows++];
+	row->key = key;
+	row->metric = count->metric;
+	strlcpy(row->labels, count->labels, LABELS_LEN);
+	row->labels_jsonb = datumCopy(DirectFunctionCall1(jsonb_in, CStringGetDatum(count->labels)),
+								  false, -1);
+	ItemPointerSetInvalid(&row->where);
+	return row;
+}
+
+/*
  * Adds the running call's counts to this transaction's rows (inside SPI,
- * as the ledger's owner), without the executor: an index probe and a HOT
- * update per counter (direct.c), where an UPDATE statement cost an
- * executor start, its statement trigger and a join over the counts.
+ * as the ledger's owner), without the executor (direct.c): no executor
+ * start, statement trigger or join over the counts per call.
  */
 static void
 flush_counts(void)
 {
+	PlCounterDelta deltas[PENDING_SLOTS];
+	CounterRow *rows[PENDING_SLOTS];
+	MemoryContext oldcxt;
 	Relation	rel;
 	int32		key;
 
@@ -277,10 +324,30 @@ flush_counts(void)
 		return;
 	}
 	key = counter_key();
-	rel = PlOpenTable("metric_counters");
+	if (counter_rows_cxt == NULL)
+		counter_rows_cxt = AllocSetContextCreate(TopMemoryContext, "payledger counter rows",
+												 ALLOCSET_SMALL_SIZES);
+	if (ncounter_rows + npending > COUNTER_ROWS)
+	{
+		MemoryContextReset(counter_rows_cxt);
+		ncounter_rows = 0;
+	}
+	oldcxt = MemoryContextSwitchTo(counter_rows_cxt);
 	for (int i = 0; i < npending; i++)
-		PlAddCounter(rel, key, pending[i].metric, pending[i].labels, pending[i].delta);
+	{
+		rows[i] = counter_row(key, &pending[i]);
+		deltas[i].metric = pending[i].metric;
+		deltas[i].labels = rows[i]->labels_jsonb;
+		deltas[i].delta = pending[i].delta;
+		deltas[i].where = rows[i]->where;
+	}
+	MemoryContextSwitchTo(oldcxt);
+
+	rel = PlOpenTable("metric_counters");
+	PlAddCounters(rel, key, deltas, npending);
 	table_close(rel, NoLock);
+	for (int i = 0; i < npending; i++)
+		rows[i]->where = deltas[i].where;
 	npending = 0;
 }
 
