@@ -1004,16 +1004,26 @@ PlDirectUpdate(Relation rel, HeapTuple oldtup, HeapTuple newtup)
 static bool
 is_counter_row(Relation rel, HeapTuple tup, int32 backend, const char *metric, Datum labels)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
-	bool		isnull[3];
-	Datum		row_backend = heap_getattr(tup, Anum_metric_counters_backend, desc, &isnull[0]);
-	Datum		row_metric = heap_getattr(tup, Anum_metric_counters_metric, desc, &isnull[1]);
-	Datum		row_labels = heap_getattr(tup, Anum_metric_counters_labels, desc, &isnull[2]);
+	Datum		values[Natts_metric_counters];
+	bool		isnull[Natts_metric_counters];
+	Datum		row_labels;
 
-	return !isnull[0] && !isnull[1] && !isnull[2] &&
-		DatumGetInt32(row_backend) == backend &&
-		strcmp(TextDatumGetCString(row_metric), metric) == 0 &&
-		DatumGetBool(DirectFunctionCall2(jsonb_eq, row_labels, labels));
+	heap_deform_tuple(tup, RelationGetDescr(rel), values, isnull);
+	Assert(!isnull[Anum_metric_counters_backend - 1] && !isnull[Anum_metric_counters_metric - 1] &&
+		   !isnull[Anum_metric_counters_labels - 1]);
+	if (DatumGetInt32(values[Anum_metric_counters_backend - 1]) != backend ||
+		strcmp(TextDatumGetCString(values[Anum_metric_counters_metric - 1]), metric) != 0)
+		return false;
+	/* the same jsonb_in() of the same text made both, as a rule */
+	row_labels = values[Anum_metric_counters_labels - 1];
+	if (!VARATT_IS_EXTENDED(DatumGetPointer(labels)) &&
+		!VARATT_IS_COMPRESSED(DatumGetPointer(row_labels)) &&
+		!VARATT_IS_EXTERNAL(DatumGetPointer(row_labels)) &&
+		VARSIZE_ANY_EXHDR(DatumGetPointer(row_labels)) == VARSIZE_ANY_EXHDR(DatumGetPointer(labels)) &&
+		memcmp(VARDATA_ANY(DatumGetPointer(row_labels)), VARDATA_ANY(DatumGetPointer(labels)),
+			   VARSIZE_ANY_EXHDR(DatumGetPointer(labels))) == 0)
+		return true;
+	return DatumGetBool(DirectFunctionCall2(jsonb_eq, row_labels, labels));
 }
 
 /*
@@ -1032,6 +1042,12 @@ counter_at(Relation rel, ItemPointer tid, int32 backend, const char *metric, Dat
 		return NULL;
 	if (is_counter_row(rel, &tuple, backend, metric, labels))
 		copy = heap_copytuple(&tuple);
+
+	/*
+	 * An index scan would prune the page's dead versions on the way; do as
+	 * it does, so that the next version finds room on the page (HOT).
+	 */
+	heap_page_prune_opt(rel, buf);
 	ReleaseBuffer(buf);
 	return copy;
 }

@@ -4,7 +4,9 @@
 # error payledger swallowed), and a scrape of payledger.metrics does not
 # grow with the ledger's history: its buffer count is the same before and
 # after 20,000 more transfers.  A flush that updates some of a backend's
-# counter rows and inserts another counts each once.
+# counter rows and inserts another counts each once.  A backend that counts
+# thousands of calls keeps its counter rows on the page they are on (the
+# dead versions are pruned, the updates stay HOT), with autovacuum off.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -105,6 +107,27 @@ like(q1($by_status), qr/rejected\/\w+=1/, 'the rejection is counted once');
 is(q1($by_status), q1($from_table), 'every transfer status and reason matches the table');
 is(q1(q{SELECT value FROM payledger.metrics WHERE metric = 'payledger_audit_rows_total'}),
 	q1('SELECT count(*) FROM payledger.payment_audit_log'), 'and the audit rows of that same flush');
+
+# 3,000 transfers, each its own transaction, from one backend: every call
+# updates two counter rows; without pruning their dead versions would fill
+# some 50 pages
+q1('ALTER SYSTEM SET autovacuum = off');
+q1('SELECT pg_reload_conf()');
+my $pages = q{SELECT pg_relation_size('payledger.metric_counters') / 8192};
+my $index_pages = q{SELECT pg_relation_size('payledger.metric_counters_pkey') / 8192};
+my ($pages_before, $index_before) = (q1($pages), q1($index_pages));
+$node->pgbench('-n -c 1 -t 3000', 0, [qr/processed: 3000\/3000/], [qr/^$/],
+	'3,000 transfers from one backend',
+	{ 'transfers' => "\\set r random(1, 1000000000000)\n"
+		  . "SELECT payledger.transfer('$a', '$b', 1, 'USD', 'hot-counters-' || :r);\n" });
+my ($pages_after, $index_after) = (q1($pages), q1($index_pages));
+note "metric_counters: $pages_before -> $pages_after pages, its primary key $index_before -> $index_after";
+cmp_ok($pages_after - $pages_before, '<=', 2, 'the counter rows stay on their pages');
+cmp_ok($index_after - $index_before, '<=', 2, 'and their index does not grow');
+is(q1(q{SELECT value FROM payledger.metrics WHERE metric = 'payledger_transfers_total'
+	AND labels = '{"status": "posted", "reason_code": ""}'}),
+	q1(q{SELECT count(*) FROM payledger.transfers WHERE status = 'posted'}),
+	'and every posted transfer is counted');
 
 $node->stop;
 done_testing();
