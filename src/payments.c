@@ -563,7 +563,20 @@ create_payment_work(PlRequest *req)
 
 	check_payment_accounts(np);
 	memset(&p, 0, sizeof(p));
+
+	/*
+	 * created_at is read before the id is minted, so that the id's time is
+	 * never before it: list_payments turns since into a lower bound on ids.
+	 */
+	now = GetCurrentTimestamp();
 	PlUuidV7(&p.id);
+#ifdef USE_ASSERT_CHECKING
+	{
+		pg_uuid_t	floor;
+
+		Assert(!PlUuidV7Floor(now, &floor) || memcmp(p.id.data, floor.data, 6) >= 0);
+	}
+#endif
 	p.merchant_id = *np->merchant;
 	p.customer_id = *np->customer;
 	p.amount = np->amount;
@@ -572,7 +585,6 @@ create_payment_work(PlRequest *req)
 	p.merchant_account = *np->dest;
 	if (pl_correlation_id == NULL || !PlParseUuid(pl_correlation_id, &p.correlation_id))
 		PlUuidV7(&p.correlation_id);
-	now = GetCurrentTimestamp();
 	insert_payment(&p, np->metadata, now);
 	payment_event(&p, "PAYMENT_CREATED", NULL, "pending", p.amount, true, NULL, req->key, now);
 	PlRequestOutcome(req, &p.id, "pending", NULL, now);

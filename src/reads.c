@@ -426,26 +426,6 @@ time_arg(FunctionCallInfo fcinfo, int argno, bool lower)
 }
 
 /*
- * The smallest UUIDv7 minted at or after t (its first 48 bits are the Unix
- * time in milliseconds), or false for a bound that excludes nothing.
- */
-static bool
-uuid_v7_floor(TimestampTz t, pg_uuid_t *out)
-{
-	int64		ms;
-
-	if (TIMESTAMP_NOT_FINITE(t))
-		return false;
-	ms = (t / 1000) + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
-	if (ms <= 0)
-		return false;
-	memset(out, 0, sizeof(pg_uuid_t));
-	for (int i = 0; i < 6; i++)
-		out->data[i] = (uint8) (ms >> (40 - 8 * i));
-	return true;
-}
-
-/*
  * payledger.get_transfer(transfer_id uuid) RETURNS TABLE(transfer_id uuid,
  *		kind text, status text, reason_code text, currency text, amount bigint,
  *		from_account uuid, to_account uuid, legs jsonb, idempotency_key text,
@@ -605,7 +585,7 @@ list_payments(PG_FUNCTION_ARGS)
 	values[PAYMENTS_ARG_UNTIL] = time_arg(fcinfo, 3, false);
 	arg_or_null(fcinfo, 4, values, nulls, PAYMENTS_ARG_METADATA);
 	arg_or_null(fcinfo, 5, values, nulls, PAYMENTS_ARG_AFTER);
-	if (uuid_v7_floor(DatumGetTimestampTz(values[PAYMENTS_ARG_SINCE]), &floor))
+	if (PlUuidV7Floor(DatumGetTimestampTz(values[PAYMENTS_ARG_SINCE]), &floor))
 		values[PAYMENTS_ARG_FLOOR] = UUIDPGetDatum(&floor);
 	else
 		nulls[PAYMENTS_ARG_FLOOR] = 'n';

@@ -21,6 +21,7 @@
 /* uuid_v7.c */
 extern void PlUuidV7(pg_uuid_t *out);
 extern Datum PlUuidV7Datum(void);
+extern bool PlUuidV7Floor(TimestampTz t, pg_uuid_t *out);
 extern bool PlParseUuid(const char *text, pg_uuid_t *out);
 extern char *PlUuidText(const pg_uuid_t *u);
 

@@ -79,6 +79,26 @@ PlUuidV7(pg_uuid_t *out)
 		out->data[15] = (uint8) pl_shard_id;
 }
 
+/*
+ * The smallest UUIDv7 minted at or after t (its first 48 bits are the Unix
+ * time in milliseconds), or false for a bound that excludes nothing.
+ */
+bool
+PlUuidV7Floor(TimestampTz t, pg_uuid_t *out)
+{
+	int64		ms;
+
+	if (TIMESTAMP_NOT_FINITE(t))
+		return false;
+	ms = (t / 1000) + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
+	if (ms <= 0)
+		return false;
+	memset(out, 0, sizeof(pg_uuid_t));
+	for (int i = 0; i < 6; i++)
+		out->data[i] = (uint8) (ms >> (40 - 8 * i));
+	return true;
+}
+
 Datum
 PlUuidV7Datum(void)
 {

@@ -5,7 +5,7 @@
 BEGIN;
 \ir helpers.psql
 
-SELECT plan(26);
+SELECT plan(27);
 
 \set m1 '''00000000-0000-7000-8000-0000000000a1'''
 \set m2 '''00000000-0000-7000-8000-0000000000a2'''
@@ -95,6 +95,18 @@ RESET ROLE;
 SET LOCAL ROLE regress_reader_all;
 SELECT is((SELECT count(*) FROM payledger.list_payments()), 8::bigint, 'an unscoped reader lists every payment');
 RESET ROLE;
+
+-- since bounds the ids too (UUIDv7: time first), which is exact because
+-- a payment's created_at is read before its id is minted: a window that
+-- starts at a payment's created_at holds it, for every one of 500
+CREATE TEMP TABLE pay_many AS
+SELECT payledger.create_payment(:m2, gen_random_uuid(), 1, 'USD', pg_temp.acct('cust'), pg_temp.acct('shop2'),
+		'pay-many-' || i) AS id
+  FROM generate_series(1, 500) i;
+SELECT is((SELECT count(*) FROM pay_many m JOIN payledger.payments p USING (id)
+	WHERE NOT EXISTS (SELECT FROM payledger.list_payments(since => p.created_at, until => p.created_at) l
+					  WHERE l.id = p.id))::int, 0,
+	'a window starting at a payment''s created_at lists it');
 
 SELECT * FROM finish();
 ROLLBACK;
