@@ -7,7 +7,10 @@
 # with the same keys.  On the new primary every acknowledged call is there
 # exactly once, retries replay, check_ledger() and verify_audit_log() are
 # clean and an outbox consumer resumes where it acknowledged, skipping
-# nothing.
+# nothing.  Then the old primary's machine comes back: its keeper rejoins
+# it as the new primary's synchronous standby (pg_autoctl rewinds it first
+# if it wrote WAL the new primary never got), and it holds the same ledger
+# as the new primary.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -348,6 +351,30 @@ like($lout, qr/Asynchronous notification "payledger_events" received/,
 	'a listener on the new primary is woken after an event-writing commit');
 is(sql('node2', q{SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'payledger notify'}),
 	't', 'by the notify worker running on the new primary');
+
+# the old primary's machine comes back: its keeper finds node2 primary and
+# makes node1 follow it as its standby
+$deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+$started{"$base/node1"} = 1;
+system("setsid $autoctl run --pgdata '$base/node1' > '$base/node1-rejoin.log' 2>&1 < /dev/null &") == 0
+  or die 'could not start pg_autoctl for node1 again';
+wait_for('node1 to rejoin as the standby', sub {
+	node_states() eq 'node1:secondary/secondary node2:primary/primary';
+});
+is(sql('node1', 'SELECT pg_is_in_recovery()'), 't', 'the old primary is back, as a standby');
+like(sql('node2', 'SHOW synchronous_standby_names'), qr/^ANY 1 \(/,
+	'the new primary commits synchronously again');
+is(sql('node2', "SELECT status FROM payledger.transfer('$wallet[0]', '$shop', 9, 'USD', 'after-rejoin')"),
+	'posted', 'a transfer on the new primary');
+my $ledger = q{SELECT count(*) || ':' || md5(string_agg(id::text || ':' || balance || ':' || version, ','
+	ORDER BY id)) FROM payledger.accounts};
+my $on_node2 = sql('node2', $ledger);
+ok(wait_for('node1 to replay it', sub { sql('node1', $ledger) eq $on_node2 }),
+	'reaches the rejoined standby, whose accounts are the same as the primary\'s');
+is(sql('node1', q{SELECT count(*) FROM payledger.transfers}), sql('node2', q{SELECT count(*) FROM payledger.transfers}),
+	'and so are its transfers');
+is(sql('node1', 'SELECT ok FROM payledger.verify_audit_log()'), 't',
+	'its audit log verifies');
 
 stop_all();
 done_testing();
