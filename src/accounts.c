@@ -447,8 +447,8 @@ change_status_work(PlRequest *req)
  * PY001 when the move is not allowed.
  */
 static void
-change_status(pg_uuid_t *id, const char *new_status, const char *event_type,
-			  const char *reason)
+change_status(const char *function, pg_uuid_t *id, const char *new_status,
+			  const char *event_type, const char *reason)
 {
 	StatusChange sc;
 	PlRequest	req;
@@ -458,7 +458,7 @@ change_status(pg_uuid_t *id, const char *new_status, const char *event_type,
 	sc.new_status = new_status;
 	sc.event_type = event_type;
 	sc.reason = reason;
-	PlRequestInit(&req, event_type, NULL, NULL, change_status_work, &sc);
+	PlRequestInit(&req, function, NULL, NULL, change_status_work, &sc);
 	PlRunRequest(&req);
 }
 
@@ -479,7 +479,7 @@ freeze_account(PG_FUNCTION_ARGS)
 	reason = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	PlRejectPanInText("freeze reason", reason);
 	reason = PlMaskText(reason);
-	change_status(PG_GETARG_UUID_P(0), "frozen", "ACCOUNT_FROZEN", reason);
+	change_status("freeze_account", PG_GETARG_UUID_P(0), "frozen", "ACCOUNT_FROZEN", reason);
 	PG_RETURN_VOID();
 }
 
@@ -489,7 +489,7 @@ Datum
 unfreeze_account(PG_FUNCTION_ARGS)
 {
 	PlRequireArg(fcinfo, 0, "account_id");
-	change_status(PG_GETARG_UUID_P(0), "active", "ACCOUNT_UNFROZEN", NULL);
+	change_status("unfreeze_account", PG_GETARG_UUID_P(0), "active", "ACCOUNT_UNFROZEN", NULL);
 	PG_RETURN_VOID();
 }
 
@@ -504,7 +504,7 @@ Datum
 close_account(PG_FUNCTION_ARGS)
 {
 	PlRequireArg(fcinfo, 0, "account_id");
-	change_status(PG_GETARG_UUID_P(0), "closed", "ACCOUNT_CLOSED", NULL);
+	change_status("close_account", PG_GETARG_UUID_P(0), "closed", "ACCOUNT_CLOSED", NULL);
 	PG_RETURN_VOID();
 }
 

@@ -655,14 +655,28 @@ insert_index_entry(Relation rel, Relation idx, HeapTuple tup)
 	index_insert(idx, values, isnull, &tup->t_self, rel, unique_check(idx), false, &ii);
 }
 
+/*
+ * Every direct write and row lock of a request is behind PlRunRequest's
+ * read-only check; a write that is not would, on a hot standby, fail for
+ * want of a transaction id rather than as a write.
+ */
+static void
+require_writable(Relation rel)
+{
+	if (XactReadOnly)
+		PreventCommandIfReadOnly(psprintf("a write to payledger.%s", RelationGetRelationName(rel)));
+}
+
 /* Inserts one row into a payledger table and all of its indexes. */
 void
 PlDirectInsert(Relation rel, Datum *values, bool *nulls)
 {
-	HeapTuple	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	HeapTuple	tup;
 	List	   *indexes;
 	ListCell   *lc;
 
+	require_writable(rel);
+	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 	simple_heap_insert(rel, tup);
 	indexes = RelationGetIndexList(rel);
 	foreach(lc, indexes)
@@ -753,6 +767,7 @@ PlFetchAccountRow(Relation rel, const pg_uuid_t *id, PlAccountRow *row, PlRowMod
 	tid = found->t_self;
 	systable_endscan(scan);
 
+	require_writable(rel);
 	slot = table_slot_create(rel, NULL);
 	/*
 	 * READ COMMITTED follows the row to its newest version; REPEATABLE READ
@@ -948,6 +963,7 @@ PlLockRow(Relation rel, const pg_uuid_t *id, LockTupleMode mode)
 		UnregisterSnapshot(snap);
 		return NULL;
 	}
+	require_writable(rel);
 	slot = table_slot_create(rel, NULL);
 	res = table_tuple_lock(rel, &tid, snap, slot, GetCurrentCommandId(true), mode,
 						   LockWaitBlock,
@@ -983,6 +999,7 @@ PlLockRow(Relation rel, const pg_uuid_t *id, LockTupleMode mode)
 void
 PlDirectUpdate(Relation rel, HeapTuple oldtup, HeapTuple newtup)
 {
+	require_writable(rel);
 	simple_heap_update(rel, &oldtup->t_self, newtup);
 	if (!HeapTupleIsHeapOnly(newtup))
 	{

@@ -39,6 +39,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "miscadmin.h"
 #include "utils/memutils.h"
 
 #include "payledger.h"
@@ -135,7 +136,8 @@ PlRequestRecord(PlRequest *req)
 }
 
 /*
- * Runs one request: see the file header.  On return the outcome is set:
+ * Runs one request: see the file header (and 25006 first in a read-only
+ * transaction).  On return the outcome is set:
  * replayed from the store, or decided by the work and recorded.  A request
  * without a key (the expiry sweeps) only runs its work as the owner.
  */
@@ -147,6 +149,13 @@ PlRunRequest(PlRequest *req)
 	int			nrefs;
 
 	Assert(req->work != NULL && req->operation != NULL);
+
+	/*
+	 * A read-only transaction, and every transaction of a hot standby, is
+	 * refused before anything runs: on a standby the first row lock would
+	 * otherwise fail for want of a transaction id, not as a write.
+	 */
+	PreventCommandIfReadOnly(req->operation);
 	PlSpiBegin(&priv);
 	CommandCounterIncrement();
 	if (req->prepare != NULL)

@@ -376,5 +376,38 @@ is(sql('node1', q{SELECT count(*) FROM payledger.transfers}), sql('node2', q{SEL
 is(sql('node1', 'SELECT ok FROM payledger.verify_audit_log()'), 't',
 	'its audit log verifies');
 
+# the standby serves reads; a write there, direct or through the ledger
+# writers, is refused as PostgreSQL refuses any write on a standby
+sub sqlstate_of
+{
+	my ($name, $query) = @_;
+	my ($out, $err);
+	IPC::Run::run([ 'psql', '-X', '-A', '-t', '-q', '-v', 'VERBOSITY=verbose',
+			'-d', conn($name), '-c', $query ], '>', \$out, '2>', \$err);
+	return $err =~ /ERROR:\s+([0-9A-Z]{5}):/ ? $1 : "no error: $out";
+}
+is(sql('node1', "SELECT balance FROM payledger.get_balance('$shop')"),
+	sql('node2', "SELECT balance FROM payledger.get_balance('$shop')"), 'get_balance on the standby');
+my $pay = $acks->{'p3-1-create'}[0];
+for my $call (
+	"transfer('$wallet[0]', '$shop', 1, 'USD', 'sb-1')",
+	"submit_transfer('$wallet[0]', '$shop', 1, 'USD', 'sb-2')",
+	"transfer_legs('[{\"from\": \"$wallet[0]\", \"to\": \"$shop\", \"amount\": 1}]', 'USD', 'sb-3')",
+	"transfer_many(ARRAY['$wallet[0]']::uuid[], ARRAY['$shop']::uuid[], ARRAY[1]::bigint[], 'USD', ARRAY['sb-4'])",
+	"hold('$wallet[0]', '$shop', 1, 'USD', '1 hour', 'sb-5')",
+	"void_hold('$wallet[0]', 'sb-6')",
+	"create_account('USD')",
+	"freeze_account('$shop', 'sb')",
+	"set_sub_balances('$shop', 2)",
+	"create_payment('$merchant', '$customer', 5, 'USD', '$cust', '$macct', 'sb-7')",
+	"refund_payment('$pay', 1, 'sb-8')",
+	"expire_holds()",
+	"expire_authorizations()",
+	"settle_merchant('$merchant', now(), '$shop', 'sb-9')")
+{
+	my ($name) = $call =~ /^(\w+)/;
+	is(sqlstate_of('node1', "SELECT payledger.$call"), '25006', "$name() on the standby: 25006");
+}
+
 stop_all();
 done_testing();
