@@ -57,6 +57,8 @@
 
 typedef PlLeg Leg;
 
+static void bad_leg(int index, const char *problem) pg_attribute_noreturn();
+
 static void
 bad_leg(int index, const char *problem)
 {

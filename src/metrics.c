@@ -55,7 +55,6 @@
 #include "storage/spin.h"
 #include "catalog/namespace.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
 #include "utils/elog.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -278,6 +277,7 @@ static CounterRow counter_rows[COUNTER_ROWS];
 static int	ncounter_rows = 0;
 static MemoryContext counter_rows_cxt = NULL;
 
+/* The remembered row of count (made in counter_rows_cxt when new). */
 static CounterRow *
 counter_row(int32 key, const PendingCount *count)
 {
@@ -295,8 +295,7 @@ counter_row(int32 key, const PendingCount *count)
 	row->key = key;
 	row->metric = count->metric;
 	strlcpy(row->labels, count->labels, LABELS_LEN);
-	row->labels_jsonb = datumCopy(DirectFunctionCall1(jsonb_in, CStringGetDatum(count->labels)),
-								  false, -1);
+	row->labels_jsonb = DirectFunctionCall1(jsonb_in, CStringGetDatum(count->labels));
 	ItemPointerSetInvalid(&row->where);
 	return row;
 }
