@@ -18,7 +18,8 @@
  * serve and picks the index for it: (merchant_id, id) and (owner_id, id)
  * for a merchant's pages, the primary key for the others, the GIN index on
  * metadata for containment.  A time window from since becomes a lower
- * bound on the UUIDv7 id as well, so it is served by the primary key.
+ * bound on the UUIDv7 id as well (a second earlier), so it is served by
+ * the primary key.
  *
  * Transfers live in two tables: transfers (every transfer, leg set,
  * refund, split, payout and declined attempt, and a row per posted hold)
@@ -56,6 +57,9 @@
 #include "util.h"
 #include "spi_plans.h"
 #include "access.h"
+
+/* how much earlier than since list_payments' bound on ids starts */
+#define ID_FLOOR_SLACK USECS_PER_SEC
 
 typedef enum ReadPlan
 {
@@ -569,6 +573,7 @@ list_payments(PG_FUNCTION_ARGS)
 	Datum		values[PAYMENTS_NARGS];
 	char		nulls[PAYMENTS_NARGS];
 	bool		scope_null;
+	TimestampTz since;
 	pg_uuid_t	floor;
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -585,7 +590,14 @@ list_payments(PG_FUNCTION_ARGS)
 	values[PAYMENTS_ARG_UNTIL] = time_arg(fcinfo, 3, false);
 	arg_or_null(fcinfo, 4, values, nulls, PAYMENTS_ARG_METADATA);
 	arg_or_null(fcinfo, 5, values, nulls, PAYMENTS_ARG_AFTER);
-	if (PlUuidV7Floor(DatumGetTimestampTz(values[PAYMENTS_ARG_SINCE]), &floor))
+
+	/*
+	 * A payment's id is minted after its created_at is read, so ids from
+	 * since's millisecond on hold every payment of the window; a second of
+	 * slack covers payments made before 0.3.0, which minted the id first.
+	 */
+	since = DatumGetTimestampTz(values[PAYMENTS_ARG_SINCE]);
+	if (!TIMESTAMP_NOT_FINITE(since) && PlUuidV7Floor(since - ID_FLOOR_SLACK, &floor))
 		values[PAYMENTS_ARG_FLOOR] = UUIDPGetDatum(&floor);
 	else
 		nulls[PAYMENTS_ARG_FLOOR] = 'n';
