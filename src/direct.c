@@ -307,10 +307,11 @@ StaticAssertDecl(lengthof(transfers_columns) == Natts_transfers, "layout of tran
 #define MAX_VERIFIED 64
 static Oid	verified[MAX_VERIFIED];
 static int	nverified = 0;
-static bool verify_callback_registered = false;
+
+static void invalidate_index_cache(Oid relid);
 
 static void
-forget_verified(Datum arg, Oid relid)
+forget_verified(Oid relid)
 {
 	if (!OidIsValid(relid))
 	{
@@ -320,6 +321,26 @@ forget_verified(Datum arg, Oid relid)
 	for (int i = 0; i < nverified; i++)
 		if (verified[i] == relid)
 			verified[i] = verified[--nverified];
+}
+
+/* one relcache callback for what this file keeps about relations */
+static void
+relation_changed(Datum arg, Oid relid)
+{
+	forget_verified(relid);
+	invalidate_index_cache(relid);
+}
+
+static void
+watch_relations(void)
+{
+	static bool registered = false;
+
+	if (!registered)
+	{
+		CacheRegisterRelcacheCallback(relation_changed, (Datum) 0);
+		registered = true;
+	}
 }
 
 static bool
@@ -463,11 +484,7 @@ verify_once(Relation rel, const PlTableShape *shape, Oid nsp)
 {
 	if (is_verified(RelationGetRelid(rel)))
 		return;
-	if (!verify_callback_registered)
-	{
-		CacheRegisterRelcacheCallback(forget_verified, (Datum) 0);
-		verify_callback_registered = true;
-	}
+	watch_relations();
 	verify_table(rel, shape, nsp);
 	if (nverified == MAX_VERIFIED)
 		nverified = 0;
@@ -536,7 +553,7 @@ static int	index_cache_used = 0;
 static bool index_cache_stale = false;
 
 static void
-invalidate_index_cache(Datum arg, Oid relid)
+invalidate_index_cache(Oid relid)
 {
 	for (int i = 0; i < index_cache_used; i++)
 		if (!OidIsValid(relid) || index_cache[i].indexoid == relid)
@@ -557,7 +574,7 @@ index_cache_entry(Relation idx)
 	{
 		index_cache_cxt = AllocSetContextCreate(CacheMemoryContext, "payledger index cache",
 												ALLOCSET_SMALL_SIZES);
-		CacheRegisterRelcacheCallback(invalidate_index_cache, (Datum) 0);
+		watch_relations();
 	}
 	if (index_cache_stale || index_cache_used == INDEX_CACHE_SIZE)
 	{

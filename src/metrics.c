@@ -10,10 +10,10 @@
  *	  rows and payment events are counted as a call makes them, in memory,
  *	  and added at the end of the outermost call to this backend's rows of
  *	  payledger.metric_counters, directly (direct.c), in the same
- *	  transaction as the rows they count (so a rollback takes both back).  Rows are
- *	  keyed by backend slot: no two live sessions share a row, so counting
- *	  adds no contention; the view sums a backend's rows, whose number is
- *	  bounded by max_connections times the label sets.  A prepared
+ *	  transaction as the rows they count (so a rollback takes both back).
+ *	  Rows are keyed by backend slot: no two live sessions share a row, so
+ *	  counting adds no contention; the view sums a backend's rows, whose
+ *	  number is bounded by max_connections times the label sets.  A prepared
  *	  transaction keeps the row locks of what it counted until COMMIT or
  *	  ROLLBACK PREPARED, so a transaction counts under a key it holds an
  *	  advisory lock on (the lock goes with the prepared transaction): the
