@@ -389,6 +389,15 @@ sub sqlstate_of
 is(sql('node1', "SELECT balance FROM payledger.get_balance('$shop')"),
 	sql('node2', "SELECT balance FROM payledger.get_balance('$shop')"), 'get_balance on the standby');
 my $pay = $acks->{'p3-1-create'}[0];
+for my $read (
+	[ 'list_transfers', 'SELECT count(*) FROM payledger.list_transfers(max_rows => 1000)' ],
+	[ 'list_payments', "SELECT count(*) FROM payledger.list_payments(merchant_id => '$merchant', max_rows => 1000)" ],
+	[ 'get_payment', "SELECT state || ' ' || captured_amount FROM payledger.get_payment('$pay')" ],
+	[ 'list_accounts', 'SELECT count(*) FROM payledger.list_accounts()' ])
+{
+	my ($name, $query) = @$read;
+	is(sql('node1', $query), sql('node2', $query), "$name() on the standby reads what the primary has");
+}
 for my $call (
 	"transfer('$wallet[0]', '$shop', 1, 'USD', 'sb-1')",
 	"submit_transfer('$wallet[0]', '$shop', 1, 'USD', 'sb-2')",
