@@ -54,7 +54,6 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
-#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -314,25 +313,12 @@ static void
 audit_scope_change(const char *event_type, Oid role, pg_uuid_t *merchant)
 {
 	PlAuditEvent ev;
-	JsonbParseState *state = NULL;
-	JsonbValue	k,
-				v;
-	char	   *name = GetUserNameFromId(role, false);
 
 	PlAuditInit(&ev, event_type, GetCurrentTimestamp());
 	ev.merchant_id = merchant;
 	ev.correlation_id = merchant;
 	ev.new_state = strcmp(event_type, "ROLE_SCOPED") == 0 ? "scoped" : "unscoped";
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	k.type = jbvString;
-	k.val.string.val = "role";
-	k.val.string.len = 4;
-	pushJsonbValue(&state, WJB_KEY, &k);
-	v.type = jbvString;
-	v.val.string.val = name;
-	v.val.string.len = strlen(name);
-	pushJsonbValue(&state, WJB_VALUE, &v);
-	ev.metadata = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+	ev.metadata = PlJsonbPair("role", GetUserNameFromId(role, false));
 	PlAuditWrite(&ev);
 }
 

@@ -396,22 +396,7 @@ audit_status_change(const StatusChange *sc, TimestampTz now)
 	ev.correlation_id = sc->id;
 	ev.currency = sc->acc.currency;
 	if (sc->reason)
-	{
-		JsonbParseState *state = NULL;
-		JsonbValue	k,
-					v;
-
-		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-		k.type = jbvString;
-		k.val.string.val = "reason";
-		k.val.string.len = 6;
-		pushJsonbValue(&state, WJB_KEY, &k);
-		v.type = jbvString;
-		v.val.string.val = (char *) sc->reason;
-		v.val.string.len = strlen(sc->reason);
-		pushJsonbValue(&state, WJB_VALUE, &v);
-		ev.metadata = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
-	}
+		ev.metadata = PlJsonbPair("reason", sc->reason);
 	PlAuditWrite(&ev);
 }
 

@@ -91,6 +91,26 @@ PlEmptyJsonb(void)
 	return empty;
 }
 
+/* {"key": "value"}: the metadata of an audit row or transfer naming one thing */
+Jsonb *
+PlJsonbPair(const char *key, const char *value)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	k,
+				v;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(&state, WJB_KEY, &k);
+	v.type = jbvString;
+	v.val.string.val = (char *) value;
+	v.val.string.len = strlen(value);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
 /* the columns of a payledger.transfer_result (Natts_transfer_result each) */
 void
 PlTransferResultValues(Datum *values, bool *nulls, const pg_uuid_t *id,

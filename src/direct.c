@@ -499,12 +499,23 @@ verify_once(Relation rel, const PlTableShape *shape, Oid nsp)
 Relation
 PlOpenTable(const char *relname)
 {
+	Relation	rel = PlTryOpenTable(relname);
+
+	if (rel == NULL)
+		elog(ERROR, "payledger.%s is missing", relname);
+	return rel;
+}
+
+/* PlOpenTable, or NULL when the schema has no such table (not yet updated) */
+Relation
+PlTryOpenTable(const char *relname)
+{
 	Oid			nsp = get_namespace_oid("payledger", false);
 	Oid			relid = get_relname_relid(relname, nsp);
 	Relation	rel;
 
 	if (!OidIsValid(relid))
-		elog(ERROR, "payledger.%s is missing", relname);
+		return NULL;
 	rel = table_open(relid, RowExclusiveLock);
 	if (!is_verified(relid))
 		for (int i = 0; i < (int) lengthof(shapes); i++)

@@ -70,6 +70,7 @@ extern HeapTuple PlIdemFetchLatest(Relation rel, const pg_uuid_t *scope, const c
 								   TupleDesc *desc);
 
 extern Relation PlOpenTable(const char *relname);
+extern Relation PlTryOpenTable(const char *relname);
 extern void PlVerifyAuditMonth(Relation rel);
 extern Relation PlOpenAccounts(void);
 extern Relation PlOpenEntries(void);

@@ -53,10 +53,8 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
-#include "catalog/namespace.h"
 #include "utils/builtins.h"
 #include "utils/elog.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
@@ -317,7 +315,8 @@ flush_counts(void)
 	if (npending == 0)
 		return;
 	/* a schema not yet updated to 0.3.0 counts from its tables */
-	if (!OidIsValid(get_relname_relid("metric_counters", get_namespace_oid("payledger", false))))
+	rel = PlTryOpenTable("metric_counters");
+	if (rel == NULL)
 	{
 		npending = 0;
 		return;
@@ -342,7 +341,6 @@ flush_counts(void)
 	}
 	MemoryContextSwitchTo(oldcxt);
 
-	rel = PlOpenTable("metric_counters");
 	PlAddCounters(rel, key, deltas, npending);
 	table_close(rel, NoLock);
 	for (int i = 0; i < npending; i++)

@@ -333,20 +333,7 @@ payment_event(Payment *p, const char *type, const char *previous, const char *ne
 static Jsonb *
 payment_ref(Payment *p)
 {
-	JsonbParseState *state = NULL;
-	JsonbValue	k,
-				v;
-
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	k.type = jbvString;
-	k.val.string.val = "payment_id";
-	k.val.string.len = strlen(k.val.string.val);
-	pushJsonbValue(&state, WJB_KEY, &k);
-	v.type = jbvString;
-	v.val.string.val = PlUuidText(&p->id);
-	v.val.string.len = strlen(v.val.string.val);
-	pushJsonbValue(&state, WJB_VALUE, &v);
-	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+	return PlJsonbPair("payment_id", PlUuidText(&p->id));
 }
 
 static Datum

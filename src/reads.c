@@ -72,10 +72,10 @@ typedef enum ReadPlan
 	READ_COUNT
 } ReadPlan;
 
-/* parameters of READ_TRANSFER, 0-based */
+/* parameters of READ_TRANSFER and READ_PAYMENT (one row by id), 0-based */
 enum
 {
-	TRANSFER_ARG_ID, TRANSFER_ARG_SCOPE, TRANSFER_NARGS
+	ONE_ARG_ID, ONE_ARG_SCOPE, ONE_NARGS
 };
 
 /* parameters of READ_TRANSFERS, 0-based */
@@ -99,12 +99,6 @@ enum
 StaticAssertDecl(TRANSFERS_OF_NARGS - TRANSFERS_OF_ARG_SINCE == TRANSFERS_NARGS &&
 				 TRANSFERS_OF_ARG_MAX_ROWS - TRANSFERS_OF_ARG_SINCE == TRANSFERS_ARG_MAX_ROWS,
 				 "READ_TRANSFERS takes the last parameters of READ_TRANSFERS_OF");
-
-/* parameters of READ_PAYMENT, 0-based */
-enum
-{
-	PAYMENT_ARG_ID, PAYMENT_ARG_SCOPE, PAYMENT_NARGS
-};
 
 /* parameters of READ_PAYMENTS, 0-based */
 enum
@@ -242,7 +236,7 @@ typedef struct ReadDef
 static const ReadDef read_defs[READ_COUNT] = {
 	[READ_TRANSFER] = {
 		TRANSFER_OUT("SELECT v.* FROM " TRANSFER_ROWS " AND v.id = $1" TRANSFER_IN_SCOPE),
-		TRANSFER_NARGS, {UUIDOID, UUIDARRAYOID}
+		ONE_NARGS, {UUIDOID, UUIDARRAYOID}
 	},
 	/* every transfer (an unscoped caller, no account): the primary keys */
 	[READ_TRANSFERS] = {
@@ -289,7 +283,7 @@ static const ReadDef read_defs[READ_COUNT] = {
 	[READ_PAYMENT] = {
 		"SELECT * FROM payledger.payments WHERE id = $1"
 		" AND ($2::uuid[] IS NULL OR merchant_id = ANY ($2))",
-		PAYMENT_NARGS, {UUIDOID, UUIDARRAYOID}
+		ONE_NARGS, {UUIDOID, UUIDARRAYOID}
 	},
 	[READ_PAYMENTS] = {
 		"SELECT * FROM payledger.payments"
@@ -430,6 +424,36 @@ time_arg(FunctionCallInfo fcinfo, int argno, bool lower)
 }
 
 /*
+ * The rows of a read by id (argument 0, "<what>_id") within the caller's
+ * scope as the SRF's result; PY005 when there are none.
+ */
+static void
+read_one(FunctionCallInfo fcinfo, ReadPlan plan, const char *what)
+{
+	PlPrivState priv;
+	Datum		values[ONE_NARGS];
+	char		nulls[ONE_NARGS];
+	bool		scope_null;
+
+	PlRequireArg(fcinfo, 0, psprintf("%s_id", what));
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	PlSpiBegin(&priv);
+	memset(nulls, ' ', sizeof(nulls));
+	values[ONE_ARG_ID] = PG_GETARG_DATUM(0);
+	values[ONE_ARG_SCOPE] = PlScopeMerchants(&scope_null);
+	if (scope_null)
+		nulls[ONE_ARG_SCOPE] = 'n';
+	run_read(plan, values, nulls);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
+				 errmsg("%s %s does not exist", what, PlUuidText(PG_GETARG_UUID_P(0)))));
+	Assert(SPI_processed == 1);
+	return_rows(fcinfo);
+	PlSpiEnd(&priv);
+}
+
+/*
  * payledger.get_transfer(transfer_id uuid) RETURNS TABLE(transfer_id uuid,
  *		kind text, status text, reason_code text, currency text, amount bigint,
  *		from_account uuid, to_account uuid, legs jsonb, idempotency_key text,
@@ -442,27 +466,7 @@ PG_FUNCTION_INFO_V1(get_transfer);
 Datum
 get_transfer(PG_FUNCTION_ARGS)
 {
-	PlPrivState priv;
-	Datum		values[TRANSFER_NARGS];
-	char		nulls[TRANSFER_NARGS];
-	bool		scope_null;
-
-	PlRequireArg(fcinfo, 0, "transfer_id");
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	PlSpiBegin(&priv);
-	memset(nulls, ' ', sizeof(nulls));
-	values[TRANSFER_ARG_ID] = PG_GETARG_DATUM(0);
-	values[TRANSFER_ARG_SCOPE] = PlScopeMerchants(&scope_null);
-	if (scope_null)
-		nulls[TRANSFER_ARG_SCOPE] = 'n';
-	run_read(READ_TRANSFER, values, nulls);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
-				 errmsg("transfer %s does not exist", PlUuidText(PG_GETARG_UUID_P(0)))));
-	Assert(SPI_processed == 1);
-	return_rows(fcinfo);
-	PlSpiEnd(&priv);
+	read_one(fcinfo, READ_TRANSFER, "transfer");
 	return (Datum) 0;
 }
 
@@ -533,26 +537,7 @@ PG_FUNCTION_INFO_V1(get_payment);
 Datum
 get_payment(PG_FUNCTION_ARGS)
 {
-	PlPrivState priv;
-	Datum		values[PAYMENT_NARGS];
-	char		nulls[PAYMENT_NARGS];
-	bool		scope_null;
-
-	PlRequireArg(fcinfo, 0, "payment_id");
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	PlSpiBegin(&priv);
-	memset(nulls, ' ', sizeof(nulls));
-	values[PAYMENT_ARG_ID] = PG_GETARG_DATUM(0);
-	values[PAYMENT_ARG_SCOPE] = PlScopeMerchants(&scope_null);
-	if (scope_null)
-		nulls[PAYMENT_ARG_SCOPE] = 'n';
-	run_read(READ_PAYMENT, values, nulls);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
-				 errmsg("payment %s does not exist", PlUuidText(PG_GETARG_UUID_P(0)))));
-	return_rows(fcinfo);
-	PlSpiEnd(&priv);
+	read_one(fcinfo, READ_PAYMENT, "payment");
 	return (Datum) 0;
 }
 

@@ -75,20 +75,7 @@ typedef struct Candidate
 static Jsonb *
 settlement_ref(const pg_uuid_t *id)
 {
-	JsonbParseState *state = NULL;
-	JsonbValue	k,
-				v;
-
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	k.type = jbvString;
-	k.val.string.val = "settlement_id";
-	k.val.string.len = strlen(k.val.string.val);
-	pushJsonbValue(&state, WJB_KEY, &k);
-	v.type = jbvString;
-	v.val.string.val = PlUuidText(id);
-	v.val.string.len = strlen(v.val.string.val);
-	pushJsonbValue(&state, WJB_VALUE, &v);
-	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+	return PlJsonbPair("settlement_id", PlUuidText(id));
 }
 
 static void

@@ -35,6 +35,7 @@ extern void PlCheckKey(const char *key);
 extern void PlRequireKey(const char *function);
 extern char *PlKeyArg(FunctionCallInfo fcinfo, int argno, const char *function);
 extern Jsonb *PlEmptyJsonb(void);
+extern Jsonb *PlJsonbPair(const char *key, const char *value);
 extern TimestampTz PlExpiryAfter(TimestampTz now, const Interval *expires_in);
 extern void PlTransferResultValues(Datum *values, bool *nulls, const pg_uuid_t *id,
 								   const char *status, const char *reason_code,

@@ -5,8 +5,7 @@
 #     lines, counted from the line after its opening brace to the line
 #     before its closing one (PostgreSQL style: both braces in column 0).
 #     A longer function is split along its steps, each a named static
-#     function.  LONG_FUNCTIONS lists the ones left over, each at the length
-#     it has: they may shrink, never grow, and leave the list once split.
+#     function.
 #  2. Include graph: the #include "..." edges between the files of src/
 #     have no cycle.
 #  3. Module call graph: module a (a.c) -> b when a.c calls a function that
@@ -19,32 +18,34 @@
 #     statement's only parameter ([0]) and a query's only column (1) need
 #     no name; every other position is a named constant next to the query
 #     (an enum of parameters or columns, layouts.h's Anum_ for tables).
-#     LITERAL_POSITIONS lists files that still have some, with their count:
-#     it may go down, never up.
 #
 # Prints what it finds and ends with "structure: ok" or exits 1.
 set -uo pipefail
 SRC=${1:-$(cd "$(dirname "$0")/.." && pwd)/src}
 MAX_FUNCTION_LINES=80
 
-# function -> the length it may not exceed until it is split
-declare -A LONG_FUNCTIONS=(
-)
-# file -> literal SQL positions it still has
-declare -A LITERAL_POSITIONS=(
-)
-
 fail=0
 bad() { echo "structure: $*"; fail=1; }
 
+# acyclic WHAT EDGES: the graph of EDGES ("a b" lines) has no cycle; prints
+# the nodes of a cycle and returns 1 when it has one
+acyclic() {
+	local out
+	if [ -z "$2" ]; then
+		bad "found no $1 (the parser is broken)"
+		return 0
+	fi
+	out=$(echo "$2" | tsort 2>&1 >/dev/null)
+	[ -z "$out" ] && return 0
+	bad "the $1 has a cycle:"
+	echo "$out" | sed 's/^/    /'
+	return 1
+}
+
 # 1. function size
 while read -r len file name; do
-	limit=${LONG_FUNCTIONS[$name]:-$MAX_FUNCTION_LINES}
-	if [ "$len" -gt "$limit" ]; then
-		bad "$file: $name() is $len lines long (limit $limit): split it along its steps"
-	elif [ -n "${LONG_FUNCTIONS[$name]:-}" ] && [ "$len" -lt "$limit" ]; then
-		echo "structure: note: $name() is down to $len lines; lower or drop its LONG_FUNCTIONS entry"
-	fi
+	[ "$len" -gt "$MAX_FUNCTION_LINES" ] &&
+		bad "$file: $name() is $len lines long (limit $MAX_FUNCTION_LINES): split it along its steps"
 done < <(awk '
 	# a function: its name in column 0, its parameters, its brace in column 0
 	!inbody && /^[A-Za-z_][A-Za-z0-9_]*\(/ { name = $0; sub(/\(.*/, "", name); header = 1 }
@@ -60,13 +61,7 @@ includes=$(for f in "$SRC"/*.c "$SRC"/*.h; do
 		if [ -f "$SRC/$h" ]; then echo "$b $h"; fi
 	done
 done)
-out=$(echo "$includes" | tsort 2>&1 >/dev/null)
-if [ -z "$includes" ]; then
-	bad "found no includes (the parser is broken)"
-elif [ -n "$out" ]; then
-	bad "the include graph has a cycle:"
-	echo "$out" | sed 's/^/    /'
-fi
+acyclic "include graph" "$includes"
 
 # 3. module call graph
 calls=$(perl -e '
@@ -97,23 +92,17 @@ calls=$(perl -e '
 	}
 	print "$_\n" for sort keys %edge;
 ' "$SRC"/*.c)
-out=$(echo "$calls" | tsort 2>&1 >/dev/null)
-if [ -z "$calls" ]; then
-	bad "found no calls between modules (the parser is broken)"
-elif [ -n "$out" ]; then
-	bad "the module call graph has a cycle (a lower module calls a higher one):"
-	echo "$out" | sed 's/^/    /'
-	loop=" $(echo "$out" | sed -n 's/^tsort: \([a-z_0-9]*\)$/\1/p' | sort -u | tr '\n' ' ')"
+if ! acyclic "module call graph" "$calls"; then
+	echo "    (a lower module calls a higher one)"
+	loop=" $(echo "$calls" | tsort 2>&1 >/dev/null | sed -n 's/^tsort: \([a-z_0-9]*\)$/\1/p' | sort -u | tr '\n' ' ')"
 	echo "$calls" | while read -r a b; do
 		case "$loop" in *" $a "*) case "$loop" in *" $b "*) echo "    $a.c calls $b.c" ;; esac ;; esac
 	done
 fi
 
 # 4. literal SQL positions
-declare -A found=()
 while IFS=: read -r file line what; do
-	found[$file]=$((${found[$file]:-0} + 1))
-	[ -n "${LITERAL_POSITIONS[$file]:-}" ] || bad "$file:$line: literal SQL position ($what): name it"
+	bad "$file:$line: literal SQL position ($what): name it"
 done < <(perl -e '
 	for my $f (@ARGV) {
 		open my $fh, "<", $f or die "$f: $!";
@@ -132,15 +121,6 @@ done < <(perl -e '
 		}
 	}
 ' "$SRC"/*.c)
-for file in "${!LITERAL_POSITIONS[@]}"; do
-	n=${found[$file]:-0}
-	if [ "$n" -gt "${LITERAL_POSITIONS[$file]}" ]; then
-		bad "$file has $n literal SQL positions, more than the ${LITERAL_POSITIONS[$file]} it had: name them"
-	elif [ "$n" -lt "${LITERAL_POSITIONS[$file]}" ]; then
-		echo "structure: note: $file is down to $n literal SQL positions; lower or drop its LITERAL_POSITIONS entry"
-	fi
-done
-
 if [ $fail = 0 ]; then
 	echo "structure: ok"
 	exit 0
