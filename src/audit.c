@@ -117,6 +117,7 @@ PlAuditWrite(const PlAuditEvent *ev)
 	Relation	parent;
 	Relation	rel;
 	Oid			seq;
+	char	   *caller;
 
 	PlCheckContext();
 #ifdef PAYLEDGER_BENCH_NO_AUDIT
@@ -124,6 +125,8 @@ PlAuditWrite(const PlAuditEvent *ev)
 	return;
 #endif
 	memset(nulls, 0, sizeof(nulls));
+	/* the calling role: db_role, and actor_id unless the application names one */
+	caller = GetUserNameFromId(PlCallerUserId(), false);
 	/* the actor id is stored as given: it must not carry a card number */
 	if (pl_actor_id && pl_actor_id[0])
 		PlRejectPanInText("payledger.actor_id", pl_actor_id);
@@ -149,8 +152,7 @@ PlAuditWrite(const PlAuditEvent *ev)
 	set_text(values, nulls, Anum_audit_actor_type - 1,
 			 (pl_actor_type && pl_actor_type[0]) ? pl_actor_type : "SYSTEM");
 	set_text(values, nulls, Anum_audit_actor_id - 1,
-			 (pl_actor_id && pl_actor_id[0]) ? pl_actor_id :
-			 GetUserNameFromId(PlCallerUserId(), false));
+			 (pl_actor_id && pl_actor_id[0]) ? pl_actor_id : caller);
 	set_uuid(values, nulls, Anum_audit_payment_id - 1, ev->payment_id);
 	set_uuid(values, nulls, Anum_audit_account_id - 1, ev->account_id);
 	set_uuid(values, nulls, Anum_audit_counterparty_account_id - 1, ev->counterparty_account_id);
@@ -176,7 +178,7 @@ PlAuditWrite(const PlAuditEvent *ev)
 	values[Anum_audit_era - 1] = Int32GetDatum(PlCurrentEra());
 	/* a 0.2.0 log (the library is new, ALTER EXTENSION UPDATE not yet run) has no db_role */
 	if (RelationGetDescr(rel)->natts >= Anum_audit_db_role)
-		values[Anum_audit_db_role - 1] = CStringGetTextDatum(GetUserNameFromId(PlCallerUserId(), false));
+		values[Anum_audit_db_role - 1] = CStringGetTextDatum(caller);
 	PlAuditChainFill(RelationGetRelid(rel), RelationGetDescr(rel), values, nulls);
 
 	PlDirectInsert(rel, values, nulls);

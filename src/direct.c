@@ -609,20 +609,26 @@ index_cache_entry(Relation idx)
 	return entry;
 }
 
+/* where a row's partial-index predicates run: made at the row's first one */
+typedef struct PredicateContext
+{
+	ExprContext *econtext;
+	TupleTableSlot *slot;
+} PredicateContext;
+
 /* Does tup qualify for the partial index of entry? */
 static bool
-satisfies_predicate(IndexCacheEntry *entry, Relation rel, HeapTuple tup)
+satisfies_predicate(IndexCacheEntry *entry, Relation rel, HeapTuple tup, PredicateContext *pc)
 {
-	ExprContext *econtext = CreateStandaloneExprContext();
-	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
-	bool		result;
-
-	ExecStoreHeapTuple(tup, slot, false);
-	econtext->ecxt_scantuple = slot;
-	result = ExecQual(entry->predicate, econtext);
-	ExecDropSingleTupleTableSlot(slot);
-	FreeExprContext(econtext, true);
-	return result;
+	if (pc->econtext == NULL)
+	{
+		pc->econtext = CreateStandaloneExprContext();
+		pc->slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
+		ExecStoreHeapTuple(tup, pc->slot, false);
+		pc->econtext->ecxt_scantuple = pc->slot;
+	}
+	ResetExprContext(pc->econtext);
+	return ExecQual(entry->predicate, pc->econtext);
 }
 
 /* The entry of an index with expressions, which a DBA may add, evaluated through an EState. */
@@ -651,7 +657,7 @@ insert_expression_index_entry(Relation rel, Relation idx, HeapTuple tup)
 }
 
 static void
-insert_index_entry(Relation rel, Relation idx, HeapTuple tup)
+insert_index_entry(Relation rel, Relation idx, HeapTuple tup, PredicateContext *pc)
 {
 	IndexCacheEntry *entry;
 	IndexInfo	ii;
@@ -666,7 +672,7 @@ insert_index_entry(Relation rel, Relation idx, HeapTuple tup)
 		insert_expression_index_entry(rel, idx, tup);
 		return;
 	}
-	if (entry->predicate != NULL && !satisfies_predicate(entry, rel, tup))
+	if (entry->predicate != NULL && !satisfies_predicate(entry, rel, tup, pc))
 		return;
 	for (int i = 0; i < entry->ii->ii_NumIndexAttrs; i++)
 		values[i] = heap_getattr(tup, entry->ii->ii_IndexAttrNumbers[i],
@@ -681,6 +687,29 @@ insert_index_entry(Relation rel, Relation idx, HeapTuple tup)
 	ii.ii_AmCache = NULL;
 	ii.ii_Context = CurrentMemoryContext;
 	index_insert(idx, values, isnull, &tup->t_self, rel, unique_check(idx), false, &ii);
+}
+
+/* Adds tup, just written to rel, to each of rel's indexes. */
+static void
+insert_index_entries(Relation rel, HeapTuple tup)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	PredicateContext pc = {NULL, NULL};
+
+	foreach(lc, indexes)
+	{
+		Relation	idx = index_open(lfirst_oid(lc), RowExclusiveLock);
+
+		insert_index_entry(rel, idx, tup, &pc);
+		index_close(idx, RowExclusiveLock);
+	}
+	if (pc.econtext != NULL)
+	{
+		ExecDropSingleTupleTableSlot(pc.slot);
+		FreeExprContext(pc.econtext, true);
+	}
+	list_free(indexes);
 }
 
 /*
@@ -700,21 +729,11 @@ void
 PlDirectInsert(Relation rel, Datum *values, bool *nulls)
 {
 	HeapTuple	tup;
-	List	   *indexes;
-	ListCell   *lc;
 
 	require_writable(rel);
 	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 	simple_heap_insert(rel, tup);
-	indexes = RelationGetIndexList(rel);
-	foreach(lc, indexes)
-	{
-		Relation	idx = index_open(lfirst_oid(lc), RowExclusiveLock);
-
-		insert_index_entry(rel, idx, tup);
-		index_close(idx, RowExclusiveLock);
-	}
-	list_free(indexes);
+	insert_index_entries(rel, tup);
 	heap_freetuple(tup);
 }
 
@@ -876,19 +895,7 @@ PlUpdateAccountRow(Relation rel, PlAccountRow *row, TimestampTz now)
 
 	/* a HOT update needs no new index entries; otherwise add them */
 	if (!HeapTupleIsHeapOnly(newtup))
-	{
-		List	   *indexes = RelationGetIndexList(rel);
-		ListCell   *lc;
-
-		foreach(lc, indexes)
-		{
-			Relation	idx = index_open(lfirst_oid(lc), RowExclusiveLock);
-
-			insert_index_entry(rel, idx, newtup);
-			index_close(idx, RowExclusiveLock);
-		}
-		list_free(indexes);
-	}
+		insert_index_entries(rel, newtup);
 	heap_freetuple(row->tuple);
 	row->tuple = newtup;
 	row->tid = newtup->t_self;
@@ -1030,19 +1037,7 @@ PlDirectUpdate(Relation rel, HeapTuple oldtup, HeapTuple newtup)
 	require_writable(rel);
 	simple_heap_update(rel, &oldtup->t_self, newtup);
 	if (!HeapTupleIsHeapOnly(newtup))
-	{
-		List	   *indexes = RelationGetIndexList(rel);
-		ListCell   *lc;
-
-		foreach(lc, indexes)
-		{
-			Relation	idx = index_open(lfirst_oid(lc), RowExclusiveLock);
-
-			insert_index_entry(rel, idx, newtup);
-			index_close(idx, RowExclusiveLock);
-		}
-		list_free(indexes);
-	}
+		insert_index_entries(rel, newtup);
 }
 
 /* Is tup the counter row of (backend, metric, labels)? */

@@ -305,17 +305,27 @@ PlIdemLookup(const pg_uuid_t *scope, const char *operation, const char *key,
 	return result->found;
 }
 
-/* the stored status and reason as the string constants callers keep */
+/* a transfer status as the string constant callers keep, or NULL when it is none */
 const char *
-PlConstStatus(const char *status)
+PlKnownStatus(const char *status)
 {
 	static const char *const known[] = {"posted", "pending", "voided", "expired", "rejected"};
 
 	for (int i = 0; i < (int) lengthof(known); i++)
 		if (strcmp(status, known[i]) == 0)
 			return known[i];
-	elog(ERROR, "unknown stored status \"%s\"", status);
 	return NULL;
+}
+
+/* the stored status and reason as the string constants callers keep */
+const char *
+PlConstStatus(const char *status)
+{
+	const char *known = PlKnownStatus(status);
+
+	if (known == NULL)
+		elog(ERROR, "unknown stored status \"%s\"", status);
+	return known;
 }
 
 const char *

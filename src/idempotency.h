@@ -38,6 +38,7 @@ extern void PlLockKeyHashes(uint64 *hashes, int n);
 extern bool PlIdemLookup(const pg_uuid_t *scope, const char *operation, const char *key,
 						 const uint8 *request_hash, const pg_uuid_t *wanted_id,
 						 PlIdemResult *result);
+extern const char *PlKnownStatus(const char *status);
 extern const char *PlConstStatus(const char *status);
 extern const char *PlConstReason(const char *reason);
 extern void PlIdemRecord(const pg_uuid_t *scope, const char *operation, const char *key,

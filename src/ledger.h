@@ -39,6 +39,8 @@ extern PlLockedSet *PlLockAccounts(Relation rel, const pg_uuid_t *ids, int n);
 extern PlLockedSet *PlLockAccountsFor(Relation rel, const pg_uuid_t *ids, int n,
 									  const bool *credit_only);
 extern PlAccountRow *PlFindAccount(PlLockedSet *set, const pg_uuid_t *id);
+extern PlAccountRow *PlLockedAccount(PlLockedSet *set, const pg_uuid_t *id);
+extern int	PlAccountIdCmp(const void *a, const void *b);
 extern void PlCheckAccountCurrency(const PlAccountRow *row, const char *currency);
 extern const char *PlDeclineReason(PlAccountRow *src, PlAccountRow *dst, int64 amount);
 extern const char *PlStatusDecline(const PlLockedSet *set);

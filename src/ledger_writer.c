@@ -142,7 +142,6 @@ typedef struct SubmitSlot
 {
 	/* protected by the queue lock */
 	SubmitState state;
-	Oid			dboid;
 	int			writer;			/* its database's writer slot */
 	pid_t		caller_pid;
 	Latch	   *caller_latch;
@@ -276,7 +275,8 @@ typedef struct WriterItem
 	bool		done;			/* its outcome is final */
 	bool		failed;
 	ErrorData  *error;
-	PlTransferOutcome out;
+	pg_uuid_t	transfer_id;
+	bool		replayed;
 	char		status[16];
 	char		reason[64];
 } WriterItem;
@@ -333,7 +333,6 @@ queue_shmem_startup(void)
 			SubmitSlot *s = &slots[i];
 
 			s->state = SUBMIT_FREE;
-			s->dboid = InvalidOid;
 			s->ticket = 0;
 			s->prev = SUBMIT_NONE;
 			s->next = queue->free_head;
@@ -364,7 +363,6 @@ slot_free_locked(int slotno)
 	Assert(LWLockHeldByMeInMode(queue->lock, LW_EXCLUSIVE));
 	Assert(s->state != SUBMIT_FREE);
 	s->state = SUBMIT_FREE;
-	s->dboid = InvalidOid;
 	s->caller_pid = 0;
 	s->caller_latch = NULL;
 	s->writer_pid = 0;
@@ -614,7 +612,6 @@ caller_queue_locked(int w, const char *payload, uint32 len, dsm_segment *seg)
 	Assert(s->state == SUBMIT_FREE);
 	queue->free_head = s->next;
 	s->state = SUBMIT_QUEUED;
-	s->dboid = MyDatabaseId;
 	s->writer = w;
 	s->caller_pid = MyProcPid;
 	s->caller_latch = MyLatch;
@@ -1048,7 +1045,8 @@ writer_take(WriterItem *items)
 		SubmitSlot *s = &slots[slotno];
 		WriterItem *item = &items[n++];
 
-		Assert(s->state == SUBMIT_QUEUED && s->dboid == MyDatabaseId && s->writer == writer_slot);
+		Assert(s->state == SUBMIT_QUEUED && s->writer == writer_slot &&
+			   writers[s->writer].dboid == MyDatabaseId);
 		queue_remove_locked(w, slotno);
 		s->state = SUBMIT_TAKEN;
 		s->writer_pid = MyProcPid;
@@ -1073,34 +1071,6 @@ writer_take(WriterItem *items)
 		parse_request(&items[i]);
 	}
 	return n;
-}
-
-static int
-account_id_cmp(const void *a, const void *b)
-{
-	return memcmp(((const pg_uuid_t *) a)->data, ((const pg_uuid_t *) b)->data, UUID_LEN);
-}
-
-/* the batch's locked account row of id, or NULL (unknown, or a sub-balance row) */
-static PlAccountRow *
-batch_account(PlLockedSet *locked, const pg_uuid_t *id)
-{
-	int			lo = 0;
-	int			hi = locked->n - 1;
-
-	while (lo <= hi)
-	{
-		int			mid = (lo + hi) / 2;
-		int			c = account_id_cmp(id, &locked->rows[mid].id);
-
-		if (c == 0)
-			return &locked->rows[mid];
-		if (c < 0)
-			hi = mid - 1;
-		else
-			lo = mid + 1;
-	}
-	return NULL;
 }
 
 /* an account id an item names is a sub-balance row: 22023, as transfer() */
@@ -1151,12 +1121,12 @@ writer_lock_batch(WriterItem *items, int n, Relation accounts, bool probe)
 	 * Accounts are never deleted: one that exists now still does when it is
 	 * locked.
 	 */
-	qsort(ids, nids, sizeof(pg_uuid_t), account_id_cmp);
+	qsort(ids, nids, sizeof(pg_uuid_t), PlAccountIdCmp);
 	for (int i = 0; i < nids; i++)
 	{
 		HeapTuple	tup = NULL;
 
-		if (nknown > 0 && account_id_cmp(&ids[nknown - 1], &ids[i]) == 0)
+		if (nknown > 0 && PlAccountIdCmp(&ids[nknown - 1], &ids[i]) == 0)
 			continue;
 		if (is_sub_balance_row(&ids[i]))
 			continue;
@@ -1229,12 +1199,12 @@ writer_item(WriterItem *item, PlLockedSet *locked, Relation entries, int *nrepla
 		PlAuditEvent ev;
 
 		/* transfer() meets the two ids in ascending order */
-		first = account_id_cmp(&hdr->from_id, &hdr->to_id) < 0 ? &hdr->from_id : &hdr->to_id;
+		first = PlAccountIdCmp(&hdr->from_id, &hdr->to_id) < 0 ? &hdr->from_id : &hdr->to_id;
 		second = first == &hdr->from_id ? &hdr->to_id : &hdr->from_id;
 		PlRejectSubBalance(first);
 		PlRejectSubBalance(second);
-		src = batch_account(locked, &hdr->from_id);
-		dst = batch_account(locked, &hdr->to_id);
+		src = PlLockedAccount(locked, &hdr->from_id);
+		dst = PlLockedAccount(locked, &hdr->to_id);
 		if (src == NULL || dst == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_PAYLEDGER_NOT_FOUND),
@@ -1264,8 +1234,8 @@ writer_item(WriterItem *item, PlLockedSet *locked, Relation entries, int *nrepla
 	if (level >= 0)
 		AtEOXact_GUC(true, level);
 
-	item->out.transfer_id = req.result_id;
-	item->out.replayed = req.replayed;
+	item->transfer_id = req.result_id;
+	item->replayed = req.replayed;
 	strlcpy(item->status, req.status, sizeof(item->status));
 	strlcpy(item->reason, req.reason ? req.reason : "", sizeof(item->reason));
 }
@@ -1470,8 +1440,8 @@ writer_hand_back(WriterItem *items, int n)
 		else
 		{
 			s->failed = false;
-			s->transfer_id = items[i].out.transfer_id;
-			s->replayed = items[i].out.replayed;
+			s->transfer_id = items[i].transfer_id;
+			s->replayed = items[i].replayed;
 			strlcpy(s->status, items[i].status, sizeof(s->status));
 			strlcpy(s->reason, items[i].reason, sizeof(s->reason));
 		}

@@ -255,7 +255,7 @@ enum
  * (fillfactor) it is a HOT update.
  */
 static void
-store_payment(Payment *p, const char *state, TimestampTz now, bool authorized, bool captured)
+store_payment(Payment *p, const char *state, TimestampTz now)
 {
 	Relation	rel = open_payments();
 	TupleDesc	desc = RelationGetDescr(rel);
@@ -285,12 +285,13 @@ store_payment(Payment *p, const char *state, TimestampTz now, bool authorized, b
 	values[n++] = Int64GetDatum(p->version + 1);
 	cols[n] = Anum_payments_updated_at;
 	values[n++] = TimestampTzGetDatum(now);
-	if (authorized)
+	/* entering authorized or captured stamps when */
+	if (strcmp(state, "authorized") == 0)
 	{
 		cols[n] = Anum_payments_authorized_at;
 		values[n++] = TimestampTzGetDatum(now);
 	}
-	if (captured)
+	if (strcmp(state, "captured") == 0)
 	{
 		cols[n] = Anum_payments_captured_at;
 		values[n++] = TimestampTzGetDatum(now);
@@ -458,8 +459,7 @@ move_payment(PaymentCall *call, Payment *p, const char *type, const char *state,
 {
 	const char *previous = p->state;
 
-	store_payment(p, state, now, strcmp(state, "authorized") == 0,
-				  strcmp(state, "captured") == 0);
+	store_payment(p, state, now);
 	finish_payment_call(call, p, type, previous, state, amount, declined, why, now);
 }
 
@@ -1158,7 +1158,7 @@ expire_authorizations_work(PlRequest *req)
 		if (PlHoldSettle(&p.hold_id, false, false, 0, NULL, (const uint8 *) "", now,
 						 NULL, 0, PL_SETTLE_OWN_ROWS | PL_SETTLE_SWEEP) == NULL)
 			elog(ERROR, "authorization %s was not overdue after all", PlUuidText(&p.id));
-		store_payment(&p, "expired", now, false, false);
+		store_payment(&p, "expired", now);
 		payment_event(&p, "PAYMENT_EXPIRED", "authorized", "expired", p.amount, true, NULL, NULL, now);
 		(*expired)++;
 	}

@@ -31,10 +31,8 @@
 
 #include "access/table.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "common/int.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 #include "utils/rel.h"
 
 #include "payledger.h"
@@ -55,8 +53,9 @@ static int64 posting_sum = 0;
 static const char *posting_currency = NULL;
 #endif
 
-static int
-uuid_cmp_raw(const void *a, const void *b)
+/* qsort/bsearch order of account ids */
+int
+PlAccountIdCmp(const void *a, const void *b)
 {
 	return memcmp(((const pg_uuid_t *) a)->data, ((const pg_uuid_t *) b)->data, UUID_LEN);
 }
@@ -100,13 +99,13 @@ PlLockAccountsFor(Relation rel, const pg_uuid_t *ids, int n, const bool *credit_
 	CommandCounterIncrement();
 
 	memcpy(sorted, ids, sizeof(pg_uuid_t) * n);
-	qsort(sorted, n, sizeof(pg_uuid_t), uuid_cmp_raw);
+	qsort(sorted, n, sizeof(pg_uuid_t), PlAccountIdCmp);
 	for (int i = 0; i < n; i++)
-		if (nunique == 0 || uuid_cmp_raw(&sorted[nunique - 1], &sorted[i]) != 0)
+		if (nunique == 0 || PlAccountIdCmp(&sorted[nunique - 1], &sorted[i]) != 0)
 			sorted[nunique++] = sorted[i];
 	/* the lock order: every account once, ascending */
 	for (int i = 1; i < nunique; i++)
-		Assert(uuid_cmp_raw(&sorted[i - 1], &sorted[i]) < 0);
+		Assert(PlAccountIdCmp(&sorted[i - 1], &sorted[i]) < 0);
 #ifdef USE_ASSERT_CHECKING
 	posting_sum = 0;
 	posting_currency = NULL;
@@ -128,7 +127,7 @@ PlLockAccountsFor(Relation rel, const pg_uuid_t *ids, int n, const bool *credit_
 		{
 			spread[i] = true;
 			for (int j = 0; j < n; j++)
-				if (!credit_only[j] && uuid_cmp_raw(&ids[j], &sorted[i]) == 0)
+				if (!credit_only[j] && PlAccountIdCmp(&ids[j], &sorted[i]) == 0)
 					spread[i] = false;
 		}
 	}
@@ -172,10 +171,17 @@ PlLockAccountsFor(Relation rel, const pg_uuid_t *ids, int n, const bool *credit_
 	return set;
 }
 
+/* the locked row of id, or NULL when the set does not hold it */
+PlAccountRow *
+PlLockedAccount(PlLockedSet *set, const pg_uuid_t *id)
+{
+	return bsearch(id, set->rows, set->n, sizeof(PlAccountRow), row_cmp);
+}
+
 PlAccountRow *
 PlFindAccount(PlLockedSet *set, const pg_uuid_t *id)
 {
-	PlAccountRow *row = bsearch(id, set->rows, set->n, sizeof(PlAccountRow), row_cmp);
+	PlAccountRow *row = PlLockedAccount(set, id);
 
 	if (row == NULL)
 		elog(ERROR, "account %s was not locked", PlUuidText(id));
@@ -429,9 +435,9 @@ PlStoreLegs(const pg_uuid_t *transfer_id, const PlLeg *legs, int nlegs)
 	bool		nulls[Natts_legs] = {false};
 	Relation	rel;
 
-	if (!OidIsValid(get_relname_relid("legs", get_namespace_oid("payledger", false))))
+	rel = PlTryOpenTable("legs");
+	if (rel == NULL)
 		return;
-	rel = PlOpenTable("legs");
 	values[Anum_legs_transfer_id - 1] = UUIDPGetDatum((pg_uuid_t *) transfer_id);
 	for (int i = 0; i < nlegs; i++)
 	{

@@ -56,6 +56,7 @@
 #include "payledger.h"
 #include "util.h"
 #include "spi_plans.h"
+#include "idempotency.h"
 #include "access.h"
 
 /* how much earlier than since list_payments' bound on ids starts */
@@ -486,7 +487,6 @@ PG_FUNCTION_INFO_V1(list_transfers);
 Datum
 list_transfers(PG_FUNCTION_ARGS)
 {
-	static const char *const statuses[] = {"posted", "pending", "voided", "expired", "rejected"};
 	PlPrivState priv;
 	Datum		values[TRANSFERS_OF_NARGS];
 	char		nulls[TRANSFERS_OF_NARGS];
@@ -497,11 +497,8 @@ list_transfers(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(3))
 	{
 		char	   *status = text_to_cstring(PG_GETARG_TEXT_PP(3));
-		bool		known = false;
 
-		for (int i = 0; i < (int) lengthof(statuses); i++)
-			known |= (strcmp(status, statuses[i]) == 0);
-		if (!known)
+		if (PlKnownStatus(status) == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown transfer status \"%s\"", status),
