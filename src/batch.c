@@ -694,27 +694,16 @@ batch_item(Batch *b, const BatchItem *item, BatchKeyState key)
 		b->nreplayed++;
 	else
 	{
-		PlAccountRow *src = PlFindAccount(b->locked, item->from_id);
-		PlAccountRow *dst = PlFindAccount(b->locked, item->to_id);
 		TimestampTz now = GetCurrentTimestamp();
 		pg_uuid_t	id;
 		const char *reason;
-		PlAuditEvent ev;
 
 		PlUuidV7(&id);
-		reason = PlDeclineReason(src, dst, item->amount);
+		reason = PlPostLocked(b->entries, PlFindAccount(b->locked, item->from_id),
+							  PlFindAccount(b->locked, item->to_id), &id, "transfer",
+							  item->amount, b->currency, req.key, req.hash, b->empty, NULL, now);
 		PlRequestOutcome(&req, &id, reason ? "rejected" : "posted", reason, now);
 		PlRequestRecord(&req);
-		if (reason == NULL)
-		{
-			PlWriteEntry(b->entries, src, &id, -item->amount, now);
-			PlWriteEntry(b->entries, dst, &id, item->amount, now);
-		}
-		PlStoreTransfer(&id, "transfer", reason, b->currency, item->amount, item->from_id,
-						item->to_id, req.key, req.hash, b->empty, now);
-		PlAuditMovement(&ev, "TRANSFER_POSTED", "posted", reason, &id, item->from_id,
-						item->to_id, item->amount, b->currency, req.key, NULL, NULL, now);
-		PlAuditWrite(&ev);
 		/* the next items' key lookups see this item's key */
 		if (req.key != NULL)
 			CommandCounterIncrement();

@@ -101,6 +101,11 @@ typedef struct PlTransferOutcome
 extern void PlTransferArgsFrom(FunctionCallInfo fcinfo, PlTransferArgs *args);
 extern void PlTransferCheckArgs(PlTransferArgs *args);
 extern void PlTransferRequest(const PlTransferArgs *args, PlTransferOutcome *out);
+extern const char *PlPostLocked(Relation entries, PlAccountRow *src, PlAccountRow *dst,
+								const pg_uuid_t *id, const char *kind, int64 amount,
+								const char *currency, const char *key,
+								const uint8 *request_hash, Jsonb *metadata,
+								const pg_uuid_t *correlation_id, TimestampTz now);
 extern const char *PlPostTransfer(const pg_uuid_t *id, const char *kind,
 								  const pg_uuid_t *from_id, const pg_uuid_t *to_id,
 								  int64 amount, const char *currency, const char *key,

@@ -1196,7 +1196,6 @@ writer_item(WriterItem *item, PlLockedSet *locked, Relation entries, int *nrepla
 		pg_uuid_t	id;
 		const char *reason;
 		TimestampTz now;
-		PlAuditEvent ev;
 
 		/* transfer() meets the two ids in ascending order */
 		first = PlAccountIdCmp(&hdr->from_id, &hdr->to_id) < 0 ? &hdr->from_id : &hdr->to_id;
@@ -1214,20 +1213,11 @@ writer_item(WriterItem *item, PlLockedSet *locked, Relation entries, int *nrepla
 		PlCheckAccountCurrency(dst, currency);
 
 		PlUuidV7(&id);
-		reason = PlDeclineReason(src, dst, hdr->amount);
 		now = GetCurrentTimestamp();
+		reason = PlPostLocked(entries, src, dst, &id, "transfer", hdr->amount, currency, key,
+							  hdr->hash, metadata, NULL, now);
 		PlRequestOutcome(&req, &id, reason ? "rejected" : "posted", reason, now);
 		PlRequestRecord(&req);
-		if (reason == NULL)
-		{
-			PlWriteEntry(entries, src, &id, -hdr->amount, now);
-			PlWriteEntry(entries, dst, &id, hdr->amount, now);
-		}
-		PlStoreTransfer(&id, "transfer", reason, currency, hdr->amount, &hdr->from_id,
-						&hdr->to_id, key, hdr->hash, metadata, now);
-		PlAuditMovement(&ev, "TRANSFER_POSTED", "posted", reason, &id, &hdr->from_id,
-						&hdr->to_id, hdr->amount, currency, key, metadata, NULL, now);
-		PlAuditWrite(&ev);
 		/* the next items' key lookups see this item's key */
 		CommandCounterIncrement();
 	}

@@ -106,9 +106,38 @@ replay_existing_id(PlRequest *req)
 }
 
 /*
+ * Moves amount from src to dst, account rows already locked and in the
+ * transfer's currency, under the transfer id given, or declines: the
+ * entries (changing the rows in memory: the caller writes them back), the
+ * transfer row and the audit row.  Returns the decline reason or NULL.
+ * transfer(), transfer_many's items and the ledger writer's all post here.
+ */
+const char *
+PlPostLocked(Relation entries, PlAccountRow *src, PlAccountRow *dst, const pg_uuid_t *id,
+			 const char *kind, int64 amount, const char *currency, const char *key,
+			 const uint8 *request_hash, Jsonb *metadata, const pg_uuid_t *correlation_id,
+			 TimestampTz now)
+{
+	const char *reason = PlDeclineReason(src, dst, amount);
+	PlAuditEvent ev;
+
+	if (reason == NULL)
+	{
+		PlWriteEntry(entries, src, id, -amount, now);
+		PlWriteEntry(entries, dst, id, amount, now);
+	}
+	PlStoreTransfer(id, kind, reason, currency, amount, &src->id, &dst->id,
+					key, request_hash, metadata, now);
+	PlAuditMovement(&ev, "TRANSFER_POSTED", "posted", reason, id, &src->id, &dst->id, amount,
+					currency, key, metadata, correlation_id, now);
+	PlAuditWrite(&ev);
+	return reason;
+}
+
+/*
  * Moves amount between two accounts under the transfer id given, or
  * declines: locks both accounts in the fixed order, checks their currency
- * (PY005, PY004 raise), writes entries, the transfer row and the audit row.
+ * (PY005, PY004 raise), then PlPostLocked and the rows written back.
  * Returns the decline reason or NULL, and the time of the posting in *at.
  * Part of a request's work (pipeline.c), which records the key.
  */
@@ -119,6 +148,7 @@ PlPostTransfer(const pg_uuid_t *id, const char *kind, const pg_uuid_t *from_id,
 			   const pg_uuid_t *correlation_id, TimestampTz *at)
 {
 	Relation	accounts = PlOpenAccounts();
+	Relation	entries = PlOpenEntries();
 	pg_uuid_t	ids[2] = {*from_id, *to_id};
 	static const bool credit_only[2] = {false, true};
 	PlLockedSet *locked = PlLockAccountsFor(accounts, ids, 2, credit_only);
@@ -126,28 +156,16 @@ PlPostTransfer(const pg_uuid_t *id, const char *kind, const pg_uuid_t *from_id,
 	PlAccountRow *dst = PlFindAccount(locked, to_id);
 	const char *reason;
 	TimestampTz now;
-	PlAuditEvent ev;
 
 	PlCheckAccountCurrency(src, currency);
 	PlCheckAccountCurrency(dst, currency);
-	reason = PlDeclineReason(src, dst, amount);
 	now = GetCurrentTimestamp();
+	reason = PlPostLocked(entries, src, dst, id, kind, amount, currency, key, request_hash,
+						  metadata, correlation_id, now);
 	if (reason == NULL)
-	{
-		Relation	entries = PlOpenEntries();
-
-		PlWriteEntry(entries, src, id, -amount, now);
-		PlWriteEntry(entries, dst, id, amount, now);
-		table_close(entries, NoLock);
 		PlFlushAccounts(accounts, locked, now);
-	}
+	table_close(entries, NoLock);
 	table_close(accounts, NoLock);
-	PlStoreTransfer(id, kind, reason, currency, amount, from_id, to_id,
-					key, request_hash, metadata, now);
-
-	PlAuditMovement(&ev, "TRANSFER_POSTED", "posted", reason, id, from_id, to_id, amount,
-					currency, key, metadata, correlation_id, now);
-	PlAuditWrite(&ev);
 	if (at)
 		*at = now;
 	return reason;
