@@ -127,9 +127,6 @@ PlAuditWrite(const PlAuditEvent *ev)
 	memset(nulls, 0, sizeof(nulls));
 	/* the calling role: db_role, and actor_id unless the application names one */
 	caller = GetUserNameFromId(PlCallerUserId(), false);
-	/* the actor id is stored as given: it must not carry a card number */
-	if (pl_actor_id && pl_actor_id[0])
-		PlRejectPanInText("payledger.actor_id", pl_actor_id);
 	parent = PlOpenTable("payment_audit_log");
 	seq = get_relname_relid("payment_audit_log_id_seq", RelationGetNamespace(parent));
 

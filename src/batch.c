@@ -676,7 +676,6 @@ batch_item(Batch *b, const BatchItem *item, BatchKeyState key)
 	Assert((item->key == NULL) == (key == KEY_NONE));
 	PlRequestInit(&req, "transfer", NULL,
 				  item->key ? text_to_cstring(item->key) : NULL, NULL, NULL);
-	item_hash(item, b->currency, b->empty, req.hash);
 	if (key == KEY_STORED)
 	{
 		const BatchReplay *r = &b->replays[b->next_replay++];
@@ -686,10 +685,12 @@ batch_item(Batch *b, const BatchItem *item, BatchKeyState key)
 		PlRequestOutcome(&req, &r->result_id, r->status, r->reason, 0);
 		replayed = true;
 	}
-	else if (key == KEY_AGAIN)
-		replayed = PlRequestLookup(&req);
 	else
-		replayed = false;
+	{
+		/* a replay kept from step (3) needs no hash: its outcome is known */
+		item_hash(item, b->currency, b->empty, req.hash);
+		replayed = key == KEY_AGAIN && PlRequestLookup(&req);
+	}
 	if (replayed)
 		b->nreplayed++;
 	else

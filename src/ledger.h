@@ -100,6 +100,7 @@ typedef struct PlTransferOutcome
 
 extern void PlTransferArgsFrom(FunctionCallInfo fcinfo, PlTransferArgs *args);
 extern void PlTransferCheckArgs(PlTransferArgs *args);
+extern void PlTransferPrepare(PlTransferArgs *args, uint8 *hash);
 extern void PlTransferRequest(const PlTransferArgs *args, PlTransferOutcome *out);
 extern const char *PlPostLocked(Relation entries, PlAccountRow *src, PlAccountRow *dst,
 								const pg_uuid_t *id, const char *kind, int64 amount,

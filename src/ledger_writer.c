@@ -784,10 +784,11 @@ put_string(char **buf, Size *off, SubmitHeader *hdr, SubmitField f, const char *
 }
 
 /*
- * Lays a request out, twice: first (buf NULL) to learn its size.
+ * Lays a request out (its arguments as PlTransferPrepare left them), twice:
+ * first (buf NULL) to learn its size.
  */
 static Size
-build_request(char *buf, const PlTransferArgs *args, const uint8 *hash, Jsonb *stored)
+build_request(char *buf, const PlTransferArgs *args, const uint8 *hash)
 {
 	SubmitHeader hdr;
 	Size		off = sizeof(SubmitHeader);
@@ -800,7 +801,7 @@ build_request(char *buf, const PlTransferArgs *args, const uint8 *hash, Jsonb *s
 	memcpy(hdr.hash, hash, PL_SHA256_LEN);
 	put_string(&buf, &off, &hdr, FIELD_CURRENCY, args->currency);
 	put_string(&buf, &off, &hdr, FIELD_KEY, args->key);
-	off = put_field(buf, off, &hdr, FIELD_METADATA, stored, VARSIZE(stored));
+	off = put_field(buf, off, &hdr, FIELD_METADATA, args->metadata, VARSIZE(args->metadata));
 	for (int i = 0; i < (int) lengthof(context_settings); i++)
 		put_string(&buf, &off, &hdr, context_settings[i].field, *context_settings[i].var);
 	if (buf != NULL)
@@ -845,7 +846,6 @@ submit_transfer(PG_FUNCTION_ARGS)
 {
 	PlTransferArgs args;
 	uint8		hash[PL_SHA256_LEN];
-	Jsonb	   *stored;
 	Size		len;
 	char	   *payload = NULL;
 	dsm_segment *seg = NULL;
@@ -871,14 +871,9 @@ submit_transfer(PG_FUNCTION_ARGS)
 	args.always_keyed = true;
 	PlTransferCheckArgs(&args);
 	PlCheckContext();
-	if (pl_actor_id != NULL && pl_actor_id[0] != '\0')
-		PlRejectPanInText("payledger.actor_id", pl_actor_id);
+	PlTransferPrepare(&args, hash);
 
-	/* what transfer() hashes and stores: the hash covers the metadata as sent */
-	PlTransferHash(&args.from_id, &args.to_id, args.amount, args.currency, args.metadata, hash);
-	stored = PlMaskJsonb(args.metadata);
-
-	len = build_request(NULL, &args, hash, stored);
+	len = build_request(NULL, &args, hash);
 	if (len > PG_UINT32_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -886,12 +881,12 @@ submit_transfer(PG_FUNCTION_ARGS)
 	if (len <= SUBMIT_INLINE)
 	{
 		payload = palloc0(len);
-		(void) build_request(payload, &args, hash, stored);
+		(void) build_request(payload, &args, hash);
 	}
 	else
 	{
 		seg = dsm_create(len, 0);
-		(void) build_request(dsm_segment_address(seg), &args, hash, stored);
+		(void) build_request(dsm_segment_address(seg), &args, hash);
 	}
 	if (!caller_exit_registered)
 	{

@@ -237,7 +237,11 @@ forget_rejected_at_end(XactEvent event, void *arg)
 			forget_rejected((ContextSetting) i);
 }
 
-/* Raises 22023 while a context value set before the load is outstanding. */
+/*
+ * The context an audit row will carry: 22023 while a value set before the
+ * load is outstanding, and the actor id, stored as given, must not carry a
+ * card number.
+ */
 void
 PlCheckContext(void)
 {
@@ -250,6 +254,8 @@ PlCheckContext(void)
 					 errdetail("The value was set before payledger was loaded in this session, so it could not be checked when it was set."),
 					 errhint("Set %s again to a valid value; session_preload_libraries = 'payledger' checks every value when it is set.",
 							 checked_name[i])));
+	if (pl_actor_id != NULL && pl_actor_id[0] != '\0')
+		PlRejectPanInText("payledger.actor_id", pl_actor_id);
 }
 
 static void

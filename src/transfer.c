@@ -248,6 +248,18 @@ PlTransferCheckArgs(PlTransferArgs *args)
 }
 
 /*
+ * The request hash of checked arguments, over the metadata as sent, and
+ * the metadata as stored: with e-mail addresses masked.
+ */
+void
+PlTransferPrepare(PlTransferArgs *args, uint8 *hash)
+{
+	PlTransferHash(&args->from_id, &args->to_id, args->amount, args->currency, args->metadata,
+				   hash);
+	args->metadata = PlMaskJsonb(args->metadata);
+}
+
+/*
  * One transfer request from plain C arguments: the checks of the
  * arguments, then the pipeline.  Raises what transfer() raises; returns
  * the outcome (posted, rejected with a reason, or replayed).
@@ -261,10 +273,7 @@ PlTransferRequest(const PlTransferArgs *args, PlTransferOutcome *out)
 	PlTransferCheckArgs(&work_args);
 	PlRequestInit(&req, "transfer", NULL, args->key, transfer_work, &work_args);
 	req.wanted_id = args->transfer_id;
-	PlTransferHash(&args->from_id, &args->to_id, args->amount, args->currency,
-				   work_args.metadata, req.hash);
-	/* stored with e-mail addresses masked; the hash covers what was sent */
-	work_args.metadata = PlMaskJsonb(work_args.metadata);
+	PlTransferPrepare(&work_args, req.hash);
 
 	/* (3) replay or PY002, then the work */
 	req.scoped_debits = true;
