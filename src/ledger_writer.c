@@ -119,10 +119,6 @@
 #define SUBMIT_INLINE			2048
 /* most submissions in one transaction of the writer */
 #define WRITER_MAX_BATCH		256
-/* a writer with nothing to do for this long exits */
-#define WRITER_IDLE_EXIT_MS		2000
-/* a registered writer that has not started after this long is registered again */
-#define WRITER_START_TIMEOUT_MS 10000
 /* submissions waiting for a busy writer before an idle one is woken too */
 #define WRITER_WAKE_ANOTHER		8
 /* how often a waiting caller looks at its writer even without a wake-up */
@@ -417,14 +413,8 @@ writer_to_start_locked(WriterSlot *w, TimestampTz now)
 	{
 		WriterProc *p = &w->procs[k];
 
-		if (!p->wanted ||
-			(p->pid == 0 &&
-			 TimestampDifferenceExceeds(p->registered_at, now, WRITER_START_TIMEOUT_MS)))
-		{
-			p->wanted = true;
-			p->registered_at = now;
+		if (PlWorkerClaimStart(&p->wanted, p->pid, &p->registered_at, now))
 			return k;
-		}
 	}
 	return SUBMIT_NONE;
 }
@@ -1484,7 +1474,7 @@ writer_claim(int w, int k, Oid dboid)
 	return mine;
 }
 
-/* takes and applies batches until idle for WRITER_IDLE_EXIT_MS */
+/* takes and applies batches until idle for PL_WORKER_IDLE_EXIT_MS */
 static void
 writer_loop(void)
 {
@@ -1528,7 +1518,7 @@ writer_loop(void)
 			continue;
 		}
 
-		timeout = WRITER_IDLE_EXIT_MS -
+		timeout = PL_WORKER_IDLE_EXIT_MS -
 			TimestampDifferenceMilliseconds(idle_since, GetCurrentTimestamp());
 		if (timeout <= 0)
 		{

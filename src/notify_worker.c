@@ -24,7 +24,7 @@
  * registers a dynamic background worker for it (inside the transaction,
  * where an error is still allowed; the commit callback never allocates,
  * locks or fails).  A worker that has had nothing to do for
- * NOTIFY_IDLE_EXIT_MS exits and frees its slot, so that DROP DATABASE,
+ * PL_WORKER_IDLE_EXIT_MS exits and frees its slot, so that DROP DATABASE,
  * which waits a few seconds for other sessions to leave, is not held up.
  * A slot is freed only while no transaction that will signal it is in
  * progress (inflight) and no signal is pending, so no commit's wake-up is
@@ -64,10 +64,6 @@
 #include "notify_worker.h"
 #include "workers.h"
 
-/* a worker with nothing to do for this long exits */
-#define NOTIFY_IDLE_EXIT_MS		2000
-/* a registered worker that has not started after this long is registered again */
-#define NOTIFY_START_TIMEOUT_MS	10000
 /* after a failed NOTIFY, the worker tries again this much later */
 #define NOTIFY_RETRY_MS			1000
 
@@ -253,7 +249,7 @@ PlNotifyWorkerSignal(void)
 	TimestampTz now;
 	NotifySlot *slot;
 	int			slotno;
-	bool		start = false;
+	bool		start;
 
 	if (shared == NULL || !IsUnderPostmaster || !OidIsValid(MyDatabaseId))
 		return false;
@@ -269,14 +265,7 @@ PlNotifyWorkerSignal(void)
 		return false;
 	}
 	slot = &shared->slots[slotno];
-	if (!slot->worker_wanted ||
-		(slot->pid == 0 &&
-		 TimestampDifferenceExceeds(slot->registered_at, now, NOTIFY_START_TIMEOUT_MS)))
-	{
-		slot->worker_wanted = true;
-		slot->registered_at = now;
-		start = true;
-	}
+	start = PlWorkerClaimStart(&slot->worker_wanted, slot->pid, &slot->registered_at, now);
 	pg_atomic_fetch_add_u32(&slot->inflight, 1);
 	SpinLockRelease(&shared->mutex);
 	xact_slot = slotno;
@@ -436,13 +425,13 @@ worker_send_due(NotifySlot *slot, WorkerClock *wc, TimestampTz now)
 }
 
 /*
- * With nothing pending: exits once idle for NOTIFY_IDLE_EXIT_MS if the slot
+ * With nothing pending: exits once idle for PL_WORKER_IDLE_EXIT_MS if the slot
  * may be freed, and returns 0 then; else returns how long to wait.
  */
 static long
 worker_idle(NotifySlot *slot, WorkerClock *wc, TimestampTz now)
 {
-	long		timeout = NOTIFY_IDLE_EXIT_MS - TimestampDifferenceMilliseconds(wc->idle_since, now);
+	long		timeout = PL_WORKER_IDLE_EXIT_MS - TimestampDifferenceMilliseconds(wc->idle_since, now);
 
 	if (timeout > 0)
 		return timeout;

@@ -21,8 +21,25 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "tcop/tcopprot.h"
+#include "utils/timestamp.h"
 
 #include "workers.h"
+
+/*
+ * Under the lock of a worker's shared state (wanted, pid, registered_at):
+ * true, and the worker marked wanted now, when the caller is to start it
+ * (nobody wants it yet, or its registration timed out without it running).
+ */
+bool
+PlWorkerClaimStart(bool *wanted, pid_t pid, TimestampTz *registered_at, TimestampTz now)
+{
+	if (*wanted &&
+		!(pid == 0 && TimestampDifferenceExceeds(*registered_at, now, PL_WORKER_START_TIMEOUT_MS)))
+		return false;
+	*wanted = true;
+	*registered_at = now;
+	return true;
+}
 
 /*
  * Registers a worker of this database running payledger's function, named
